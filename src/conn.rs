@@ -1,0 +1,517 @@
+//! One client connection as an explicit state machine.
+//!
+//! A connection is always in one [`State`]:
+//!
+//! ```text
+//!            ┌──────────────── keep-alive: next request ─────────────────┐
+//!            ▼                                                           │
+//!   ReadingHead ──head parsed──▶ (answer queued) ──▶ Sending ──all sent──┤
+//!       │    ▲                        │                                  │
+//!       │    └─ small answer, more ───┤                                  ▼
+//!       │       requests buffered     └─ body to drop ─▶ DiscardingBody  Closing ──▶ closed
+//!       └── bad head: error queued, close after it ──▶ Sending ──────────▲
+//! ```
+//!
+//! [`Connection::drive`] runs the machine as far as the socket allows: each
+//! `poll_*` method handles one state and either moves to the next state or says
+//! which readiness it is waiting for. It returns to the loop only after an
+//! operation reported `WouldBlock` — with edge-triggered readiness, that is the
+//! only moment it is safe to sleep on the socket.
+//!
+//! Backpressure: while a connection is sending, it does not read; while reading
+//! heads, it buffers at most one head's worth of bytes. A client that sends
+//! pipelined requests faster than it reads answers therefore stalls itself,
+//! not the server.
+
+use crate::http::request::{parse_head, BodyFraming, HeadError, Method, Parsed, MAX_HEAD_BYTES};
+use crate::http::response::{write_generated, Extra, Persistence};
+use crate::respond::{respond, Context, FileBody};
+use crate::site::Site;
+use log::{debug, info, log_enabled, trace, warn, Level};
+use mio::net::TcpStream;
+use mio::Interest;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+/// How many bytes one `read` asks for.
+const READ_CHUNK: usize = 4096;
+/// The input buffer never grows past this: one maximal head plus a read.
+const MAX_INPUT: usize = MAX_HEAD_BYTES + READ_CHUNK;
+/// A file body this small is copied right behind its head, so the two leave in
+/// one `write` and pipelined answers can share it too.
+const INLINE_BODY_MAX: u64 = 16 * 1024;
+/// How many file bytes are staged per `write` when streaming a larger body.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Pipelined answers are batched until this many bytes are queued.
+const FLUSH_AT: usize = 32 * 1024;
+/// Buffers bigger than this are freed when the connection goes idle.
+const IDLE_BUFFER_KEEP: usize = 8 * 1024;
+/// Most bytes read and dropped after the last answer before closing anyway.
+const MAX_LINGER_BYTES: u64 = 256 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading bytes until a whole request head is buffered.
+    ReadingHead,
+    /// Reading and dropping a request body nobody needs (a GET with a body),
+    /// so its bytes are never taken for the next request.
+    DiscardingBody { remaining: u64 },
+    /// Writing the queued answer bytes, then the file body, to the socket.
+    Sending,
+    /// The last answer is out: the write side is shut, and unread input is
+    /// drained so closing does not reset the connection under the client.
+    Closing { drained: u64 },
+}
+
+impl State {
+    /// A short name for logs and stats.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::ReadingHead => "reading-head",
+            State::DiscardingBody { .. } => "discarding-body",
+            State::Sending => "sending",
+            State::Closing { .. } => "closing",
+        }
+    }
+}
+
+/// What the loop should do with the connection after [`Connection::drive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Sleep until the socket has this readiness.
+    Wait(Interest),
+    /// Deregister and drop it.
+    Close,
+}
+
+/// The outcome of one `poll_*` step.
+enum Step {
+    /// Move to this state and keep going.
+    To(State),
+    /// Blocked: the socket said `WouldBlock` for this direction.
+    Wait(Interest),
+    /// The connection is over (peer closed, error, or all done).
+    Close(&'static str),
+}
+
+/// What the connection needs from the server to answer requests.
+pub struct Shared<'a> {
+    pub site: &'a Site,
+    /// The current `Date` header value.
+    pub date: &'a str,
+}
+
+/// One request's line in the access log, written once its answer is sent.
+struct AccessRecord {
+    method: Method,
+    target: String,
+    status: u16,
+    body_bytes: u64,
+    started: Instant,
+}
+
+/// A client connection: its socket, its state, and its buffers.
+pub struct Connection {
+    id: usize,
+    socket: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    /// Received bytes not yet parsed; allocated on first read.
+    input: Vec<u8>,
+    /// Answer bytes queued for the socket, sent from `output_sent` on.
+    output: Vec<u8>,
+    output_sent: usize,
+    /// The file part of the answer being sent, after `output`.
+    file: Option<FileBody>,
+    /// Close once the queued output is sent.
+    close_after_send: bool,
+    /// Access-log lines of the answers in `output`, when info logging is on.
+    pending_log: Vec<AccessRecord>,
+    opened: Instant,
+    requests: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Connection {
+    /// A fresh connection, waiting for its first request head.
+    pub fn new(id: usize, socket: TcpStream, peer: SocketAddr) -> Connection {
+        Connection {
+            id,
+            socket,
+            peer,
+            state: State::ReadingHead,
+            input: Vec::new(),
+            output: Vec::new(),
+            output_sent: 0,
+            file: None,
+            close_after_send: false,
+            pending_log: Vec::new(),
+            opened: Instant::now(),
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// The socket, for (de)registering with the poll.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Runs the state machine until it must wait for the socket or is done.
+    pub fn drive(&mut self, shared: &Shared) -> Next {
+        loop {
+            let step = match self.state {
+                State::ReadingHead => self.poll_reading_head(shared),
+                State::DiscardingBody { remaining } => self.poll_discarding_body(remaining),
+                State::Sending => self.poll_sending(),
+                State::Closing { drained } => self.poll_closing(drained),
+            };
+            match step {
+                Step::To(next) => {
+                    trace!("conn {}: {} -> {}", self.id, self.state.name(), next.name());
+                    self.state = next;
+                }
+                Step::Wait(interest) => return Next::Wait(interest),
+                Step::Close(why) => {
+                    self.log_pending(Some(why));
+                    debug!(
+                        "conn {} closed ({why}) after {:?}: {} requests, {} bytes in, {} bytes out",
+                        self.id,
+                        self.opened.elapsed(),
+                        self.requests,
+                        self.bytes_in,
+                        self.bytes_out
+                    );
+                    return Next::Close;
+                }
+            }
+        }
+    }
+
+    /// ReadingHead: parse a head from the buffer, or read more bytes.
+    fn poll_reading_head(&mut self, shared: &Shared) -> Step {
+        loop {
+            if !self.input.is_empty() {
+                match parse_head(&self.input) {
+                    Ok(Parsed::Complete(request, head_len)) => {
+                        self.input.drain(..head_len);
+                        return self.answer(request, shared);
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(error) => return self.reject(error, shared),
+                }
+            }
+            // Answers queued for earlier pipelined requests go out before we
+            // wait for more input: the client may be waiting for them.
+            if self.has_output() {
+                return Step::To(State::Sending);
+            }
+            self.release_idle_buffers();
+            match self.read_input(MAX_INPUT) {
+                Ok(0) if self.input.is_empty() => return Step::Close("peer closed"),
+                Ok(0) => return Step::Close("peer closed mid-head"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait(Interest::READABLE)
+                }
+                Err(_) => return Step::Close("read error"),
+            }
+        }
+    }
+
+    /// A whole head arrived: queue its answer and pick the next state.
+    fn answer(&mut self, request: crate::http::request::Request, shared: &Shared) -> Step {
+        self.requests += 1;
+        let started = Instant::now();
+        // A chunked body on a request that takes none cannot be skipped without
+        // decoding it; answering and then closing is the safe way out.
+        let keep_alive = request.keep_alive && request.body != BodyFraming::Chunked;
+        let ctx = Context {
+            site: shared.site,
+            date: shared.date,
+            persistence: Persistence {
+                keep_alive,
+                http10: request.minor_version == 0,
+            },
+        };
+        let reply = respond(&request, &ctx, &mut self.output);
+        trace!(
+            "conn {}: {} {} -> {} ({} body bytes)",
+            self.id,
+            request.method.as_str(),
+            request.target,
+            reply.status.code(),
+            reply.body_len
+        );
+        if log_enabled!(Level::Info) {
+            self.pending_log.push(AccessRecord {
+                method: request.method,
+                target: request.target,
+                status: reply.status.code(),
+                body_bytes: reply.body_len,
+                started,
+            });
+        }
+        self.close_after_send = !keep_alive;
+        if let Some(body) = reply.file {
+            if let Err(step) = self.queue_file(body) {
+                return step;
+            }
+        }
+        match request.body {
+            BodyFraming::Length(remaining) if keep_alive => {
+                Step::To(State::DiscardingBody { remaining })
+            }
+            _ if self.file.is_some() || self.close_after_send => Step::To(State::Sending),
+            _ if self.output.len() - self.output_sent >= FLUSH_AT => Step::To(State::Sending),
+            // Small answer queued: look for another pipelined request first.
+            _ => Step::To(State::ReadingHead),
+        }
+    }
+
+    /// A small body is copied behind its head now; a larger one is streamed.
+    fn queue_file(&mut self, body: FileBody) -> Result<(), Step> {
+        if body.remaining > INLINE_BODY_MAX {
+            self.file = Some(body);
+            return Ok(());
+        }
+        let start = self.output.len();
+        // remaining <= INLINE_BODY_MAX, so the cast cannot truncate.
+        self.output.resize(start + body.remaining as usize, 0);
+        match body
+            .file
+            .read_exact_at(&mut self.output[start..], body.offset)
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // The head is already queued, so no error status can follow it.
+                warn!("conn {}: reading a file failed: {error}", self.id);
+                Err(Step::Close("file read error"))
+            }
+        }
+    }
+
+    /// The head was bad: queue the error answer and close after it.
+    fn reject(&mut self, error: HeadError, shared: &Shared) -> Step {
+        self.requests += 1;
+        debug!(
+            "conn {}: rejected head: {} {}",
+            self.id,
+            error.status.code(),
+            error.reason
+        );
+        self.input.clear();
+        let persistence = Persistence {
+            keep_alive: false,
+            http10: false,
+        };
+        let body_bytes = write_generated(
+            &mut self.output,
+            error.status,
+            error.reason,
+            Extra::None,
+            shared.date,
+            persistence,
+            false,
+        );
+        if log_enabled!(Level::Info) {
+            self.pending_log.push(AccessRecord {
+                method: Method::Get,
+                target: String::from("-"),
+                status: error.status.code(),
+                body_bytes,
+                started: Instant::now(),
+            });
+        }
+        self.close_after_send = true;
+        Step::To(State::Sending)
+    }
+
+    /// DiscardingBody: drop buffered body bytes, then read and drop more.
+    fn poll_discarding_body(&mut self, mut remaining: u64) -> Step {
+        loop {
+            let buffered = self
+                .input
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            self.input.drain(..buffered);
+            remaining -= buffered as u64;
+            if remaining == 0 {
+                return Step::To(State::ReadingHead);
+            }
+            self.state = State::DiscardingBody { remaining };
+            match self.read_input(MAX_INPUT) {
+                Ok(0) => return Step::Close("peer closed mid-body"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait(Interest::READABLE)
+                }
+                Err(_) => return Step::Close("read error"),
+            }
+        }
+    }
+
+    /// Sending: write queued bytes, topping them up from the file body.
+    fn poll_sending(&mut self) -> Step {
+        loop {
+            if let Err(step) = self.stage_file_chunk() {
+                return step;
+            }
+            if !self.has_output() {
+                self.output.clear();
+                self.output_sent = 0;
+                self.log_pending(None);
+                return if self.close_after_send {
+                    Step::To(State::Closing { drained: 0 })
+                } else {
+                    Step::To(State::ReadingHead)
+                };
+            }
+            match self.socket.write(&self.output[self.output_sent..]) {
+                Ok(0) => return Step::Close("write returned 0"),
+                Ok(written) => {
+                    self.output_sent += written;
+                    self.bytes_out += written as u64;
+                    if self.has_output() {
+                        trace!("conn {}: partial write of {written} bytes", self.id);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait(Interest::WRITABLE)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close("peer gone while sending"),
+            }
+        }
+    }
+
+    /// When the queued bytes run low and a file body is pending, reads its next
+    /// chunk behind them, so a head and the first body bytes share a `write`.
+    fn stage_file_chunk(&mut self) -> Result<(), Step> {
+        let Some(body) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if self.output.len() - self.output_sent >= FILE_CHUNK / 2 {
+            return Ok(());
+        }
+        self.output.drain(..self.output_sent);
+        self.output_sent = 0;
+        let start = self.output.len();
+        let want = usize::try_from(body.remaining).map_or(FILE_CHUNK, |r| r.min(FILE_CHUNK));
+        self.output.resize(start + want, 0);
+        let read = body.file.read_at(&mut self.output[start..], body.offset);
+        let got = *read.as_ref().unwrap_or(&0);
+        self.output.truncate(start + got);
+        match read {
+            Ok(0) => {
+                warn!("conn {}: file shrank while being sent", self.id);
+                Err(Step::Close("file shrank"))
+            }
+            Ok(_) => {
+                body.offset += got as u64;
+                body.remaining -= got as u64;
+                if body.remaining == 0 {
+                    self.file = None;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                warn!("conn {}: reading a file failed: {error}", self.id);
+                Err(Step::Close("file read error"))
+            }
+        }
+    }
+
+    /// Closing: shut our side, then drain what the client still sends, so the
+    /// kernel does not answer unread data with a reset that could destroy the
+    /// last answer before the client has read it.
+    fn poll_closing(&mut self, mut drained: u64) -> Step {
+        if drained == 0 {
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
+        self.input.clear();
+        loop {
+            match self.read_input(READ_CHUNK) {
+                Ok(0) => return Step::Close("done"),
+                Ok(n) => {
+                    self.input.clear();
+                    drained += n as u64;
+                    if drained > MAX_LINGER_BYTES {
+                        return Step::Close("client kept sending after the last answer");
+                    }
+                    self.state = State::Closing { drained };
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Nothing unread: closing now cannot reset the answer.
+                    return if drained == 0 {
+                        Step::Close("done")
+                    } else {
+                        Step::Wait(Interest::READABLE)
+                    };
+                }
+                Err(_) => return Step::Close("done"),
+            }
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        self.output_sent < self.output.len() || self.file.is_some()
+    }
+
+    /// Reads once into the input buffer, never past `limit` bytes in all.
+    fn read_input(&mut self, limit: usize) -> io::Result<usize> {
+        let have = self.input.len();
+        let room = limit.saturating_sub(have).min(READ_CHUNK);
+        if room == 0 {
+            // Only reached when a caller asks for more than it allows itself.
+            return Err(io::Error::other("input buffer full"));
+        }
+        self.input.resize(have + room, 0);
+        let result = loop {
+            match self.socket.read(&mut self.input[have..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let got = *result.as_ref().unwrap_or(&0);
+        self.input.truncate(have + got);
+        self.bytes_in += got as u64;
+        result
+    }
+
+    /// An idle keep-alive connection keeps no large buffer.
+    fn release_idle_buffers(&mut self) {
+        if self.output.capacity() > IDLE_BUFFER_KEEP && self.output.is_empty() {
+            self.output = Vec::new();
+        }
+        if self.input.capacity() > IDLE_BUFFER_KEEP && self.input.is_empty() {
+            self.input = Vec::new();
+        }
+    }
+
+    /// Writes the access-log lines of the answers just sent (or abandoned).
+    fn log_pending(&mut self, aborted: Option<&str>) {
+        for record in self.pending_log.drain(..) {
+            let suffix = aborted.map_or(String::new(), |why| format!(" (aborted: {why})"));
+            info!(
+                "{} \"{} {}\" {} {} {:.3}ms{suffix}",
+                self.peer,
+                record.method.as_str(),
+                record.target,
+                record.status,
+                record.body_bytes,
+                record.started.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Deciding what a GET or HEAD of a file answers, from its validators and the
+//! request's `Range` and conditional headers — no file is opened here.
+//!
+//! The order follows RFC 9110 §13.2.2: `If-None-Match` (or, without it,
+//! `If-Modified-Since`) may turn the answer into 304; then `If-Range` decides
+//! whether `Range` is looked at; then `Range` picks 206, 416 or the whole file.
+//!
+//! One choice is rill's own: a `Range` with several ranges is answered with the
+//! whole file (200), which RFC 9110 §14.2 allows. Browsers and download
+//! managers ask for one range; multipart/byteranges would add a second framing
+//! path for almost no client.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the server knows about a file's version, for conditional requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validators {
+    /// A strong entity tag, quotes included, e.g. `"1a2b-5f3e9c-400"`.
+    pub etag: String,
+    /// Last modification, in whole seconds since the epoch (HTTP dates have no
+    /// finer resolution, so comparisons are made at this one).
+    pub modified_secs: u64,
+}
+
+impl Validators {
+    /// Builds the validators from what `stat` says: inode, modification time
+    /// (seconds and nanoseconds) and size. A file replaced by rename gets a new
+    /// inode, and a file rewritten in place a new mtime, so either changes the tag.
+    pub fn new(inode: u64, modified: SystemTime, size: u64) -> Validators {
+        let since = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Validators {
+            etag: format!(
+                "\"{:x}-{:x}{:08x}-{:x}\"",
+                inode,
+                since.as_secs(),
+                since.subsec_nanos(),
+                size
+            ),
+            modified_secs: since.as_secs(),
+        }
+    }
+
+    /// The `Last-Modified` value.
+    pub fn last_modified(&self) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.modified_secs))
+    }
+}
+
+/// The request headers that bear on the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preconditions<'a> {
+    pub range: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+    pub if_modified_since: Option<&'a str>,
+    pub if_range: Option<&'a str>,
+}
+
+/// The answer for a file of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAnswer {
+    /// 200 with the whole file.
+    Full,
+    /// 206 with bytes `start..=end`.
+    Partial { start: u64, end: u64 },
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 416: the one range asked for lies beyond the end.
+    Unsatisfiable,
+}
+
+/// Decides the answer to a GET or HEAD of a file.
+pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAnswer {
+    if let Some(tags) = pre.if_none_match {
+        if etag_list_matches(tags, &validators.etag) {
+            return FileAnswer::NotModified;
+        }
+    } else if let Some(since) = pre.if_modified_since.and_then(parse_date_secs) {
+        if validators.modified_secs <= since {
+            return FileAnswer::NotModified;
+        }
+    }
+    let Some(range) = pre.range else {
+        return FileAnswer::Full;
+    };
+    if let Some(condition) = pre.if_range {
+        if !if_range_holds(condition, validators) {
+            return FileAnswer::Full;
+        }
+    }
+    match parse_range(range, size) {
+        RangeSpec::Ignored => FileAnswer::Full,
+        RangeSpec::Unsatisfiable => FileAnswer::Unsatisfiable,
+        RangeSpec::Bytes { start, end } => FileAnswer::Partial { start, end },
+    }
+}
+
+/// One `Range` header, resolved against a size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeSpec {
+    /// Bad syntax, another unit, or several ranges: answer as if absent.
+    Ignored,
+    Unsatisfiable,
+    Bytes {
+        start: u64,
+        end: u64,
+    },
+}
+
+fn parse_range(header: &str, size: u64) -> RangeSpec {
+    let Some((unit, spec)) = header.split_once('=') else {
+        return RangeSpec::Ignored;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return RangeSpec::Ignored;
+    }
+    let spec = spec.trim();
+    if spec.contains(',') {
+        return RangeSpec::Ignored;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeSpec::Ignored;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    match (parse_digits(first), parse_digits(last)) {
+        // bytes=-N: the last N bytes.
+        (None, Some(suffix)) if first.is_empty() => {
+            if suffix == 0 || size == 0 {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Bytes {
+                    start: size.saturating_sub(suffix),
+                    end: size - 1,
+                }
+            }
+        }
+        // bytes=A-
+        (Some(start), None) if last.is_empty() => {
+            if start >= size {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Bytes {
+                    start,
+                    end: size - 1,
+                }
+            }
+        }
+        // bytes=A-B
+        (Some(start), Some(end)) if start <= end => {
+            if start >= size {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Bytes {
+                    start,
+                    end: end.min(size - 1),
+                }
+            }
+        }
+        _ => RangeSpec::Ignored,
+    }
+}
+
+fn parse_digits(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn parse_date_secs(text: &str) -> Option<u64> {
+    let date = httpdate::parse_http_date(text).ok()?;
+    Some(date.duration_since(UNIX_EPOCH).ok()?.as_secs())
+}
+
+/// `If-Range` holds when its strong entity tag equals ours, or its date equals
+/// our `Last-Modified` exactly (RFC 9110 §13.1.5).
+fn if_range_holds(condition: &str, validators: &Validators) -> bool {
+    if condition.starts_with('"') {
+        condition == validators.etag
+    } else if condition.starts_with("W/") {
+        false
+    } else {
+        parse_date_secs(condition) == Some(validators.modified_secs)
+    }
+}
+
+/// Weak comparison of our tag against an `If-None-Match` list, or `*`.
+fn etag_list_matches(list: &str, ours: &str) -> bool {
+    if list.trim() == "*" {
+        return true;
+    }
+    let ours = ours.strip_prefix("W/").unwrap_or(ours);
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return false;
+        }
+        let tag_start = rest.strip_prefix("W/").unwrap_or(rest);
+        if !tag_start.starts_with('"') {
+            return false; // malformed list: no match, so the full answer is sent
+        }
+        let Some(close) = tag_start[1..].find('"') else {
+            return false;
+        };
+        let tag = &tag_start[..close + 2];
+        if tag == ours {
+            return true;
+        }
+        rest = &tag_start[close + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validators() -> Validators {
+        Validators {
+            etag: "\"abc\"".to_owned(),
+            modified_secs: 784111777, // Sun, 06 Nov 1994 08:49:37 GMT
+        }
+    }
+
+    fn range(header: &str, size: u64) -> FileAnswer {
+        let pre = Preconditions {
+            range: Some(header),
+            ..Default::default()
+        };
+        decide(&pre, &validators(), size)
+    }
+
+    #[test]
+    fn single_ranges() {
+        use FileAnswer::*;
+        assert_eq!(range("bytes=0-9", 100), Partial { start: 0, end: 9 });
+        assert_eq!(range("bytes=90-", 100), Partial { start: 90, end: 99 });
+        assert_eq!(range("bytes=-10", 100), Partial { start: 90, end: 99 });
+        assert_eq!(range("bytes=-1000", 100), Partial { start: 0, end: 99 });
+        assert_eq!(range("bytes=50-1000", 100), Partial { start: 50, end: 99 });
+        assert_eq!(range("BYTES = 5-5", 100), Partial { start: 5, end: 5 });
+    }
+
+    #[test]
+    fn unsatisfiable_ranges() {
+        assert_eq!(range("bytes=100-", 100), FileAnswer::Unsatisfiable);
+        assert_eq!(range("bytes=100-200", 100), FileAnswer::Unsatisfiable);
+        assert_eq!(range("bytes=-0", 100), FileAnswer::Unsatisfiable);
+        assert_eq!(range("bytes=0-", 0), FileAnswer::Unsatisfiable);
+        assert_eq!(range("bytes=-5", 0), FileAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn invalid_or_multiple_ranges_are_ignored() {
+        for header in [
+            "bytes=9-0",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=",
+            "bytes 0-9",
+            "items=0-9",
+            "bytes=0-9,20-29",
+            "bytes=+1-2",
+            "bytes=1--2",
+            "bytes=99999999999999999999999-",
+        ] {
+            assert_eq!(range(header, 100), FileAnswer::Full, "{header}");
+        }
+    }
+
+    #[test]
+    fn if_none_match() {
+        let v = validators();
+        let with = |tags| Preconditions {
+            if_none_match: Some(tags),
+            ..Default::default()
+        };
+        for matching in [
+            "\"abc\"",
+            "W/\"abc\"",
+            "\"x\", \"abc\"",
+            "*",
+            "\"a,b\",\"abc\"",
+        ] {
+            assert_eq!(
+                decide(&with(matching), &v, 10),
+                FileAnswer::NotModified,
+                "{matching}"
+            );
+        }
+        for other in ["\"abd\"", "abc", "\"x\"", ""] {
+            assert_eq!(decide(&with(other), &v, 10), FileAnswer::Full, "{other}");
+        }
+    }
+
+    #[test]
+    fn if_modified_since() {
+        let v = validators();
+        let with = |date| Preconditions {
+            if_modified_since: Some(date),
+            ..Default::default()
+        };
+        let same = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let later = "Sun, 06 Nov 1994 08:49:38 GMT";
+        let earlier = "Sun, 06 Nov 1994 08:49:36 GMT";
+        assert_eq!(decide(&with(same), &v, 10), FileAnswer::NotModified);
+        assert_eq!(decide(&with(later), &v, 10), FileAnswer::NotModified);
+        assert_eq!(decide(&with(earlier), &v, 10), FileAnswer::Full);
+        assert_eq!(decide(&with("yesterday"), &v, 10), FileAnswer::Full);
+        // If-None-Match takes precedence: a non-matching tag means a full answer.
+        let both = Preconditions {
+            if_none_match: Some("\"other\""),
+            if_modified_since: Some(later),
+            ..Default::default()
+        };
+        assert_eq!(decide(&both, &v, 10), FileAnswer::Full);
+    }
+
+    #[test]
+    fn if_range() {
+        let v = validators();
+        let with = |condition| Preconditions {
+            range: Some("bytes=0-0"),
+            if_range: Some(condition),
+            ..Default::default()
+        };
+        let partial = FileAnswer::Partial { start: 0, end: 0 };
+        assert_eq!(decide(&with("\"abc\""), &v, 10), partial);
+        assert_eq!(
+            decide(&with("Sun, 06 Nov 1994 08:49:37 GMT"), &v, 10),
+            partial
+        );
+        assert_eq!(decide(&with("\"old\""), &v, 10), FileAnswer::Full);
+        assert_eq!(decide(&with("W/\"abc\""), &v, 10), FileAnswer::Full);
+        assert_eq!(
+            decide(&with("Sun, 06 Nov 1994 08:49:36 GMT"), &v, 10),
+            FileAnswer::Full
+        );
+    }
+
+    #[test]
+    fn etag_changes_with_any_validator() {
+        let t = UNIX_EPOCH + Duration::new(1000, 5);
+        let base = Validators::new(7, t, 10);
+        assert_ne!(base.etag, Validators::new(8, t, 10).etag);
+        assert_ne!(
+            base.etag,
+            Validators::new(7, t + Duration::new(0, 1), 10).etag
+        );
+        assert_ne!(base.etag, Validators::new(7, t, 11).etag);
+        assert!(base.etag.starts_with('"') && base.etag.ends_with('"'));
+        assert_eq!(base.last_modified(), "Thu, 01 Jan 1970 00:16:40 GMT");
+    }
+}

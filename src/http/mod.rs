@@ -1,0 +1,7 @@
+//! The sans-IO HTTP/1.1 core: bytes in, decisions and bytes out. Nothing in
+//! here knows about sockets, files or the loop, so all of it is unit-tested and
+//! fuzzed on byte slices.
+
+pub mod conditional;
+pub mod request;
+pub mod response;

@@ -1,0 +1,561 @@
+//! Parsing a request head from bytes: the first sans-IO step of every request.
+//!
+//! [`parse_head`] takes whatever the connection has buffered so far and answers
+//! one of three things: "not complete yet", "here is a request and the number of
+//! bytes its head used", or "this is bad input, answer with this status". It
+//! never touches a socket, so every rule below is tested on byte slices.
+//!
+//! The rules are those of RFC 9112 that a file server has to enforce itself:
+//! head and request-target size limits, exactly one `Host` on HTTP/1.1, framing
+//! that cannot be read two ways (request smuggling), and `Connection` handling.
+
+use super::response::Status;
+
+/// Largest request head accepted; a longer one is answered with 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Longest request-target accepted; a longer one is answered with 414.
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+/// Most header fields accepted in one head; more is answered with 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// The request methods rill knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Trace,
+    Connect,
+}
+
+impl Method {
+    fn from_bytes(name: &str) -> Option<Method> {
+        Some(match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => return None,
+        })
+    }
+
+    /// The method's name as it appears on the request line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+        }
+    }
+}
+
+/// How the request says its body is framed (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: no `Content-Length` and no `Transfer-Encoding`.
+    None,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head, owning the few header values rill acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    /// The request-target in origin form (`/path?query`), still percent-encoded.
+    /// An absolute-form target (`http://host/path`) is reduced to its path here.
+    pub target: String,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the client allows the connection to stay open after this response.
+    pub keep_alive: bool,
+    pub body: BodyFraming,
+    pub range: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub if_range: Option<String>,
+    pub expect: Option<String>,
+}
+
+/// Why a head could not be accepted: the status to answer with and a short reason
+/// for the body and the log. After any of these the connection is closed, since
+/// its framing can no longer be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: Status,
+    pub reason: &'static str,
+}
+
+fn reject(status: Status, reason: &'static str) -> HeadError {
+    HeadError { status, reason }
+}
+
+/// The outcome of looking at the bytes buffered so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed; nothing is consumed.
+    Partial,
+    /// A whole head: the request, and how many bytes of the buffer it took.
+    Complete(Request, usize),
+}
+
+/// Parses one request head from the start of `buf`.
+///
+/// Leading empty lines are skipped (RFC 9112 §2.2 lets a server ignore them, and
+/// some clients send a stray CRLF after a body).
+pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = match req.parse(buf) {
+        Ok(status) => status,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                Status::HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ))
+        }
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(reject(Status::BAD_REQUEST, "malformed request head")),
+    };
+    let head_len = match status {
+        httparse::Status::Partial => return partial_verdict(buf),
+        httparse::Status::Complete(len) => len,
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(reject(
+            Status::HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ));
+    }
+    // httparse fills these in whenever it returns Complete.
+    let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(reject(Status::BAD_REQUEST, "malformed request line"));
+    };
+    if path.len() > MAX_TARGET_BYTES {
+        return Err(reject(Status::URI_TOO_LONG, "request-target too long"));
+    }
+    let method = Method::from_bytes(method)
+        .ok_or_else(|| reject(Status::NOT_IMPLEMENTED, "unknown method"))?;
+    let target = origin_form(method, path)?;
+
+    let mut host_count = 0;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut request = Request {
+        method,
+        target,
+        minor_version,
+        keep_alive: false,
+        body: BodyFraming::None,
+        range: None,
+        if_none_match: None,
+        if_modified_since: None,
+        if_range: None,
+        expect: None,
+    };
+    for header in req.headers.iter() {
+        let name = header.name;
+        let value = header.value;
+        if name.eq_ignore_ascii_case("host") {
+            host_count += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let length = parse_content_length(value)?;
+            if content_length.is_some_and(|seen| seen != length) {
+                return Err(reject(Status::BAD_REQUEST, "conflicting Content-Length"));
+            }
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if transfer_encoding.is_some() {
+                // Joining repeated fields would be legal, but nothing honest sends
+                // them and they are a classic smuggling vector.
+                return Err(reject(Status::BAD_REQUEST, "repeated Transfer-Encoding"));
+            }
+            transfer_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in comma_list(value) {
+                conn_close |= token.eq_ignore_ascii_case(b"close");
+                conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("range") {
+            request.range = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            request.if_none_match = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            request.if_modified_since = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("if-range") {
+            request.if_range = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("expect") {
+            request.expect = Some(text_value(value)?);
+        }
+    }
+    if minor_version == 1 && host_count != 1 {
+        return Err(reject(
+            Status::BAD_REQUEST,
+            "HTTP/1.1 needs exactly one Host",
+        ));
+    }
+    if host_count > 1 {
+        return Err(reject(Status::BAD_REQUEST, "repeated Host"));
+    }
+    request.body = match (content_length, transfer_encoding) {
+        (Some(_), Some(_)) => {
+            return Err(reject(
+                Status::BAD_REQUEST,
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (Some(0), None) | (None, None) => BodyFraming::None,
+        (Some(length), None) => BodyFraming::Length(length),
+        (None, Some(codings)) => {
+            if minor_version == 0 {
+                return Err(reject(Status::BAD_REQUEST, "Transfer-Encoding in HTTP/1.0"));
+            }
+            transfer_coding(codings)?
+        }
+    };
+    request.keep_alive = match minor_version {
+        1 => !conn_close,
+        _ => conn_keep_alive && !conn_close,
+    };
+    Ok(Parsed::Complete(request, head_len))
+}
+
+/// An incomplete head is fine unless it is already over a limit: then it will
+/// never be accepted, and waiting for the rest would only let a client make us
+/// buffer without end.
+fn partial_verdict(buf: &[u8]) -> Result<Parsed, HeadError> {
+    let request_line_done = buf.contains(&b'\n');
+    if !request_line_done && buf.len() > MAX_TARGET_BYTES + 64 {
+        return Err(reject(Status::URI_TOO_LONG, "request-target too long"));
+    }
+    if buf.len() > MAX_HEAD_BYTES {
+        return Err(reject(
+            Status::HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ));
+    }
+    Ok(Parsed::Partial)
+}
+
+/// httparse calls any version other than 1.0 and 1.1 an error. A well-formed
+/// `HTTP/d.d` gets 505; anything else is plain garbage, 400.
+fn version_error(buf: &[u8]) -> HeadError {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            reject(Status::VERSION_NOT_SUPPORTED, "HTTP version not supported")
+        }
+        _ => reject(Status::BAD_REQUEST, "malformed request line"),
+    }
+}
+
+/// Reduces the request-target to origin form (RFC 9112 §3.2).
+fn origin_form(method: Method, target: &str) -> Result<String, HeadError> {
+    if target.starts_with('/') {
+        return Ok(target.to_owned());
+    }
+    if method == Method::Connect {
+        // authority-form; rill is no proxy, the method answer (405) says so.
+        return Ok(target.to_owned());
+    }
+    if target == "*" {
+        return match method {
+            Method::Options => Ok(target.to_owned()),
+            _ => Err(reject(Status::BAD_REQUEST, "asterisk-form needs OPTIONS")),
+        };
+    }
+    // absolute-form: a server must accept it (§3.2.2) and use its path.
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        return Err(reject(Status::BAD_REQUEST, "invalid request-target"));
+    };
+    match rest.find(['/', '?']) {
+        Some(at) if rest.as_bytes()[at] == b'/' => Ok(rest[at..].to_owned()),
+        Some(at) => Ok(format!("/{}", &rest[at..])),
+        None => Ok("/".to_owned()),
+    }
+}
+
+/// `Content-Length` is 1*DIGIT: no sign, no hex, no spaces inside, no overflow.
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let bad = || reject(Status::BAD_REQUEST, "invalid Content-Length");
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    value
+        .iter()
+        .try_fold(0u64, |acc, &digit| {
+            acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .ok_or_else(bad)
+}
+
+/// Only `chunked` alone is a framing rill can read; `chunked` must be last
+/// (RFC 9112 §6.3), and any other coding is not implemented.
+fn transfer_coding(value: &[u8]) -> Result<BodyFraming, HeadError> {
+    let codings: Vec<&[u8]> = comma_list(value).collect();
+    match codings.as_slice() {
+        [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(BodyFraming::Chunked),
+        [] => Err(reject(Status::BAD_REQUEST, "empty Transfer-Encoding")),
+        [.., last] if !last.eq_ignore_ascii_case(b"chunked") => Err(reject(
+            Status::BAD_REQUEST,
+            "Transfer-Encoding does not end in chunked",
+        )),
+        _ => Err(reject(
+            Status::NOT_IMPLEMENTED,
+            "unsupported transfer-coding",
+        )),
+    }
+}
+
+fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+fn text_value(value: &[u8]) -> Result<String, HeadError> {
+    std::str::from_utf8(value)
+        .map(|text| text.trim().to_owned())
+        .map_err(|_| reject(Status::BAD_REQUEST, "header value is not text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Request, HeadError> {
+        match parse_head(raw.as_bytes())? {
+            Parsed::Complete(req, len) => {
+                assert_eq!(len, raw.len(), "head length");
+                Ok(req)
+            }
+            Parsed::Partial => panic!("partial: {raw:?}"),
+        }
+    }
+
+    fn status_of(raw: &str) -> u16 {
+        parse(raw).expect_err("should be rejected").status.code()
+    }
+
+    #[test]
+    fn simple_get() {
+        let req = parse("GET /a/b?c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(req.method, Method::Get);
+        assert_eq!(req.target, "/a/b?c");
+        assert!(req.keep_alive);
+        assert_eq!(req.body, BodyFraming::None);
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\n";
+        for end in 0..raw.len() {
+            assert_eq!(parse_head(&raw[..end]), Ok(Parsed::Partial), "prefix {end}");
+        }
+    }
+
+    #[test]
+    fn head_length_excludes_pipelined_bytes() {
+        let raw = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n";
+        match parse_head(raw).unwrap() {
+            Parsed::Complete(req, len) => {
+                assert_eq!(req.target, "/1");
+                assert_eq!(&raw[len..], b"GET /2 HTTP/1.1\r\n");
+            }
+            Parsed::Partial => panic!("partial"),
+        }
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let http10 = parse("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!http10.keep_alive);
+        let http10_ka = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+        assert!(http10_ka.keep_alive);
+        let close = parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n").unwrap();
+        assert!(!close.keep_alive);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(status_of("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            400
+        );
+        assert!(parse("GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let h = "GET / HTTP/1.1\r\nHost: x\r\n";
+        assert_eq!(
+            parse(&format!("{h}Content-Length: 5\r\n\r\n"))
+                .unwrap()
+                .body,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            parse(&format!(
+                "{h}Content-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            ))
+            .unwrap()
+            .body,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            parse(&format!("{h}Transfer-Encoding: chunked\r\n\r\n"))
+                .unwrap()
+                .body,
+            BodyFraming::Chunked
+        );
+        for bad in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 0x10\r\n",
+            "Content-Length: 99999999999999999999\r\n",
+            "Content-Length: 18446744073709551616\r\n",
+            "Content-Length: 1 2\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(status_of(&format!("{h}{bad}\r\n")), 400, "{bad:?}");
+        }
+        assert_eq!(
+            status_of(&format!("{h}Transfer-Encoding: gzip, chunked\r\n\r\n")),
+            501
+        );
+        assert_eq!(
+            status_of("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn methods_and_versions() {
+        assert_eq!(status_of("BREW / HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+        assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status_of("GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status_of("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status_of("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status_of("GET /\r\n\r\n"), 400);
+        assert_eq!(
+            status_of("\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn target_forms() {
+        let abs = parse("GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(abs.unwrap().target, "/a?b");
+        let bare = parse("GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(bare.unwrap().target, "/");
+        assert_eq!(status_of("GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(
+            parse("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap()
+                .target,
+            "*"
+        );
+        assert_eq!(status_of("GET foo HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        let connect = parse("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(connect.unwrap().method, Method::Connect);
+    }
+
+    #[test]
+    fn size_limits() {
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status_of(&long_target), 414);
+        // A target too long to ever finish is refused before its line ends.
+        let unfinished = format!("GET /{}", "a".repeat(MAX_TARGET_BYTES + 100));
+        assert_eq!(
+            parse_head(unfinished.as_bytes()).unwrap_err().status.code(),
+            414
+        );
+        let big_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(17000));
+        assert_eq!(
+            parse_head(big_header.as_bytes()).unwrap_err().status.code(),
+            431
+        );
+        let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
+    }
+
+    #[test]
+    fn bad_header_bytes() {
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: x\r\nBad Name: a\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn conditional_headers_kept() {
+        let req = parse(
+            "GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-None-Match: \"a\"\r\n\
+             If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nIf-Range: \"a\"\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(req.range.as_deref(), Some("bytes=0-1"));
+        assert_eq!(req.if_none_match.as_deref(), Some("\"a\""));
+        assert_eq!(req.if_range.as_deref(), Some("\"a\""));
+        assert!(req.if_modified_since.is_some());
+    }
+
+    #[test]
+    fn leading_empty_lines_skipped() {
+        let raw = "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse(raw).unwrap().target, "/");
+    }
+}

@@ -1,0 +1,332 @@
+//! Rendering response heads and the short error answers, into a byte buffer.
+//!
+//! Everything here writes into a caller's `Vec<u8>` (the connection's output
+//! buffer), so a response head costs no allocation of its own and goes out in
+//! the same `write` as the start of its body. Every answer rill makes up itself
+//! — 301, 400, 404, 405, 500, ... — is written by [`write_generated`], one
+//! function, so they all look alike and all decide keep-alive the same way.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An HTTP status code with its reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Status(u16);
+
+impl Status {
+    pub const CONTINUE: Status = Status(100);
+    pub const OK: Status = Status(200);
+    pub const CREATED: Status = Status(201);
+    pub const NO_CONTENT: Status = Status(204);
+    pub const PARTIAL_CONTENT: Status = Status(206);
+    pub const MOVED_PERMANENTLY: Status = Status(301);
+    pub const NOT_MODIFIED: Status = Status(304);
+    pub const BAD_REQUEST: Status = Status(400);
+    pub const FORBIDDEN: Status = Status(403);
+    pub const NOT_FOUND: Status = Status(404);
+    pub const METHOD_NOT_ALLOWED: Status = Status(405);
+    pub const REQUEST_TIMEOUT: Status = Status(408);
+    pub const CONFLICT: Status = Status(409);
+    pub const LENGTH_REQUIRED: Status = Status(411);
+    pub const PAYLOAD_TOO_LARGE: Status = Status(413);
+    pub const URI_TOO_LONG: Status = Status(414);
+    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
+    pub const EXPECTATION_FAILED: Status = Status(417);
+    pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
+    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
+    pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+
+    /// The numeric code.
+    pub fn code(self) -> u16 {
+        self.0
+    }
+
+    /// The reason phrase sent on the status line.
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Continue",
+            200 => "OK",
+            201 => "Created",
+            204 => "No Content",
+            206 => "Partial Content",
+            301 => "Moved Permanently",
+            304 => "Not Modified",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            409 => "Conflict",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            416 => "Range Not Satisfiable",
+            417 => "Expectation Failed",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            505 => "HTTP Version Not Supported",
+            _ => "Unknown",
+        }
+    }
+
+    /// Whether a response with this status may carry a body (RFC 9110 §6.4.1).
+    pub fn allows_body(self) -> bool {
+        !(self.0 < 200 || self.0 == 204 || self.0 == 304)
+    }
+}
+
+/// The `Date` header value, rendered at most once per second.
+#[derive(Debug, Clone)]
+pub struct DateCache {
+    second: u64,
+    text: String,
+}
+
+impl DateCache {
+    /// A cache rendered for `now`.
+    pub fn new(now: SystemTime) -> DateCache {
+        let mut cache = DateCache {
+            second: u64::MAX,
+            text: String::new(),
+        };
+        cache.update(now);
+        cache
+    }
+
+    /// Re-renders only when the wall-clock second has changed.
+    pub fn update(&mut self, now: SystemTime) {
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+    }
+
+    /// The current `Date` value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// What the `Connection` header of a response has to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// The connection stays open after this response.
+    pub keep_alive: bool,
+    /// The request was HTTP/1.0, whose default is to close.
+    pub http10: bool,
+}
+
+/// Writes one response head into a buffer, field by field.
+///
+/// ```
+/// use rill::http::response::{HeadWriter, Persistence, Status};
+/// let mut out = Vec::new();
+/// let persistence = Persistence { keep_alive: true, http10: false };
+/// HeadWriter::start(&mut out, Status::OK, "Sun, 06 Nov 1994 08:49:37 GMT")
+///     .header("Content-Type", "text/plain")
+///     .content_length(5)
+///     .finish(persistence);
+/// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// assert!(out.ends_with(b"Content-Length: 5\r\n\r\n"));
+/// ```
+pub struct HeadWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> HeadWriter<'a> {
+    /// Writes the status line, `Server` and `Date`.
+    pub fn start(out: &'a mut Vec<u8>, status: Status, date: &str) -> HeadWriter<'a> {
+        // Writes into a Vec cannot fail; the results are ignored for that reason.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nServer: rill\r\nDate: {}\r\n",
+            status.code(),
+            status.reason(),
+            date
+        );
+        HeadWriter { out }
+    }
+
+    /// Adds a header field. Values come from rill itself, never raw from a client.
+    pub fn header(self, name: &str, value: &str) -> HeadWriter<'a> {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Adds a header field whose value is formatted.
+    pub fn header_fmt(self, name: &str, value: std::fmt::Arguments) -> HeadWriter<'a> {
+        let _ = write!(self.out, "{name}: {value}\r\n");
+        self
+    }
+
+    /// Adds `Content-Length`.
+    pub fn content_length(self, length: u64) -> HeadWriter<'a> {
+        self.header_fmt("Content-Length", format_args!("{length}"))
+    }
+
+    /// Adds the `Connection` header when the default for the version is not
+    /// what happens, and the blank line that ends the head.
+    pub fn finish(self, persistence: Persistence) {
+        match (persistence.keep_alive, persistence.http10) {
+            (false, false) => self.out.extend_from_slice(b"Connection: close\r\n"),
+            (true, true) => self.out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The one extra header a generated answer may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra<'a> {
+    None,
+    /// `Location`, with 301.
+    Location(&'a str),
+    /// `Allow`, with 405.
+    Allow(&'a str),
+    /// `Content-Range: bytes */SIZE`, with 416.
+    UnsatisfiedRange(u64),
+}
+
+/// Writes a complete generated answer: head and a one-line text body such as
+/// `404 Not Found: no such file`. Returns the body length. With `head_only`
+/// (a HEAD request) the body is left out but its length is still announced.
+pub fn write_generated(
+    out: &mut Vec<u8>,
+    status: Status,
+    detail: &str,
+    extra: Extra,
+    date: &str,
+    persistence: Persistence,
+    head_only: bool,
+) -> u64 {
+    let body_len = error_body_len(status, detail);
+    let mut head = HeadWriter::start(out, status, date)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .content_length(body_len as u64);
+    head = match extra {
+        Extra::None => head,
+        Extra::Location(url) => head.header("Location", url),
+        Extra::Allow(methods) => head.header("Allow", methods),
+        Extra::UnsatisfiedRange(size) => {
+            head.header_fmt("Content-Range", format_args!("bytes */{size}"))
+        }
+    };
+    head.finish(persistence);
+    if !head_only {
+        let _ = writeln!(out, "{} {}: {}", status.code(), status.reason(), detail);
+    }
+    body_len as u64
+}
+
+fn error_body_len(status: Status, detail: &str) -> usize {
+    // "{code} {reason}: {detail}\n"
+    3 + 1 + status.reason().len() + 2 + detail.len() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn text(out: &[u8]) -> &str {
+        std::str::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn connection_header_only_when_not_default() {
+        let cases = [
+            (true, false, None),
+            (false, false, Some("Connection: close")),
+            (true, true, Some("Connection: keep-alive")),
+            (false, true, None),
+        ];
+        for (keep_alive, http10, expected) in cases {
+            let mut out = Vec::new();
+            HeadWriter::start(&mut out, Status::OK, DATE)
+                .finish(Persistence { keep_alive, http10 });
+            let has_conn = text(&out).contains("Connection:");
+            assert_eq!(has_conn, expected.is_some());
+            if let Some(line) = expected {
+                assert!(text(&out).contains(line));
+            }
+            assert!(out.ends_with(b"\r\n\r\n"));
+        }
+    }
+
+    #[test]
+    fn error_answer_is_complete_and_length_is_exact() {
+        let mut out = Vec::new();
+        let persistence = Persistence {
+            keep_alive: false,
+            http10: false,
+        };
+        let len = write_generated(
+            &mut out,
+            Status::METHOD_NOT_ALLOWED,
+            "try GET",
+            Extra::Allow("GET, HEAD"),
+            DATE,
+            persistence,
+            false,
+        );
+        let response = text(&out);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(head.contains("\r\nAllow: GET, HEAD"));
+        assert!(head.contains(&format!("\r\nContent-Length: {len}")));
+        assert!(head.contains(&format!("\r\nDate: {DATE}")));
+        assert_eq!(body, "405 Method Not Allowed: try GET\n");
+        assert_eq!(body.len() as u64, len);
+    }
+
+    #[test]
+    fn error_answer_to_head_has_no_body() {
+        let mut out = Vec::new();
+        let persistence = Persistence {
+            keep_alive: true,
+            http10: false,
+        };
+        let len = write_generated(
+            &mut out,
+            Status::RANGE_NOT_SATISFIABLE,
+            "x",
+            Extra::UnsatisfiedRange(10),
+            DATE,
+            persistence,
+            true,
+        );
+        assert!(text(&out).contains("Content-Range: bytes */10\r\n"));
+        assert!(text(&out).contains(&format!("Content-Length: {len}\r\n")));
+        assert!(out.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn date_cache_rerenders_each_second_only() {
+        let t0 = UNIX_EPOCH + std::time::Duration::from_secs(784111777);
+        let mut cache = DateCache::new(t0);
+        assert_eq!(cache.as_str(), DATE);
+        cache.update(t0 + std::time::Duration::from_millis(999));
+        assert_eq!(cache.as_str(), DATE);
+        cache.update(t0 + std::time::Duration::from_secs(1));
+        assert_eq!(cache.as_str(), "Sun, 06 Nov 1994 08:49:38 GMT");
+    }
+
+    #[test]
+    fn bodiless_statuses() {
+        assert!(!Status::NOT_MODIFIED.allows_body());
+        assert!(!Status::NO_CONTENT.allows_body());
+        assert!(Status::NOT_FOUND.allows_body());
+    }
+}

@@ -1,0 +1,25 @@
+//! rill: a single-threaded HTTP/1.1 file server on a hand-rolled mio loop.
+//!
+//! Read it in this order:
+//!
+//! 1. [`server`] — the event loop: `Poll`, the listener, the slab of
+//!    connections, and the dispatch of readiness events.
+//! 2. [`conn`] — one connection as a state machine: reading a head, discarding
+//!    an unwanted body, sending an answer, closing.
+//! 3. [`respond`] — what a request is answered with, using the sans-IO pieces:
+//!    [`http::request`] (parsing heads), [`http::response`] (writing heads),
+//!    [`http::conditional`] (ranges, 304s), [`path`] (safe paths),
+//!    [`listing`] (directory pages) and [`mime`] (content types); and [`site`],
+//!    the file-system side of the served folder.
+//!
+//! [`config`] turns the command line into a [`config::Config`].
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod listing;
+pub mod mime;
+pub mod path;
+pub mod respond;
+pub mod server;
+pub mod site;

@@ -1,0 +1,80 @@
+//! The `rill` binary: parse the command line, bind, announce, run the loop.
+
+use rill::config::{parse_args, Command, USAGE};
+use rill::server::Server;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Serve(config)) => config,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("rill {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => return usage_error(&message),
+    };
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .init()
+    {
+        eprintln!("rill: cannot start logging: {e}");
+    }
+    raise_open_file_limit();
+    let mut server = match Server::bind(&config) {
+        Ok(server) => server,
+        Err(e) => {
+            let what = if config.root.is_dir() {
+                format!("cannot listen on {}", config.listen)
+            } else {
+                format!("cannot serve {}", config.root.display())
+            };
+            return usage_error(&format!("{what}: {e}"));
+        }
+    };
+    let addr = match server.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => return usage_error(&format!("cannot read the bound address: {e}")),
+    };
+    // The first line on stdout, flushed before serving: scripts wait for it.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on http://{addr}");
+    let _ = stdout.flush();
+    drop(stdout);
+    log::info!("serving {} on http://{addr}", config.root.display());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("rill: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// Each connection is a file descriptor; the soft limit (often 1024) would cap
+/// rill far below what the machine allows, so it is raised to the hard limit.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("could not raise the open-file limit");
+            }
+        }
+    }
+}

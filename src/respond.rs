@@ -1,0 +1,239 @@
+//! From a parsed request to its answer: the head (and any generated body)
+//! written into the connection's output buffer, plus the file part, if any, for
+//! the connection to stream.
+//!
+//! This is where the file server's rules meet: method checks, path decoding,
+//! directories (redirect, `index.html`, listing), and files with their
+//! conditional and range answers. The decisions themselves are made by the
+//! sans-IO pieces ([`crate::http::conditional`], [`crate::path`],
+//! [`crate::listing`]); this module only looks things up in the [`Site`] and
+//! writes the result.
+
+use crate::http::conditional::{decide, FileAnswer, Preconditions, Validators};
+use crate::http::request::{Method, Request};
+use crate::http::response::{write_generated, Extra, HeadWriter, Persistence, Status};
+use crate::listing;
+use crate::mime;
+use crate::path::RequestPath;
+use crate::site::{Found, Missing, Site};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
+
+/// The methods a file URL answers to.
+pub const ALLOWED: &str = "GET, HEAD";
+
+/// The part of a file still to be sent after the head.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: File,
+    /// Where the next byte comes from in the file.
+    pub offset: u64,
+    /// How many bytes are still to go.
+    pub remaining: u64,
+}
+
+/// What was queued for one request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: Status,
+    /// Body bytes the answer carries (already in the buffer, or in `file`).
+    pub body_len: u64,
+    /// A file body to stream after the buffered bytes.
+    pub file: Option<FileBody>,
+}
+
+/// Everything a request's answer depends on besides the request.
+pub struct Context<'a> {
+    pub site: &'a Site,
+    /// The current `Date` header value.
+    pub date: &'a str,
+    pub persistence: Persistence,
+}
+
+/// Writes the answer to `request` into `out` and returns what was queued.
+pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
+    let head_only = request.method == Method::Head;
+    let generated = |out: &mut Vec<u8>, status: Status, detail: &str, extra: Extra| Reply {
+        status,
+        body_len: write_generated(
+            out,
+            status,
+            detail,
+            extra,
+            ctx.date,
+            ctx.persistence,
+            head_only,
+        ),
+        file: None,
+    };
+    if !matches!(request.method, Method::Get | Method::Head) {
+        return generated(
+            out,
+            Status::METHOD_NOT_ALLOWED,
+            "this server only reads files",
+            Extra::Allow(ALLOWED),
+        );
+    }
+    if request
+        .expect
+        .as_deref()
+        .is_some_and(|expect| !expect.eq_ignore_ascii_case("100-continue"))
+    {
+        return generated(
+            out,
+            Status::EXPECTATION_FAILED,
+            "unknown expectation",
+            Extra::None,
+        );
+    }
+    let Ok(path) = RequestPath::parse(&request.target) else {
+        return generated(out, Status::NOT_FOUND, "no such file", Extra::None);
+    };
+    let found = ctx.site.find(&path).and_then(|found| match found {
+        Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir) {
+            Err(Missing::NotFound) => Ok(Found::Dir(dir)),
+            index => index,
+        },
+        other => Ok(other),
+    });
+    match found {
+        Ok(Found::File(file, meta)) => {
+            let name = match path.file_name() {
+                Some(name) if !path.trailing_slash => name,
+                _ => b"index.html",
+            };
+            file_reply(request, ctx, &path, name, file, &meta, out)
+        }
+        Ok(Found::Dir(_)) if !path.trailing_slash => {
+            let location = path.url(true);
+            generated(
+                out,
+                Status::MOVED_PERMANENTLY,
+                &location,
+                Extra::Location(&location),
+            )
+        }
+        Ok(Found::Dir(dir)) => match ctx.site.list(&dir) {
+            Ok(mut entries) => {
+                let title = percent_encoding::percent_decode_str(&path.url(true))
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let page = listing::render(&title, &mut entries);
+                HeadWriter::start(out, Status::OK, ctx.date)
+                    .header("Content-Type", "text/html; charset=utf-8")
+                    .header("Cache-Control", "no-cache")
+                    .content_length(page.len() as u64)
+                    .finish(ctx.persistence);
+                if !head_only {
+                    out.extend_from_slice(page.as_bytes());
+                }
+                Reply {
+                    status: Status::OK,
+                    body_len: page.len() as u64,
+                    file: None,
+                }
+            }
+            Err(missing) => missing_reply(missing, generated, out),
+        },
+        Err(missing) => missing_reply(missing, generated, out),
+    }
+}
+
+fn missing_reply(
+    missing: Missing,
+    generated: impl Fn(&mut Vec<u8>, Status, &str, Extra) -> Reply,
+    out: &mut Vec<u8>,
+) -> Reply {
+    match missing {
+        Missing::NotFound => generated(out, Status::NOT_FOUND, "no such file", Extra::None),
+        Missing::Forbidden => generated(out, Status::FORBIDDEN, "not readable", Extra::None),
+        Missing::Io(error) => {
+            log::warn!("file system error: {error}");
+            generated(
+                out,
+                Status::INTERNAL_SERVER_ERROR,
+                "file system error",
+                Extra::None,
+            )
+        }
+    }
+}
+
+/// 200, 206, 304 or 416 for a regular file.
+fn file_reply(
+    request: &Request,
+    ctx: &Context,
+    path: &RequestPath,
+    name: &[u8],
+    file: File,
+    meta: &Metadata,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let size = meta.len();
+    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+    let validators = Validators::new(meta.ino(), modified, size);
+    let preconditions = Preconditions {
+        range: request.range.as_deref(),
+        if_none_match: request.if_none_match.as_deref(),
+        if_modified_since: request.if_modified_since.as_deref(),
+        if_range: request.if_range.as_deref(),
+    };
+    let (status, start, len) = match decide(&preconditions, &validators, size) {
+        FileAnswer::Full => (Status::OK, 0, size),
+        FileAnswer::Partial { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
+        FileAnswer::NotModified => {
+            HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
+                .header("ETag", &validators.etag)
+                .header("Last-Modified", &validators.last_modified())
+                .finish(ctx.persistence);
+            return Reply {
+                status: Status::NOT_MODIFIED,
+                body_len: 0,
+                file: None,
+            };
+        }
+        FileAnswer::Unsatisfiable => {
+            let status = Status::RANGE_NOT_SATISFIABLE;
+            let body_len = write_generated(
+                out,
+                status,
+                "range outside the file",
+                Extra::UnsatisfiedRange(size),
+                ctx.date,
+                ctx.persistence,
+                request.method == Method::Head,
+            );
+            return Reply {
+                status,
+                body_len,
+                file: None,
+            };
+        }
+    };
+    let mut head = HeadWriter::start(out, status, ctx.date)
+        .header("Content-Type", mime::content_type(name))
+        .content_length(len)
+        .header("Last-Modified", &validators.last_modified())
+        .header("ETag", &validators.etag)
+        .header("Accept-Ranges", "bytes");
+    if status == Status::PARTIAL_CONTENT {
+        head = head.header_fmt(
+            "Content-Range",
+            format_args!("bytes {}-{}/{}", start, start + len - 1, size),
+        );
+    }
+    if path.download {
+        head = head.header("Content-Disposition", &mime::attachment(name));
+    }
+    head.finish(ctx.persistence);
+    let file = (request.method != Method::Head && len > 0).then_some(FileBody {
+        file,
+        offset: start,
+        remaining: len,
+    });
+    Reply {
+        status,
+        body_len: len,
+        file,
+    }
+}
