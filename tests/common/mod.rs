@@ -1,0 +1,194 @@
+//! Shared helpers for the integration tests: start the real `rill` binary on
+//! port 0, and speak HTTP/1.1 to it over plain sockets.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::Duration;
+
+/// A running `rill` process, killed when dropped.
+pub struct Rill {
+    child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Rill {
+    /// Starts rill on `root` with `--log-level warn` and any extra arguments.
+    pub fn start(root: &Path, extra: &[&str]) -> Rill {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--log-level", "warn"];
+        args.extend_from_slice(extra);
+        Rill::start_with(root, &args)
+    }
+
+    /// Starts rill on `root` with exactly these arguments (plus ROOT).
+    pub fn start_with(root: &Path, args: &[&str]) -> Rill {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(args)
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rill");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the announce line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .expect("address");
+        let stderr = child.stderr.take();
+        Rill {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// A new connection with generous timeouts so a hung server fails the test.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+
+    /// One GET on a fresh connection.
+    pub fn get(&self, target: &str) -> Response {
+        self.request(&format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    /// Sends raw request bytes on a fresh connection and reads one response.
+    pub fn request(&self, raw: &str) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let head_only = raw.starts_with("HEAD ");
+        read_response(&mut BufReader::new(stream), head_only).expect("a response")
+    }
+
+    /// Sends raw bytes and returns everything until the server closes.
+    pub fn raw(&self, raw: &[u8]) -> Vec<u8> {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        all
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the process and returns what it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Rill {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One parsed response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A header by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response framed by Content-Length (or by close, without one).
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> Option<Response> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = HashMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':')?;
+        let previous = headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+        assert!(previous.is_none(), "repeated header {name}");
+    }
+    let mut body = Vec::new();
+    let no_body = head_only || status == 304 || status == 204 || status < 200;
+    if !no_body {
+        match headers.get("content-length") {
+            Some(length) => {
+                body.resize(length.parse().ok()?, 0);
+                reader.read_exact(&mut body).ok()?;
+            }
+            None => {
+                reader.read_to_end(&mut body).ok()?;
+            }
+        }
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big files need no crate.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A temporary folder to serve.
+pub fn site() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rill-test-")
+        .tempdir()
+        .expect("temp dir")
+}

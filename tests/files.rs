@@ -1,0 +1,328 @@
+//! Serving files and folders: bodies, heads, types, ranges, 304s, listings and
+//! path safety, against the real binary.
+
+mod common;
+
+use common::{pseudo_random, site, Rill};
+use std::fs;
+
+#[test]
+fn small_and_large_files_arrive_byte_exact() {
+    let dir = site();
+    let small = pseudo_random(1024, 1);
+    let large = pseudo_random(20 * 1024 * 1024, 2);
+    fs::write(dir.path().join("1k.bin"), &small).unwrap();
+    fs::write(dir.path().join("20m.bin"), &large).unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+
+    let response = rill.get("/1k.bin");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), Some("1024"));
+    assert_eq!(response.body, small);
+
+    let response = rill.get("/20m.bin");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), Some("20971520"));
+    assert!(response.body == large, "20 MiB body differs");
+}
+
+#[test]
+fn head_has_the_get_headers_and_no_body() {
+    let dir = site();
+    fs::write(dir.path().join("page.html"), "<p>hi</p>").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let get = rill.get("/page.html");
+    let head = rill.request("HEAD /page.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(head.status, 200);
+    for name in ["content-length", "content-type", "etag", "last-modified"] {
+        assert_eq!(head.header(name), get.header(name), "{name}");
+    }
+    assert_eq!(head.header("accept-ranges"), Some("bytes"));
+    assert!(head.header("date").is_some());
+    // Nothing follows the head: the connection closes right after it.
+    let raw = rill.raw(b"HEAD /page.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(raw.ends_with(b"\r\n\r\n"), "HEAD sent a body");
+}
+
+#[test]
+fn content_types() {
+    let dir = site();
+    let cases = [
+        ("a.html", "text/html; charset=utf-8"),
+        ("a.txt", "text/plain; charset=utf-8"),
+        ("a.css", "text/css; charset=utf-8"),
+        ("a.mjs", "text/javascript; charset=utf-8"),
+        ("a.wasm", "application/wasm"),
+        ("a.webp", "image/webp"),
+        ("a.mp4", "video/mp4"),
+        ("a.svg", "image/svg+xml"),
+        ("a.unknown", "application/octet-stream"),
+    ];
+    for (name, _) in cases {
+        fs::write(dir.path().join(name), "x").unwrap();
+    }
+    let rill = Rill::start(dir.path(), &[]);
+    for (name, expected) in cases {
+        let response = rill.get(&format!("/{name}"));
+        assert_eq!(response.header("content-type"), Some(expected), "{name}");
+    }
+}
+
+#[test]
+fn ranges() {
+    let dir = site();
+    let data: Vec<u8> = (0..100u8).collect();
+    fs::write(dir.path().join("r.bin"), &data).unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let ranged = |range: &str| {
+        rill.request(&format!(
+            "GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n"
+        ))
+    };
+
+    for (range, start, end) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=90-", 90, 99),
+        ("bytes=-5", 95, 99),
+        ("bytes=50-500", 50, 99),
+    ] {
+        let response = ranged(range);
+        assert_eq!(response.status, 206, "{range}");
+        assert_eq!(
+            response.header("content-range"),
+            Some(format!("bytes {start}-{end}/100").as_str())
+        );
+        assert_eq!(response.body, &data[start..=end], "{range}");
+    }
+
+    let unsatisfiable = ranged("bytes=100-");
+    assert_eq!(unsatisfiable.status, 416);
+    assert_eq!(unsatisfiable.header("content-range"), Some("bytes */100"));
+
+    // Invalid syntax and several ranges both get the whole file.
+    for range in ["bytes=9-1", "lines=1-2", "bytes=0-1,5-6"] {
+        let response = ranged(range);
+        assert_eq!(response.status, 200, "{range}");
+        assert_eq!(response.body, data, "{range}");
+    }
+
+    // If-Range: a matching validator keeps the range, a stale one gets 200.
+    let etag = rill.get("/r.bin").header("etag").unwrap().to_owned();
+    let with_if_range = |validator: &str| {
+        rill.request(&format!(
+            "GET /r.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\nIf-Range: {validator}\r\n\
+             Connection: close\r\n\r\n"
+        ))
+    };
+    let current = with_if_range(&etag);
+    assert_eq!((current.status, current.body.as_slice()), (206, &data[..1]));
+    let stale = with_if_range("\"stale\"");
+    assert_eq!((stale.status, stale.body.len()), (200, 100));
+}
+
+#[test]
+fn not_modified() {
+    let dir = site();
+    fs::write(dir.path().join("c.txt"), "cache me").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let first = rill.get("/c.txt");
+    let etag = first.header("etag").unwrap();
+    let modified = first.header("last-modified").unwrap();
+
+    let by_tag = rill.request(&format!(
+        "GET /c.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(by_tag.status, 304);
+    assert_eq!(by_tag.header("etag"), Some(etag));
+    assert!(by_tag.body.is_empty());
+
+    let by_date = rill.request(&format!(
+        "GET /c.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(by_date.status, 304);
+
+    let old_date = rill.request(
+        "GET /c.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         Connection: close\r\n\r\n",
+    );
+    assert_eq!(
+        (old_date.status, old_date.text().as_str()),
+        (200, "cache me")
+    );
+
+    let other_tag = rill.request(
+        "GET /c.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(other_tag.status, 200);
+}
+
+#[test]
+fn download_query_sets_content_disposition() {
+    let dir = site();
+    fs::write(dir.path().join("report.pdf"), "pdf").unwrap();
+    fs::write(dir.path().join("résumé.txt"), "cv").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    assert_eq!(
+        rill.get("/report.pdf?download")
+            .header("content-disposition"),
+        Some("attachment; filename=\"report.pdf\"")
+    );
+    assert_eq!(
+        rill.get("/r%C3%A9sum%C3%A9.txt?download")
+            .header("content-disposition"),
+        Some("attachment; filename=\"r_sum_.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt")
+    );
+    assert_eq!(rill.get("/report.pdf").header("content-disposition"), None);
+}
+
+#[test]
+fn directories_redirect_index_and_list() {
+    let dir = site();
+    fs::create_dir(dir.path().join("with-index")).unwrap();
+    fs::write(dir.path().join("with-index/index.html"), "<h1>home</h1>").unwrap();
+    fs::create_dir(dir.path().join("plain")).unwrap();
+    fs::create_dir(dir.path().join("plain/inner")).unwrap();
+    fs::write(dir.path().join("plain/<b>x.txt"), "bold").unwrap();
+    fs::write(dir.path().join("plain/.secret"), "hidden").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+
+    let redirect = rill.get("/plain?x=1");
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some("/plain/"));
+
+    let index = rill.get("/with-index/");
+    assert_eq!(index.status, 200);
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(index.text(), "<h1>home</h1>");
+
+    let listing = rill.get("/plain/");
+    assert_eq!(listing.status, 200);
+    let page = listing.text();
+    assert!(page.contains("&lt;b&gt;x.txt"), "{page}");
+    assert!(!page.contains("<b>x.txt"), "name not escaped: {page}");
+    assert!(page.contains("href=\"./%3Cb%3Ex.txt\""));
+    assert!(page.contains("href=\"../\""), "no parent link");
+    assert!(
+        page.find("inner/").unwrap() < page.find("x.txt").unwrap(),
+        "folders first"
+    );
+    assert!(!page.contains("secret"), "dotfile listed");
+    assert_eq!(rill.get("/plain/.secret").status, 404);
+    assert_eq!(rill.get("/plain/%2esecret").status, 404);
+}
+
+#[test]
+fn listing_links_reach_files_with_awkward_names() {
+    let dir = site();
+    let names = [
+        "with space.txt",
+        "hash#tag.txt",
+        "what?.txt",
+        "100%.txt",
+        "a,b.txt",
+        "[x].txt",
+        "naïve-日本.txt",
+        "a:b.txt",
+        "amp&.txt",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        fs::write(dir.path().join(name), format!("file {i}")).unwrap();
+    }
+    let rill = Rill::start(dir.path(), &[]);
+    let page = rill.get("/").text();
+    for (i, name) in names.iter().enumerate() {
+        // Find the href that precedes this name's escaped text in the listing.
+        let shown = name.replace('&', "&amp;");
+        let text_at = page.find(&format!(">{shown}</a>")).expect(name);
+        let href_start = page[..text_at].rfind("href=\"./").unwrap() + "href=\".".len();
+        let href = &page[href_start..text_at - 1];
+        let response = rill.get(href);
+        assert_eq!(response.status, 200, "{name} via {href}");
+        assert_eq!(response.text(), format!("file {i}"), "{name} via {href}");
+    }
+}
+
+#[test]
+fn nothing_outside_root_is_reachable() {
+    let outer = site();
+    let root = outer.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(outer.path().join("sentinel.txt"), "SENTINEL-SECRET").unwrap();
+    fs::write(root.join("ok.txt"), "ok").unwrap();
+    std::os::unix::fs::symlink(outer.path().join("sentinel.txt"), root.join("escape.txt")).unwrap();
+    std::os::unix::fs::symlink(outer.path(), root.join("escape-dir")).unwrap();
+    std::os::unix::fs::symlink(root.join("ok.txt"), root.join("inside.txt")).unwrap();
+    let rill = Rill::start(&root, &[]);
+
+    for target in [
+        "/../sentinel.txt",
+        "/%2e%2e/sentinel.txt",
+        "/%2E%2E%2Fsentinel.txt",
+        "/ok.txt/../../sentinel.txt",
+        "/x/..%2f..%2fsentinel.txt",
+        "/..%5csentinel.txt",
+        "/escape.txt",
+        "/escape-dir/sentinel.txt",
+        "/escape-dir/",
+        "/ok.txt%00.html",
+        "/%00",
+    ] {
+        let raw = rill.raw(
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 404 "), "{target}: {text}");
+        assert!(!text.contains("SENTINEL"), "{target} leaked: {text}");
+    }
+    // A symlink that stays inside ROOT is served; the escaping ones are not listed.
+    assert_eq!(rill.get("/inside.txt").text(), "ok");
+    let listing = rill.get("/").text();
+    assert!(!listing.contains("escape"), "{listing}");
+}
+
+/// The same checks with a real client, where curl is installed (.ci/run
+/// installs it).
+#[test]
+fn curl_downloads_resumes_and_follows_redirects() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let dir = site();
+    let data = pseudo_random(3 * 1024 * 1024 + 17, 9);
+    fs::create_dir(dir.path().join("d")).unwrap();
+    fs::write(dir.path().join("d/data.bin"), &data).unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let out = site();
+    let curl = |args: &[&str]| {
+        let status = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "30"])
+            .args(args)
+            .status()
+            .expect("run curl");
+        assert!(status.success(), "curl {args:?}");
+    };
+    let whole = out.path().join("whole.bin");
+    let url = format!("http://{}/d/data.bin", rill.addr);
+    curl(&["-o", whole.to_str().unwrap(), &url]);
+    assert!(fs::read(&whole).unwrap() == data);
+
+    // Resume a download cut at 1 MiB: curl sends Range and appends.
+    let partial = out.path().join("partial.bin");
+    fs::write(&partial, &data[..1 << 20]).unwrap();
+    curl(&["-C", "-", "-o", partial.to_str().unwrap(), &url]);
+    assert!(fs::read(&partial).unwrap() == data);
+
+    // -L follows the directory redirect to the listing.
+    let listing = out.path().join("listing.html");
+    let dir_url = format!("http://{}/d", rill.addr);
+    curl(&["-L", "-o", listing.to_str().unwrap(), &dir_url]);
+    assert!(fs::read_to_string(&listing).unwrap().contains("data.bin"));
+}
