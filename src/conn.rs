@@ -46,8 +46,6 @@ const INLINE_BODY_MAX: u64 = 16 * 1024;
 const FILE_CHUNK: usize = 64 * 1024;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
-/// Buffers bigger than this are freed when the connection goes idle.
-const IDLE_BUFFER_KEEP: usize = 8 * 1024;
 /// Most bytes read and dropped after the last answer before closing anyway.
 const MAX_LINGER_BYTES: u64 = 256 * 1024;
 
@@ -216,13 +214,13 @@ impl Connection {
             if self.has_output() {
                 return Step::To(State::Sending);
             }
-            self.release_idle_buffers();
             match self.read_input(MAX_INPUT) {
                 Ok(0) if self.input.is_empty() => return Step::Close("peer closed"),
                 Ok(0) => return Step::Close("peer closed mid-head"),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Step::Wait(Interest::READABLE)
+                    self.release_idle_buffers();
+                    return Step::Wait(Interest::READABLE);
                 }
                 Err(_) => return Step::Close("read error"),
             }
@@ -489,12 +487,13 @@ impl Connection {
         result
     }
 
-    /// An idle keep-alive connection keeps no large buffer.
+    /// A connection waiting for its next request holds no buffers: with
+    /// thousands of idle keep-alive clients, that is most of rill's memory.
     fn release_idle_buffers(&mut self) {
-        if self.output.capacity() > IDLE_BUFFER_KEEP && self.output.is_empty() {
+        if self.output.is_empty() {
             self.output = Vec::new();
         }
-        if self.input.capacity() > IDLE_BUFFER_KEEP && self.input.is_empty() {
+        if self.input.is_empty() {
             self.input = Vec::new();
         }
     }
