@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rill::http::request::{parse_head, Parsed};
-use rill::http::response::{HeadWriter, Persistence, Status};
+use rill::http::response::{CommonHeaders, HeadWriter, Status};
 
 /// What wrk sends: the smallest realistic head.
 const WRK_HEAD: &[u8] = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n";
@@ -36,9 +36,10 @@ fn parse(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let mut out = Vec::with_capacity(512);
-    let persistence = Persistence {
+    let common = CommonHeaders {
         keep_alive: true,
         http10: false,
+        cors: false,
     };
     c.bench_function("render_file_head", |b| {
         b.iter(|| {
@@ -49,7 +50,7 @@ fn render(c: &mut Criterion) {
                 .header("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
                 .header("ETag", "\"1a2b-5f3e9c00000000-400\"")
                 .header("Accept-Ranges", "bytes")
-                .finish(persistence);
+                .finish(common);
             out.len()
         })
     });

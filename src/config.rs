@@ -19,6 +19,10 @@ Options:
   -l, --listen ADDR       address to listen on (default 127.0.0.1:4000; port 0 picks a free port;
                           a bare port means 127.0.0.1:PORT)
       --log-level LEVEL   error, warn, info, debug or trace (default info: one line per response)
+      --uploads           accept uploads: POST multipart/form-data to a folder, PUT to a file
+      --overwrite         with --uploads, let PUT replace an existing file (atomically)
+      --max-body SIZE     largest upload body, with K/M/G suffixes (default 1G)
+      --cors              add Access-Control-Allow-Origin: * and answer OPTIONS preflights
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -29,6 +33,32 @@ pub struct Config {
     pub root: PathBuf,
     pub listen: SocketAddr,
     pub log_level: LevelFilter,
+    /// Accept POST and PUT uploads.
+    pub uploads: bool,
+    /// Let PUT replace existing files.
+    pub overwrite: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body: u64,
+    /// Send CORS headers and answer preflights.
+    pub cors: bool,
+}
+
+/// The default `--max-body`: 1 GiB.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
+
+impl Config {
+    /// A configuration with every default, serving `root`.
+    pub fn new(root: PathBuf) -> Config {
+        Config {
+            root,
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            log_level: LevelFilter::Info,
+            uploads: false,
+            overwrite: false,
+            max_body: DEFAULT_MAX_BODY,
+            cors: false,
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -44,7 +74,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
     let mut parser = lexopt::Parser::from_args(args);
     let mut root: Option<PathBuf> = None;
     let mut listen = String::from(DEFAULT_LISTEN);
-    let mut log_level = LevelFilter::Info;
+    let mut config = Config::new(PathBuf::from("."));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -52,7 +82,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             Short('l') | Long("listen") => listen = string_value(&mut parser, "--listen")?,
             Long("log-level") => {
                 let level = string_value(&mut parser, "--log-level")?;
-                log_level = match level.to_ascii_lowercase().as_str() {
+                config.log_level = match level.to_ascii_lowercase().as_str() {
                     "error" => LevelFilter::Error,
                     "warn" => LevelFilter::Warn,
                     "info" => LevelFilter::Info,
@@ -61,6 +91,14 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
                     "off" => LevelFilter::Off,
                     _ => return Err(format!("unknown log level '{level}'")),
                 }
+            }
+            Long("uploads") => config.uploads = true,
+            Long("overwrite") => config.overwrite = true,
+            Long("cors") => config.cors = true,
+            Long("max-body") => {
+                let text = string_value(&mut parser, "--max-body")?;
+                config.max_body = parse_size(&text)
+                    .ok_or_else(|| format!("invalid --max-body '{text}' (try 500M or 2G)"))?;
             }
             Value(value) if root.is_none() => root = Some(PathBuf::from(value)),
             Value(value) => {
@@ -72,11 +110,27 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             other => return Err(other.unexpected().to_string()),
         }
     }
-    Ok(Command::Serve(Config {
-        root: root.unwrap_or_else(|| PathBuf::from(".")),
-        listen: parse_listen(&listen)?,
-        log_level,
-    }))
+    if let Some(root) = root {
+        config.root = root;
+    }
+    config.listen = parse_listen(&listen)?;
+    Ok(Command::Serve(config))
+}
+
+/// `1048576`, `512K`, `100M`, `2G`, `1GiB`: binary multiples.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = text[..digits].parse().ok()?;
+    let shift = match text[digits..].to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -114,6 +168,26 @@ mod tests {
         assert_eq!(config.root, PathBuf::from("."));
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.log_level, LevelFilter::Info);
+        assert!(!config.uploads && !config.overwrite && !config.cors);
+        assert_eq!(config.max_body, 1 << 30);
+    }
+
+    #[test]
+    fn upload_flags_and_sizes() {
+        let Ok(Command::Serve(config)) =
+            parse(&["--uploads", "--overwrite", "--cors", "--max-body", "2G"])
+        else {
+            panic!("expected a config")
+        };
+        assert!(config.uploads && config.overwrite && config.cors);
+        assert_eq!(config.max_body, 2 << 30);
+        assert_eq!(parse_size("512k"), Some(512 * 1024));
+        assert_eq!(parse_size("100MiB"), Some(100 << 20));
+        assert_eq!(parse_size("7"), Some(7));
+        assert_eq!(parse_size("1.5G"), None);
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+        assert!(parse(&["--max-body", "lots"]).is_err());
     }
 
     #[test]

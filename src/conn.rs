@@ -23,10 +23,14 @@
 //! pipelined requests faster than it reads answers therefore stalls itself,
 //! not the server.
 
-use crate::http::request::{parse_head, BodyFraming, HeadError, Method, Parsed, MAX_HEAD_BYTES};
-use crate::http::response::{write_generated, Extra, Persistence};
-use crate::respond::{respond, Context, FileBody};
+use crate::config::Config;
+use crate::http::request::{
+    parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
+};
+use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
+use crate::respond::{allowed_methods, respond, Context, FileBody};
 use crate::site::Site;
+use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN};
 use log::{debug, info, log_enabled, trace, warn, Level};
 use mio::net::TcpStream;
 use mio::Interest;
@@ -46,6 +50,8 @@ const INLINE_BODY_MAX: u64 = 16 * 1024;
 const FILE_CHUNK: usize = 64 * 1024;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
+/// How many bytes of an upload body are buffered at most.
+const UPLOAD_INPUT: usize = 64 * 1024;
 /// Most bytes read and dropped after the last answer before closing anyway.
 const MAX_LINGER_BYTES: u64 = 256 * 1024;
 
@@ -57,6 +63,8 @@ pub enum State {
     /// Reading and dropping a request body nobody needs (a GET with a body),
     /// so its bytes are never taken for the next request.
     DiscardingBody { remaining: u64 },
+    /// Moving an upload's body from the socket to disk.
+    ReceivingUpload,
     /// Writing the queued answer bytes, then the file body, to the socket.
     Sending,
     /// The last answer is out: the write side is shut, and unread input is
@@ -70,6 +78,7 @@ impl State {
         match self {
             State::ReadingHead => "reading-head",
             State::DiscardingBody { .. } => "discarding-body",
+            State::ReceivingUpload => "receiving-upload",
             State::Sending => "sending",
             State::Closing { .. } => "closing",
         }
@@ -81,6 +90,8 @@ impl State {
 pub enum Next {
     /// Sleep until the socket has this readiness.
     Wait(Interest),
+    /// Not blocked, but gave up its turn: drive it again soon.
+    Yield,
     /// Deregister and drop it.
     Close,
 }
@@ -91,6 +102,8 @@ enum Step {
     To(State),
     /// Blocked: the socket said `WouldBlock` for this direction.
     Wait(Interest),
+    /// Used up its budget for this turn, with work left.
+    Yield,
     /// The connection is over (peer closed, error, or all done).
     Close(&'static str),
 }
@@ -98,8 +111,18 @@ enum Step {
 /// What the connection needs from the server to answer requests.
 pub struct Shared<'a> {
     pub site: &'a Site,
+    pub config: &'a Config,
     /// The current `Date` header value.
     pub date: &'a str,
+}
+
+/// An upload being received, with what its answer needs.
+struct Receiving {
+    upload: Upload,
+    common: CommonHeaders,
+    method: Method,
+    target: String,
+    started: Instant,
 }
 
 /// One request's line in the access log, written once its answer is sent.
@@ -124,6 +147,9 @@ pub struct Connection {
     output_sent: usize,
     /// The file part of the answer being sent, after `output`.
     file: Option<FileBody>,
+    /// The upload being received, in `ReceivingUpload`. Dropping it deletes
+    /// its temp files.
+    receiving: Option<Box<Receiving>>,
     /// Close once the queued output is sent.
     close_after_send: bool,
     /// Access-log lines of the answers in `output`, when info logging is on.
@@ -146,6 +172,7 @@ impl Connection {
             output: Vec::new(),
             output_sent: 0,
             file: None,
+            receiving: None,
             close_after_send: false,
             pending_log: Vec::new(),
             opened: Instant::now(),
@@ -171,6 +198,7 @@ impl Connection {
             let step = match self.state {
                 State::ReadingHead => self.poll_reading_head(shared),
                 State::DiscardingBody { remaining } => self.poll_discarding_body(remaining),
+                State::ReceivingUpload => self.poll_receiving_upload(shared),
                 State::Sending => self.poll_sending(),
                 State::Closing { drained } => self.poll_closing(drained),
             };
@@ -180,6 +208,7 @@ impl Connection {
                     self.state = next;
                 }
                 Step::Wait(interest) => return Next::Wait(interest),
+                Step::Yield => return Next::Yield,
                 Step::Close(why) => {
                     self.log_pending(Some(why));
                     debug!(
@@ -227,53 +256,268 @@ impl Connection {
         }
     }
 
-    /// A whole head arrived: queue its answer and pick the next state.
-    fn answer(&mut self, request: crate::http::request::Request, shared: &Shared) -> Step {
+    /// A whole head arrived: queue its answer (or start receiving its upload)
+    /// and pick the next state.
+    fn answer(&mut self, request: Request, shared: &Shared) -> Step {
         self.requests += 1;
         let started = Instant::now();
-        // A chunked body on a request that takes none cannot be skipped without
-        // decoding it; answering and then closing is the safe way out.
-        let keep_alive = request.keep_alive && request.body != BodyFraming::Chunked;
+        // Only a small GET-like body is read and dropped to keep the connection;
+        // any other unwanted body (a chunked one, or one sent with a refused
+        // method) is answered and the connection closed, never parsed as the
+        // next request.
+        let body_is_skippable = match request.body {
+            BodyFraming::None => true,
+            BodyFraming::Length(_) => {
+                matches!(request.method, Method::Get | Method::Head | Method::Options)
+            }
+            BodyFraming::Chunked => false,
+        };
+        let is_upload =
+            matches!(request.method, Method::Post | Method::Put) && shared.config.uploads;
+        let common = CommonHeaders {
+            keep_alive: request.keep_alive && (body_is_skippable || is_upload),
+            http10: request.minor_version == 0,
+            cors: shared.config.cors,
+        };
+        if is_upload {
+            return self.begin_upload(request, common, started, shared);
+        }
         let ctx = Context {
             site: shared.site,
+            config: shared.config,
             date: shared.date,
-            persistence: Persistence {
-                keep_alive,
-                http10: request.minor_version == 0,
-            },
+            common,
         };
         let reply = respond(&request, &ctx, &mut self.output);
-        trace!(
-            "conn {}: {} {} -> {} ({} body bytes)",
-            self.id,
-            request.method.as_str(),
-            request.target,
-            reply.status.code(),
-            reply.body_len
-        );
-        if log_enabled!(Level::Info) {
-            self.pending_log.push(AccessRecord {
-                method: request.method,
-                target: request.target,
-                status: reply.status.code(),
-                body_bytes: reply.body_len,
-                started,
-            });
-        }
-        self.close_after_send = !keep_alive;
+        self.record(&request, reply.status, reply.body_len, started);
+        self.close_after_send = !common.keep_alive;
         if let Some(body) = reply.file {
             if let Err(step) = self.queue_file(body) {
                 return step;
             }
         }
         match request.body {
-            BodyFraming::Length(remaining) if keep_alive => {
+            BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
                 Step::To(State::DiscardingBody { remaining })
             }
             _ if self.file.is_some() || self.close_after_send => Step::To(State::Sending),
             _ if self.output.len() - self.output_sent >= FLUSH_AT => Step::To(State::Sending),
             // Small answer queued: look for another pipelined request first.
             _ => Step::To(State::ReadingHead),
+        }
+    }
+
+    /// An upload's head arrived: check it, then receive its body, or refuse
+    /// it before a byte of the body is stored.
+    fn begin_upload(
+        &mut self,
+        request: Request,
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        match upload::begin(&request, shared.site, shared.config) {
+            Ok(upload) => {
+                if request
+                    .expect
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+                {
+                    self.output
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                debug!("conn {}: receiving upload {}", self.id, request.target);
+                self.receiving = Some(Box::new(Receiving {
+                    upload,
+                    common,
+                    method: request.method,
+                    target: request.target,
+                    started,
+                }));
+                Step::To(State::ReceivingUpload)
+            }
+            Err(refusal) => {
+                let common = CommonHeaders {
+                    // The body was not read, so the connection cannot go on.
+                    keep_alive: common.keep_alive && request.body == BodyFraming::None,
+                    ..common
+                };
+                let allow = allowed_methods(shared.config);
+                let extra = if refusal.status == Status::METHOD_NOT_ALLOWED {
+                    Extra::Allow(allow)
+                } else {
+                    Extra::None
+                };
+                let len =
+                    self.queue_generated(refusal.status, refusal.detail, extra, common, shared);
+                self.record(&request, refusal.status, len, started);
+                Step::To(State::Sending)
+            }
+        }
+    }
+
+    /// ReceivingUpload: send any `100 Continue`, then move body bytes from
+    /// the socket to the upload, at most [`BUDGET_PER_TURN`] per turn.
+    fn poll_receiving_upload(&mut self, shared: &Shared) -> Step {
+        let mut budget = BUDGET_PER_TURN;
+        loop {
+            if self.output_sent < self.output.len() {
+                match self.write_output() {
+                    Ok(()) => continue,
+                    Err(step) => return step,
+                }
+            }
+            self.output.clear();
+            self.output_sent = 0;
+            let Some(receiving) = self.receiving.as_mut() else {
+                return Step::Close("upload state missing");
+            };
+            let before = self.input.len();
+            match receiving.upload.feed(&mut self.input, budget) {
+                Ok(Progress::Complete) => return self.finish_upload(shared),
+                Ok(Progress::NeedInput) => {}
+                Err(refusal) => return self.fail_upload(refusal, shared),
+            }
+            budget = budget.saturating_sub(before - self.input.len());
+            if budget == 0 {
+                // More may be waiting on the socket: the loop comes back to us
+                // after the other connections had their turn.
+                return Step::Yield;
+            }
+            match self.read_input(UPLOAD_INPUT) {
+                Ok(0) => return Step::Close("peer closed mid-upload"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait(Interest::READABLE)
+                }
+                Err(_) => return Step::Close("read error mid-upload"),
+            }
+        }
+    }
+
+    /// The whole body is in: store the files and queue the answer.
+    fn finish_upload(&mut self, shared: &Shared) -> Step {
+        let Some(receiving) = self.receiving.take() else {
+            return Step::Close("upload state missing");
+        };
+        let Receiving {
+            upload,
+            common,
+            method,
+            target,
+            started,
+        } = *receiving;
+        let received = upload.received();
+        match upload.finish(shared.date, common, false, &mut self.output) {
+            Ok((status, body_len)) => {
+                debug!("conn {}: upload of {received} bytes stored", self.id);
+                self.record_parts(method, target, status, body_len, started);
+                self.close_after_send = !common.keep_alive;
+                Step::To(State::Sending)
+            }
+            Err(refusal) => {
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    ..common
+                };
+                let len = self.queue_generated(
+                    refusal.status,
+                    refusal.detail,
+                    Extra::None,
+                    common,
+                    shared,
+                );
+                self.record_parts(method, target, refusal.status, len, started);
+                Step::To(State::Sending)
+            }
+        }
+    }
+
+    /// The body broke (bad framing, too large, disk error): drop the upload,
+    /// which deletes its temp files, answer, and close.
+    fn fail_upload(&mut self, refusal: upload::Refusal, shared: &Shared) -> Step {
+        let Some(receiving) = self.receiving.take() else {
+            return Step::Close("upload state missing");
+        };
+        debug!(
+            "conn {}: upload failed after {} bytes: {}",
+            self.id,
+            receiving.upload.received(),
+            refusal.detail
+        );
+        let common = CommonHeaders {
+            keep_alive: false,
+            ..receiving.common
+        };
+        let len = self.queue_generated(refusal.status, refusal.detail, Extra::None, common, shared);
+        let Receiving {
+            method,
+            target,
+            started,
+            ..
+        } = *receiving;
+        self.record_parts(method, target, refusal.status, len, started);
+        Step::To(State::Sending)
+    }
+
+    /// Queues a generated answer; returns its body length. Without keep-alive
+    /// the connection closes after it.
+    fn queue_generated(
+        &mut self,
+        status: Status,
+        detail: &str,
+        extra: Extra,
+        common: CommonHeaders,
+        shared: &Shared,
+    ) -> u64 {
+        self.close_after_send |= !common.keep_alive;
+        write_generated(
+            &mut self.output,
+            status,
+            detail,
+            extra,
+            shared.date,
+            common,
+            false,
+        )
+    }
+
+    /// Keeps the access-log line of an answer until it has been sent.
+    fn record(&mut self, request: &Request, status: Status, body_bytes: u64, started: Instant) {
+        trace!(
+            "conn {}: {} {} -> {} ({body_bytes} body bytes)",
+            self.id,
+            request.method.as_str(),
+            request.target,
+            status.code()
+        );
+        if log_enabled!(Level::Info) {
+            self.record_parts(
+                request.method,
+                request.target.clone(),
+                status,
+                body_bytes,
+                started,
+            );
+        }
+    }
+
+    fn record_parts(
+        &mut self,
+        method: Method,
+        target: String,
+        status: Status,
+        body_bytes: u64,
+        started: Instant,
+    ) {
+        if log_enabled!(Level::Info) {
+            self.pending_log.push(AccessRecord {
+                method,
+                target,
+                status: status.code(),
+                body_bytes,
+                started,
+            });
         }
     }
 
@@ -309,29 +553,19 @@ impl Connection {
             error.reason
         );
         self.input.clear();
-        let persistence = Persistence {
+        let common = CommonHeaders {
             keep_alive: false,
             http10: false,
+            cors: shared.config.cors,
         };
-        let body_bytes = write_generated(
-            &mut self.output,
+        let len = self.queue_generated(error.status, error.reason, Extra::None, common, shared);
+        self.record_parts(
+            Method::Get,
+            String::from("-"),
             error.status,
-            error.reason,
-            Extra::None,
-            shared.date,
-            persistence,
-            false,
+            len,
+            Instant::now(),
         );
-        if log_enabled!(Level::Info) {
-            self.pending_log.push(AccessRecord {
-                method: Method::Get,
-                target: String::from("-"),
-                status: error.status.code(),
-                body_bytes,
-                started: Instant::now(),
-            });
-        }
-        self.close_after_send = true;
         Step::To(State::Sending)
     }
 
@@ -375,22 +609,32 @@ impl Connection {
                     Step::To(State::ReadingHead)
                 };
             }
+            if let Err(step) = self.write_output() {
+                return step;
+            }
+        }
+    }
+
+    /// Writes queued bytes until they are all sent or the socket is full.
+    fn write_output(&mut self) -> Result<(), Step> {
+        while self.output_sent < self.output.len() {
             match self.socket.write(&self.output[self.output_sent..]) {
-                Ok(0) => return Step::Close("write returned 0"),
+                Ok(0) => return Err(Step::Close("write returned 0")),
                 Ok(written) => {
                     self.output_sent += written;
                     self.bytes_out += written as u64;
-                    if self.has_output() {
+                    if self.output_sent < self.output.len() {
                         trace!("conn {}: partial write of {written} bytes", self.id);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Step::Wait(Interest::WRITABLE)
+                    return Err(Step::Wait(Interest::WRITABLE))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close("peer gone while sending"),
+                Err(_) => return Err(Step::Close("peer gone while sending")),
             }
         }
+        Ok(())
     }
 
     /// When the queued bytes run low and a file body is pending, reads its next

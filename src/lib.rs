@@ -23,3 +23,4 @@ pub mod path;
 pub mod respond;
 pub mod server;
 pub mod site;
+pub mod upload;

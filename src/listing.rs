@@ -20,8 +20,8 @@ pub struct Entry {
 }
 
 /// Renders the listing of the directory at `url_path` (the decoded URL path,
-/// ending in `/`, used for the title).
-pub fn render(url_path: &str, entries: &mut [Entry]) -> String {
+/// ending in `/`, used for the title), with an upload form when `upload_form`.
+pub fn render(url_path: &str, entries: &mut [Entry], upload_form: bool) -> String {
     entries.sort_by(|a, b| {
         b.is_dir.cmp(&a.is_dir).then_with(|| {
             let a_name = String::from_utf8_lossy(&a.name).to_lowercase();
@@ -62,9 +62,52 @@ pub fn render(url_path: &str, entries: &mut [Entry]) -> String {
             civil_time(entry.modified)
         );
     }
-    page.push_str("</table>\n</body>\n</html>\n");
+    page.push_str("</table>\n");
+    if upload_form {
+        page.push_str(UPLOAD_FORM);
+    }
+    page.push_str("</body>\n</html>\n");
     page
 }
+
+/// The upload form: a plain multipart form that works without JavaScript,
+/// and a small inline script (no external resources) that sends the same form
+/// with XMLHttpRequest to show percent and speed while it runs.
+const UPLOAD_FORM: &str = r#"<form id="upload" method="post" action="./" enctype="multipart/form-data">
+<p><label>Upload files here: <input type="file" name="file" multiple required></label>
+<button type="submit">Upload</button></p>
+<p><progress id="upload-bar" max="100" value="0" hidden></progress> <span id="upload-status"></span></p>
+</form>
+<script>
+(function () {
+  var form = document.getElementById("upload");
+  var bar = document.getElementById("upload-bar");
+  var status = document.getElementById("upload-status");
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var xhr = new XMLHttpRequest();
+    var started = Date.now();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = function (e) {
+      if (!e.lengthComputable) return;
+      var percent = Math.floor(100 * e.loaded / e.total);
+      var seconds = Math.max((Date.now() - started) / 1000, 0.001);
+      var speed = e.loaded / seconds / 1048576;
+      bar.hidden = false;
+      bar.value = percent;
+      status.textContent = percent + "% — " + speed.toFixed(1) + " MiB/s";
+    };
+    xhr.onload = function () {
+      if (xhr.status === 201) { location.reload(); }
+      else { status.textContent = "Upload failed: " + xhr.status + " " + xhr.responseText; }
+    };
+    xhr.onerror = function () { status.textContent = "Upload failed: connection lost"; };
+    xhr.send(new FormData(form));
+  });
+})();
+</script>
+"#;
 
 /// Escapes the five characters that matter in HTML text and attributes.
 pub fn escape_html(text: &str) -> String {
@@ -134,7 +177,7 @@ mod tests {
     #[test]
     fn escapes_names_and_encodes_links() {
         let mut entries = vec![entry("<b>x.txt", false), entry("a #?%,[]é.txt", false)];
-        let page = render("/sub/", &mut entries);
+        let page = render("/sub/", &mut entries, false);
         assert!(page.contains("href=\"./%3Cb%3Ex.txt\">&lt;b&gt;x.txt</a>"));
         assert!(page.contains("href=\"./a%20%23%3F%25%2C%5B%5D%C3%A9.txt\">a #?%,[]é.txt</a>"));
         assert!(!page.contains("<b>x"));
@@ -148,7 +191,7 @@ mod tests {
             entry("A.txt", false),
             entry("adir", true),
         ];
-        let page = render("/x/", &mut entries);
+        let page = render("/x/", &mut entries, false);
         let at = |needle: &str| page.find(needle).unwrap();
         assert!(at("../") < at("adir/"));
         assert!(at("adir/") < at("Zdir/"));
@@ -156,13 +199,13 @@ mod tests {
         assert!(at("A.txt") < at("b.txt"));
         assert!(page.contains("2.0 KiB"));
         assert!(page.contains("1994-11-06 08:49"));
-        let root = render("/", &mut []);
+        let root = render("/", &mut [], false);
         assert!(!root.contains("../"));
     }
 
     #[test]
     fn title_is_escaped() {
-        let page = render("/<script>/", &mut []);
+        let page = render("/<script>/", &mut [], false);
         assert!(page.contains("Index of /&lt;script&gt;/"));
         assert!(!page.contains("<script>"));
     }

@@ -9,9 +9,10 @@
 //! [`crate::listing`]); this module only looks things up in the [`Site`] and
 //! writes the result.
 
+use crate::config::Config;
 use crate::http::conditional::{decide, FileAnswer, Preconditions, Validators};
 use crate::http::request::{Method, Request};
-use crate::http::response::{write_generated, Extra, HeadWriter, Persistence, Status};
+use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
 use crate::listing;
 use crate::mime;
 use crate::path::RequestPath;
@@ -19,8 +20,14 @@ use crate::site::{Found, Missing, Site};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 
-/// The methods a file URL answers to.
-pub const ALLOWED: &str = "GET, HEAD";
+/// The methods rill answers to, for `Allow` and CORS preflights.
+pub fn allowed_methods(config: &Config) -> &'static str {
+    if config.uploads {
+        "GET, HEAD, POST, PUT, OPTIONS"
+    } else {
+        "GET, HEAD, OPTIONS"
+    }
+}
 
 /// The part of a file still to be sent after the head.
 #[derive(Debug)]
@@ -45,9 +52,10 @@ pub struct Reply {
 /// Everything a request's answer depends on besides the request.
 pub struct Context<'a> {
     pub site: &'a Site,
+    pub config: &'a Config,
     /// The current `Date` header value.
     pub date: &'a str,
-    pub persistence: Persistence,
+    pub common: CommonHeaders,
 }
 
 /// Writes the answer to `request` into `out` and returns what was queued.
@@ -55,24 +63,29 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
     let head_only = request.method == Method::Head;
     let generated = |out: &mut Vec<u8>, status: Status, detail: &str, extra: Extra| Reply {
         status,
-        body_len: write_generated(
-            out,
-            status,
-            detail,
-            extra,
-            ctx.date,
-            ctx.persistence,
-            head_only,
-        ),
+        body_len: write_generated(out, status, detail, extra, ctx.date, ctx.common, head_only),
         file: None,
     };
-    if !matches!(request.method, Method::Get | Method::Head) {
-        return generated(
-            out,
-            Status::METHOD_NOT_ALLOWED,
-            "this server only reads files",
-            Extra::Allow(ALLOWED),
-        );
+    let allowed = allowed_methods(ctx.config);
+    match request.method {
+        Method::Get | Method::Head => {}
+        Method::Options => return options_reply(request, ctx, allowed, out),
+        Method::Post | Method::Put => {
+            return generated(
+                out,
+                Status::METHOD_NOT_ALLOWED,
+                "uploads are off (start rill with --uploads)",
+                Extra::Allow(allowed),
+            )
+        }
+        _ => {
+            return generated(
+                out,
+                Status::METHOD_NOT_ALLOWED,
+                "not a method for files",
+                Extra::Allow(allowed),
+            )
+        }
     }
     if request
         .expect
@@ -118,12 +131,12 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
                 let title = percent_encoding::percent_decode_str(&path.url(true))
                     .decode_utf8_lossy()
                     .into_owned();
-                let page = listing::render(&title, &mut entries);
+                let page = listing::render(&title, &mut entries, ctx.config.uploads);
                 HeadWriter::start(out, Status::OK, ctx.date)
                     .header("Content-Type", "text/html; charset=utf-8")
                     .header("Cache-Control", "no-cache")
                     .content_length(page.len() as u64)
-                    .finish(ctx.persistence);
+                    .finish(ctx.common);
                 if !head_only {
                     out.extend_from_slice(page.as_bytes());
                 }
@@ -136,6 +149,28 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
             Err(missing) => missing_reply(missing, generated, out),
         },
         Err(missing) => missing_reply(missing, generated, out),
+    }
+}
+
+/// `OPTIONS`: 204 with `Allow`, and with `--cors` what a browser's preflight
+/// needs to let a page on another origin upload here.
+fn options_reply(request: &Request, ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
+    let _ = request;
+    let mut head = HeadWriter::start(out, Status::NO_CONTENT, ctx.date).header("Allow", allowed);
+    if ctx.config.cors {
+        head = head
+            .header("Access-Control-Allow-Methods", allowed)
+            .header(
+                "Access-Control-Allow-Headers",
+                "Content-Type, Range, If-None-Match, If-Modified-Since, If-Range, Accept",
+            )
+            .header("Access-Control-Max-Age", "86400");
+    }
+    head.finish(ctx.common);
+    Reply {
+        status: Status::NO_CONTENT,
+        body_len: 0,
+        file: None,
     }
 }
 
@@ -185,7 +220,7 @@ fn file_reply(
             HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
                 .header("ETag", &validators.etag)
                 .header("Last-Modified", &validators.last_modified())
-                .finish(ctx.persistence);
+                .finish(ctx.common);
             return Reply {
                 status: Status::NOT_MODIFIED,
                 body_len: 0,
@@ -200,7 +235,7 @@ fn file_reply(
                 "range outside the file",
                 Extra::UnsatisfiedRange(size),
                 ctx.date,
-                ctx.persistence,
+                ctx.common,
                 request.method == Method::Head,
             );
             return Reply {
@@ -225,7 +260,7 @@ fn file_reply(
     if path.download {
         head = head.header("Content-Disposition", &mime::attachment(name));
     }
-    head.finish(ctx.persistence);
+    head.finish(ctx.common);
     let file = (request.method != Method::Head && len > 0).then_some(FileBody {
         file,
         offset: start,

@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The listener's token; connections use their slab keys, which never reach it.
 const LISTENER: Token = Token(usize::MAX);
@@ -40,7 +40,12 @@ pub struct Server {
     listener: TcpListener,
     connections: Slab<Slot>,
     site: Site,
+    config: Config,
     date: DateCache,
+    /// Connections that gave up their turn with work left (an upload that
+    /// used its budget). With edge-triggered readiness no new event would
+    /// wake them, so the loop drives them again itself.
+    yielded: Vec<usize>,
 }
 
 impl Server {
@@ -56,7 +61,9 @@ impl Server {
             listener,
             connections: Slab::new(),
             site,
+            config: config.clone(),
             date: DateCache::new(SystemTime::now()),
+            yielded: Vec::new(),
         })
     }
 
@@ -68,8 +75,15 @@ impl Server {
     /// Runs the loop until `poll` itself fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let mut turn = Vec::new();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // Yielded connections must not wait: poll only collects new events.
+            let timeout = if self.yielded.is_empty() {
+                None
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -87,6 +101,10 @@ impl Server {
                     LISTENER => self.accept_all(),
                     Token(key) => self.drive(key),
                 }
+            }
+            std::mem::swap(&mut turn, &mut self.yielded);
+            for key in turn.drain(..) {
+                self.drive(key);
             }
         }
     }
@@ -135,6 +153,7 @@ impl Server {
         };
         let shared = Shared {
             site: &self.site,
+            config: &self.config,
             date: self.date.as_str(),
         };
         match slot.conn.drive(&shared) {
@@ -155,6 +174,11 @@ impl Server {
                         warn!("conn {key}: reregister failed: {e}");
                         self.close(key);
                     }
+                }
+            }
+            Next::Yield => {
+                if !self.yielded.contains(&key) {
+                    self.yielded.push(key);
                 }
             }
             Next::Close => self.close(key),

@@ -57,7 +57,7 @@ fn each_bad_request_gets_its_status() {
         );
     }
     let put = rill.request("PUT /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
-    assert_eq!(put.header("allow"), Some("GET, HEAD"));
+    assert_eq!(put.header("allow"), Some("GET, HEAD, OPTIONS"));
     // After all of that, a normal request still works.
     assert_eq!(rill.get("/a.txt").text(), "a");
 }

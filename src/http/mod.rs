@@ -2,6 +2,8 @@
 //! here knows about sockets, files or the loop, so all of it is unit-tested and
 //! fuzzed on byte slices.
 
+pub mod chunked;
 pub mod conditional;
+pub mod multipart;
 pub mod request;
 pub mod response;

@@ -67,7 +67,7 @@ impl Method {
 /// How the request says its body is framed (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
-    /// No body: no `Content-Length` and no `Transfer-Encoding`.
+    /// No body framing at all: no `Content-Length` and no `Transfer-Encoding`.
     None,
     /// Exactly this many bytes follow the head.
     Length(u64),
@@ -92,6 +92,8 @@ pub struct Request {
     pub if_modified_since: Option<String>,
     pub if_range: Option<String>,
     pub expect: Option<String>,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -108,6 +110,9 @@ fn reject(status: Status, reason: &'static str) -> HeadError {
 }
 
 /// The outcome of looking at the bytes buffered so far.
+// Lives on the stack for one call; boxing the request would cost an
+// allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// More bytes are needed; nothing is consumed.
@@ -172,6 +177,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
         if_modified_since: None,
         if_range: None,
         expect: None,
+        content_type: None,
+        accept: None,
     };
     for header in req.headers.iter() {
         let name = header.name;
@@ -206,6 +213,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
             request.if_range = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("expect") {
             request.expect = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            request.content_type = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("accept") {
+            request.accept = Some(text_value(value)?);
         }
     }
     if minor_version == 1 && host_count != 1 {
@@ -224,7 +235,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
                 "both Content-Length and Transfer-Encoding",
             ))
         }
-        (Some(0), None) | (None, None) => BodyFraming::None,
+        (None, None) => BodyFraming::None,
         (Some(length), None) => BodyFraming::Length(length),
         (None, Some(codings)) => {
             if minor_version == 0 {

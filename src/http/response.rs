@@ -27,6 +27,7 @@ impl Status {
     pub const METHOD_NOT_ALLOWED: Status = Status(405);
     pub const REQUEST_TIMEOUT: Status = Status(408);
     pub const CONFLICT: Status = Status(409);
+    pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415);
     pub const LENGTH_REQUIRED: Status = Status(411);
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
     pub const URI_TOO_LONG: Status = Status(414);
@@ -62,6 +63,7 @@ impl Status {
             411 => "Length Required",
             413 => "Content Too Large",
             414 => "URI Too Long",
+            415 => "Unsupported Media Type",
             416 => "Range Not Satisfiable",
             417 => "Expectation Failed",
             431 => "Request Header Fields Too Large",
@@ -114,25 +116,28 @@ impl DateCache {
     }
 }
 
-/// What the `Connection` header of a response has to say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Persistence {
+/// What every response head ends with, decided per request: the
+/// `Connection` header and, with `--cors`, the CORS header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommonHeaders {
     /// The connection stays open after this response.
     pub keep_alive: bool,
     /// The request was HTTP/1.0, whose default is to close.
     pub http10: bool,
+    /// Add `Access-Control-Allow-Origin: *`.
+    pub cors: bool,
 }
 
 /// Writes one response head into a buffer, field by field.
 ///
 /// ```
-/// use rill::http::response::{HeadWriter, Persistence, Status};
+/// use rill::http::response::{HeadWriter, CommonHeaders, Status};
 /// let mut out = Vec::new();
-/// let persistence = Persistence { keep_alive: true, http10: false };
+/// let common = CommonHeaders { keep_alive: true, http10: false, cors: false };
 /// HeadWriter::start(&mut out, Status::OK, "Sun, 06 Nov 1994 08:49:37 GMT")
 ///     .header("Content-Type", "text/plain")
 ///     .content_length(5)
-///     .finish(persistence);
+///     .finish(common);
 /// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
 /// assert!(out.ends_with(b"Content-Length: 5\r\n\r\n"));
 /// ```
@@ -175,9 +180,14 @@ impl<'a> HeadWriter<'a> {
     }
 
     /// Adds the `Connection` header when the default for the version is not
-    /// what happens, and the blank line that ends the head.
-    pub fn finish(self, persistence: Persistence) {
-        match (persistence.keep_alive, persistence.http10) {
+    /// what happens, the CORS header when asked for, and the blank line that
+    /// ends the head.
+    pub fn finish(self, common: CommonHeaders) {
+        if common.cors {
+            self.out
+                .extend_from_slice(b"Access-Control-Allow-Origin: *\r\n");
+        }
+        match (common.keep_alive, common.http10) {
             (false, false) => self.out.extend_from_slice(b"Connection: close\r\n"),
             (true, true) => self.out.extend_from_slice(b"Connection: keep-alive\r\n"),
             _ => {}
@@ -207,7 +217,7 @@ pub fn write_generated(
     detail: &str,
     extra: Extra,
     date: &str,
-    persistence: Persistence,
+    common: CommonHeaders,
     head_only: bool,
 ) -> u64 {
     let body_len = error_body_len(status, detail);
@@ -222,7 +232,7 @@ pub fn write_generated(
             head.header_fmt("Content-Range", format_args!("bytes */{size}"))
         }
     };
-    head.finish(persistence);
+    head.finish(common);
     if !head_only {
         let _ = writeln!(out, "{} {}: {}", status.code(), status.reason(), detail);
     }
@@ -254,8 +264,11 @@ mod tests {
         ];
         for (keep_alive, http10, expected) in cases {
             let mut out = Vec::new();
-            HeadWriter::start(&mut out, Status::OK, DATE)
-                .finish(Persistence { keep_alive, http10 });
+            HeadWriter::start(&mut out, Status::OK, DATE).finish(CommonHeaders {
+                keep_alive,
+                http10,
+                cors: false,
+            });
             let has_conn = text(&out).contains("Connection:");
             assert_eq!(has_conn, expected.is_some());
             if let Some(line) = expected {
@@ -268,9 +281,10 @@ mod tests {
     #[test]
     fn error_answer_is_complete_and_length_is_exact() {
         let mut out = Vec::new();
-        let persistence = Persistence {
+        let common = CommonHeaders {
             keep_alive: false,
             http10: false,
+            cors: false,
         };
         let len = write_generated(
             &mut out,
@@ -278,7 +292,7 @@ mod tests {
             "try GET",
             Extra::Allow("GET, HEAD"),
             DATE,
-            persistence,
+            common,
             false,
         );
         let response = text(&out);
@@ -294,9 +308,10 @@ mod tests {
     #[test]
     fn error_answer_to_head_has_no_body() {
         let mut out = Vec::new();
-        let persistence = Persistence {
+        let common = CommonHeaders {
             keep_alive: true,
             http10: false,
+            cors: false,
         };
         let len = write_generated(
             &mut out,
@@ -304,7 +319,7 @@ mod tests {
             "x",
             Extra::UnsatisfiedRange(10),
             DATE,
-            persistence,
+            common,
             true,
         );
         assert!(text(&out).contains("Content-Range: bytes */10\r\n"));

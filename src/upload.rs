@@ -1,0 +1,775 @@
+//! Receiving uploads: a PUT body or the file parts of a `multipart/form-data`
+//! POST, streamed to disk and kept whole or not at all.
+//!
+//! An [`Upload`] is created when a request head is accepted ([`begin`]) and is
+//! then fed the body bytes as the connection reads them ([`Upload::feed`]).
+//! The body is unframed (by `Content-Length` or the chunked decoder), then
+//! passed to a sink: the PUT file, or the multipart parser whose file parts
+//! each go to a file. Every file is first written to a hidden temp file in the
+//! target folder (`.rill-upload-*`, which is never listed or served) and
+//! renamed to its final name only when the whole body has arrived and parsed
+//! correctly ([`Upload::finish`]). A [`TempFile`] deletes itself when dropped,
+//! so an upload that is abandoned for any reason — the client disconnects,
+//! the body is malformed or too large, the server shuts down — leaves nothing.
+//!
+//! Disk writes are plain blocking `write` calls: mio (like epoll) cannot poll
+//! regular files, which are always "ready". To keep one fast upload from
+//! starving every other connection, the connection hands at most
+//! [`BUDGET_PER_TURN`] body bytes per turn of the loop to an upload, then lets
+//! the others run.
+
+use crate::config::Config;
+use crate::http::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::multipart::{form_data_boundary, Event, MultipartError, MultipartParser};
+use crate::http::request::{BodyFraming, Method, Request};
+use crate::http::response::{CommonHeaders, HeadWriter, Status};
+use crate::listing::escape_html;
+use crate::path::{encode_segment, RequestPath};
+use crate::site::{Found, Missing, Site};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Body bytes an upload may process per turn of the loop.
+pub const BUDGET_PER_TURN: usize = 1 << 20;
+/// Most decoded bytes held between the chunked decoder and the sink.
+const STAGING_MAX: usize = 64 * 1024;
+/// Longest stored file name, in bytes (most file systems allow 255).
+const MAX_NAME_BYTES: usize = 200;
+/// Prefix of temp files; hidden, so never listed or served.
+pub const TEMP_PREFIX: &str = ".rill-upload-";
+
+/// Why an upload is refused or failed: the status and a one-line reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: Status,
+    pub detail: &'static str,
+}
+
+fn refuse(status: Status, detail: &'static str) -> Refusal {
+    Refusal { status, detail }
+}
+
+impl From<ChunkedError> for Refusal {
+    fn from(error: ChunkedError) -> Refusal {
+        refuse(Status::BAD_REQUEST, error.0)
+    }
+}
+
+impl From<MultipartError> for Refusal {
+    fn from(error: MultipartError) -> Refusal {
+        refuse(Status::BAD_REQUEST, error.0)
+    }
+}
+
+fn disk_refusal(error: &io::Error) -> Refusal {
+    log::warn!("upload: {error}");
+    match error.kind() {
+        io::ErrorKind::PermissionDenied => refuse(Status::FORBIDDEN, "folder not writable"),
+        _ if error.raw_os_error() == Some(libc::ENOSPC) => {
+            refuse(Status::INTERNAL_SERVER_ERROR, "disk full")
+        }
+        _ => refuse(Status::INTERNAL_SERVER_ERROR, "could not write the file"),
+    }
+}
+
+/// How far [`Upload::feed`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// All buffered body bytes were handled; more must be read.
+    NeedInput,
+    /// The body is complete: call [`Upload::finish`].
+    Complete,
+}
+
+/// A file being received, deleted on drop unless persisted.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+impl TempFile {
+    /// Creates a fresh hidden temp file in `dir`.
+    pub fn create(dir: &Path) -> io::Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}.part", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file,
+                        persisted: false,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Gives the file its final name. With `replace` an existing file is
+    /// swapped out atomically; without, an existing name fails with
+    /// `AlreadyExists` and nothing is touched.
+    pub fn persist(&mut self, target: &Path, replace: bool) -> io::Result<()> {
+        if replace {
+            std::fs::rename(&self.path, target)?;
+        } else {
+            rename_no_replace(&self.path, target)?;
+        }
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::warn!("could not remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// `renameat2(RENAME_NOREPLACE)`, or link+unlink where the file system lacks it.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    let c_from = CString::new(from.as_os_str().as_bytes())?;
+    let c_to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(error),
+    }
+}
+
+/// How the body is framed on the wire.
+enum BodyReader {
+    Length {
+        remaining: u64,
+    },
+    Chunked {
+        decoder: ChunkedDecoder,
+        /// Decoded bytes not yet taken by the sink.
+        staging: Vec<u8>,
+    },
+}
+
+/// A file part of a form, received so far.
+struct FormFile {
+    temp: TempFile,
+    name: String,
+    size: u64,
+}
+
+/// Where the body goes.
+enum Sink {
+    /// PUT: the raw body is the file.
+    Put {
+        temp: TempFile,
+        name: Vec<u8>,
+        size: u64,
+        replace: bool,
+    },
+    /// POST multipart/form-data: every file part is a file.
+    Form {
+        parser: Box<MultipartParser>,
+        /// The folder the files go to.
+        dir: PathBuf,
+        /// The file part being received (None inside a text field).
+        current: Option<FormFile>,
+        /// File parts received whole, waiting for the end of the form.
+        complete: Vec<FormFile>,
+    },
+}
+
+/// One stored file, for the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub name: String,
+    pub size: u64,
+    pub url: String,
+}
+
+/// An upload in progress.
+pub struct Upload {
+    body: BodyReader,
+    sink: Sink,
+    /// The target folder on disk, and its URL (ending in `/`).
+    dir: PathBuf,
+    dir_url: String,
+    /// Answer in JSON rather than HTML.
+    json: bool,
+    max_body: u64,
+    /// Body bytes received so far (after unchunking).
+    received: u64,
+}
+
+/// Checks an upload request's head and prepares to receive its body. Every
+/// refusal here happens before a single body byte is stored.
+pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, Refusal> {
+    if request
+        .expect
+        .as_deref()
+        .is_some_and(|expect| !expect.eq_ignore_ascii_case("100-continue"))
+    {
+        return Err(refuse(Status::EXPECTATION_FAILED, "unknown expectation"));
+    }
+    let body = match request.body {
+        BodyFraming::None => {
+            return Err(refuse(
+                Status::LENGTH_REQUIRED,
+                "an upload needs Content-Length or a chunked body",
+            ))
+        }
+        BodyFraming::Length(length) if length > config.max_body => {
+            return Err(refuse(
+                Status::PAYLOAD_TOO_LARGE,
+                "body larger than --max-body",
+            ))
+        }
+        BodyFraming::Length(remaining) => BodyReader::Length { remaining },
+        BodyFraming::Chunked => BodyReader::Chunked {
+            decoder: ChunkedDecoder::new(),
+            staging: Vec::new(),
+        },
+    };
+    let path = RequestPath::parse(&request.target)
+        .map_err(|_| refuse(Status::NOT_FOUND, "no such folder"))?;
+    let json = request
+        .accept
+        .as_deref()
+        .is_some_and(|accept| accept.contains("application/json"));
+    let (dir_relative, sink) = match request.method {
+        Method::Put => put_sink(&path, site, config)?,
+        Method::Post => form_sink(request, &path, site)?,
+        _ => return Err(refuse(Status::METHOD_NOT_ALLOWED, "not an upload method")),
+    };
+    let dir_url = RequestPath {
+        segments: dir_relative.clone(),
+        trailing_slash: true,
+        download: false,
+    }
+    .url(true);
+    let dir = site.root().join(
+        dir_relative
+            .iter()
+            .map(|s| std::ffi::OsStr::from_bytes(s))
+            .collect::<PathBuf>(),
+    );
+    let sink = match sink {
+        PendingSink::Put { name, replace } => Sink::Put {
+            temp: TempFile::create(&dir).map_err(|e| disk_refusal(&e))?,
+            name,
+            size: 0,
+            replace,
+        },
+        PendingSink::Form(parser) => Sink::Form {
+            parser,
+            dir: dir.clone(),
+            current: None,
+            complete: Vec::new(),
+        },
+    };
+    Ok(Upload {
+        body,
+        sink,
+        dir,
+        dir_url,
+        json,
+        max_body: config.max_body,
+        received: 0,
+    })
+}
+
+/// A sink decided on, before its temp file exists.
+enum PendingSink {
+    Put { name: Vec<u8>, replace: bool },
+    Form(Box<MultipartParser>),
+}
+
+fn put_sink(
+    path: &RequestPath,
+    site: &Site,
+    config: &Config,
+) -> Result<(Vec<Vec<u8>>, PendingSink), Refusal> {
+    let Some((name, parent)) = path.segments.split_last() else {
+        return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
+    };
+    if path.trailing_slash {
+        return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
+    }
+    let parent_path = RequestPath {
+        segments: parent.to_vec(),
+        trailing_slash: true,
+        download: false,
+    };
+    match site.find(&parent_path) {
+        Ok(Found::Dir(_)) => {}
+        Ok(Found::File(..)) => return Err(refuse(Status::CONFLICT, "parent is a file")),
+        Err(Missing::NotFound) => return Err(refuse(Status::NOT_FOUND, "no such folder")),
+        Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
+        Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
+    }
+    let exists = match site.find(path) {
+        Ok(Found::Dir(_)) => return Err(refuse(Status::CONFLICT, "a folder has that name")),
+        Ok(Found::File(..)) => true,
+        Err(Missing::NotFound) => false,
+        Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "file not readable")),
+        Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
+    };
+    if exists && !config.overwrite {
+        return Err(refuse(
+            Status::CONFLICT,
+            "file exists (start rill with --overwrite to allow replacing it)",
+        ));
+    }
+    Ok((
+        parent.to_vec(),
+        PendingSink::Put {
+            name: name.clone(),
+            replace: exists,
+        },
+    ))
+}
+
+fn form_sink(
+    request: &Request,
+    path: &RequestPath,
+    site: &Site,
+) -> Result<(Vec<Vec<u8>>, PendingSink), Refusal> {
+    match site.find(path) {
+        Ok(Found::Dir(_)) => {}
+        Ok(Found::File(..)) => {
+            return Err(refuse(
+                Status::METHOD_NOT_ALLOWED,
+                "POST uploads go to a folder URL",
+            ))
+        }
+        Err(Missing::NotFound) => return Err(refuse(Status::NOT_FOUND, "no such folder")),
+        Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
+        Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
+    }
+    let boundary = request
+        .content_type
+        .as_deref()
+        .and_then(form_data_boundary)
+        .ok_or(refuse(
+            Status::UNSUPPORTED_MEDIA_TYPE,
+            "POST takes multipart/form-data with a boundary",
+        ))?;
+    let parser = Box::new(MultipartParser::new(&boundary)?);
+    Ok((path.segments.clone(), PendingSink::Form(parser)))
+}
+
+impl Upload {
+    /// Body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Hands buffered input to the upload, at most `budget` bytes of it.
+    /// Used bytes are removed from `input`; bytes after the body (a pipelined
+    /// request) are left there.
+    pub fn feed(&mut self, input: &mut Vec<u8>, budget: usize) -> Result<Progress, Refusal> {
+        match &mut self.body {
+            BodyReader::Length { remaining } => {
+                let available = usize::try_from(*remaining)
+                    .map_or(input.len(), |r| r.min(input.len()))
+                    .min(budget);
+                let is_rest_of_body = available as u64 == *remaining;
+                let used = self.sink.consume(&input[..available], is_rest_of_body)?;
+                input.drain(..used);
+                *remaining -= used as u64;
+                self.received += used as u64;
+                Ok(if *remaining == 0 {
+                    Progress::Complete
+                } else {
+                    Progress::NeedInput
+                })
+            }
+            BodyReader::Chunked { decoder, staging } => {
+                let mut at = 0;
+                while at < input.len().min(budget)
+                    && staging.len() < STAGING_MAX
+                    && !decoder.is_done()
+                {
+                    let room = STAGING_MAX - staging.len();
+                    let end = input.len().min(at + room);
+                    let decoded = decoder.decode(&input[at..end])?;
+                    staging.extend_from_slice(decoded.data);
+                    self.received += decoded.data.len() as u64;
+                    at += decoded.consumed;
+                    if decoded.consumed == 0 {
+                        break;
+                    }
+                }
+                input.drain(..at);
+                if self.received > self.max_body {
+                    return Err(refuse(
+                        Status::PAYLOAD_TOO_LARGE,
+                        "body larger than --max-body",
+                    ));
+                }
+                let used = self.sink.consume(staging, decoder.is_done())?;
+                staging.drain(..used);
+                Ok(if decoder.is_done() && staging.is_empty() {
+                    Progress::Complete
+                } else {
+                    Progress::NeedInput
+                })
+            }
+        }
+    }
+
+    /// Moves every received file to its final name and writes the `201`
+    /// answer (or `204` for a PUT that replaced a file) into `out`.
+    /// Returns the status and the body length.
+    pub fn finish(
+        self,
+        date: &str,
+        common: CommonHeaders,
+        head_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(Status, u64), Refusal> {
+        let mut stored = Vec::new();
+        let mut status = Status::CREATED;
+        match self.sink {
+            Sink::Put {
+                temp,
+                name,
+                size,
+                replace,
+            } => {
+                let target = self.dir.join(std::ffi::OsStr::from_bytes(&name));
+                let mut temp = temp;
+                match temp.persist(&target, replace) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(refuse(Status::CONFLICT, "file exists"))
+                    }
+                    Err(e) => return Err(disk_refusal(&e)),
+                }
+                if replace {
+                    status = Status::NO_CONTENT;
+                }
+                stored.push(Stored {
+                    url: format!(
+                        "{}{}",
+                        self.dir_url,
+                        encode_segment(&name).collect::<String>()
+                    ),
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                    size,
+                });
+            }
+            Sink::Form {
+                parser, complete, ..
+            } => {
+                if !parser.is_done() {
+                    return Err(refuse(Status::BAD_REQUEST, "form ended early"));
+                }
+                if complete.is_empty() {
+                    return Err(refuse(Status::BAD_REQUEST, "the form carried no file"));
+                }
+                for mut file in complete {
+                    let name = persist_unique(&mut file.temp, &self.dir, &file.name)?;
+                    stored.push(Stored {
+                        url: format!(
+                            "{}{}",
+                            self.dir_url,
+                            encode_segment(name.as_bytes()).collect::<String>()
+                        ),
+                        name,
+                        size: file.size,
+                    });
+                }
+            }
+        }
+        for file in &stored {
+            log::info!("stored {} ({} bytes)", file.url, file.size);
+        }
+        let (content_type, body) = if self.json {
+            ("application/json", json_answer(&stored))
+        } else {
+            (
+                "text/html; charset=utf-8",
+                html_answer(&stored, &self.dir_url),
+            )
+        };
+        let body_len = if status.allows_body() { body.len() } else { 0 };
+        let mut head = HeadWriter::start(out, status, date);
+        if status == Status::CREATED {
+            if let [only] = stored.as_slice() {
+                head = head.header("Location", &only.url);
+            }
+            head = head.header("Content-Type", content_type);
+        }
+        head.content_length(body_len as u64).finish(common);
+        if !head_only && body_len > 0 {
+            out.extend_from_slice(body.as_bytes());
+        }
+        Ok((status, body_len as u64))
+    }
+}
+
+impl Sink {
+    /// Takes body bytes; returns how many it used. With `is_rest_of_body` the
+    /// slice is all that remains of the body, so holding bytes back for a
+    /// delimiter that never completes means the form is broken.
+    fn consume(&mut self, data: &[u8], is_rest_of_body: bool) -> Result<usize, Refusal> {
+        match self {
+            Sink::Put { temp, size, .. } => {
+                temp.file.write_all(data).map_err(|e| disk_refusal(&e))?;
+                *size += data.len() as u64;
+                Ok(data.len())
+            }
+            Sink::Form {
+                parser,
+                dir,
+                current,
+                complete,
+            } => {
+                let mut at = 0;
+                loop {
+                    let (used, event) = parser.next(&data[at..])?;
+                    at += used;
+                    match event {
+                        Event::NeedMore if used == 0 => break,
+                        Event::NeedMore => {}
+                        Event::PartStart(info) => {
+                            *current = match info.filename.as_deref() {
+                                // A file input left empty sends filename="".
+                                Some(raw) if !raw.is_empty() => Some(FormFile {
+                                    temp: TempFile::create(dir).map_err(|e| disk_refusal(&e))?,
+                                    name: sanitize_filename(raw),
+                                    size: 0,
+                                }),
+                                _ => None,
+                            }
+                        }
+                        Event::Data(bytes) => {
+                            if let Some(file) = current {
+                                file.temp
+                                    .file
+                                    .write_all(bytes)
+                                    .map_err(|e| disk_refusal(&e))?;
+                                file.size += bytes.len() as u64;
+                            }
+                        }
+                        Event::PartEnd => complete.extend(current.take()),
+                        Event::End => {}
+                    }
+                    if at == data.len() {
+                        break;
+                    }
+                }
+                if is_rest_of_body && at < data.len() && !parser.is_done() {
+                    return Err(refuse(Status::BAD_REQUEST, "form ended early"));
+                }
+                Ok(at)
+            }
+        }
+    }
+}
+
+/// Persists `temp` as `name` in `dir`, or `name-1`, `name-2`, ... when taken.
+/// The no-replace rename makes the check and the move one step, so a file
+/// that appears meanwhile is never overwritten.
+fn persist_unique(temp: &mut TempFile, dir: &Path, name: &str) -> Result<String, Refusal> {
+    let (stem, extension) = match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    for n in 0..10_000u32 {
+        let candidate = if n == 0 {
+            name.to_owned()
+        } else {
+            format!("{stem}-{n}{extension}")
+        };
+        match temp.persist(&dir.join(&candidate), false) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(disk_refusal(&e)),
+        }
+    }
+    Err(refuse(Status::CONFLICT, "too many files with that name"))
+}
+
+/// Makes a stored name safe: only the last path component (either separator),
+/// no control characters, no leading dots (hidden files, `..`), no trailing
+/// dots or spaces, at most [`MAX_NAME_BYTES`] bytes with the extension kept.
+pub fn sanitize_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let trimmed = cleaned
+        .trim()
+        .trim_start_matches('.')
+        .trim_end_matches(['.', ' '])
+        .trim_start();
+    if trimmed.is_empty() {
+        return String::from("upload");
+    }
+    if trimmed.len() <= MAX_NAME_BYTES {
+        return trimmed.to_owned();
+    }
+    let extension = match trimmed.rfind('.') {
+        Some(dot) if trimmed.len() - dot <= 16 => &trimmed[dot..],
+        _ => "",
+    };
+    let mut cut = MAX_NAME_BYTES - extension.len();
+    while !trimmed.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{extension}", &trimmed[..cut])
+}
+
+fn json_answer(stored: &[Stored]) -> String {
+    let files: Vec<String> = stored
+        .iter()
+        .map(|file| {
+            format!(
+                "{{\"name\":{},\"size\":{},\"url\":{}}}",
+                json_string(&file.name),
+                file.size,
+                json_string(&file.url)
+            )
+        })
+        .collect();
+    format!("{{\"files\":[{}]}}\n", files.join(","))
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn html_answer(stored: &[Stored], dir_url: &str) -> String {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Uploaded</title>\n</head>\n<body>\n<h1>Uploaded</h1>\n<ul>\n",
+    );
+    for file in stored {
+        page.push_str(&format!(
+            "<li><a href=\"{}\">{}</a> ({} bytes)</li>\n",
+            escape_html(&file.url),
+            escape_html(&file.name),
+            file.size
+        ));
+    }
+    page.push_str(&format!(
+        "</ul>\n<p><a href=\"{}\">Back to the folder</a></p>\n</body>\n</html>\n",
+        escape_html(dir_url)
+    ));
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_neutralised() {
+        for (raw, expected) in [
+            ("photo.jpg", "photo.jpg"),
+            ("../../etc/passwd", "passwd"),
+            ("..\\..\\windows\\win.ini", "win.ini"),
+            ("C:\\Users\\me\\report.pdf", "report.pdf"),
+            ("/absolute/name.txt", "name.txt"),
+            ("..", "upload"),
+            ("...", "upload"),
+            (".bashrc", "bashrc"),
+            ("..hidden.txt", "hidden.txt"),
+            ("a\u{0}b\u{1}c\n.txt", "abc.txt"),
+            ("trailing. . ", "trailing"),
+            ("", "upload"),
+            ("dir/", "upload"),
+            ("naïve 日本.txt", "naïve 日本.txt"),
+        ] {
+            assert_eq!(sanitize_filename(raw), expected, "{raw:?}");
+        }
+        let long = format!("{}.tar.gz", "é".repeat(300));
+        let cleaned = sanitize_filename(&long);
+        assert!(cleaned.len() <= MAX_NAME_BYTES, "{}", cleaned.len());
+        assert!(cleaned.ends_with(".gz"));
+    }
+
+    #[test]
+    fn json_answer_escapes() {
+        let stored = [Stored {
+            name: "a\"b\\c\n.txt".to_owned(),
+            size: 3,
+            url: "/x/a%22b".to_owned(),
+        }];
+        assert_eq!(
+            json_answer(&stored),
+            "{\"files\":[{\"name\":\"a\\\"b\\\\c\\u000a.txt\",\"size\":3,\"url\":\"/x/a%22b\"}]}\n"
+        );
+    }
+
+    #[test]
+    fn temp_files_vanish_unless_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let dropped = TempFile::create(dir.path()).unwrap();
+        let dropped_path = dropped.path.clone();
+        assert!(dropped_path.exists());
+        assert!(dropped_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(TEMP_PREFIX));
+        drop(dropped);
+        assert!(!dropped_path.exists());
+
+        std::fs::write(dir.path().join("taken"), "old").unwrap();
+        let mut kept = TempFile::create(dir.path()).unwrap();
+        kept.file.write_all(b"new").unwrap();
+        let error = kept.persist(&dir.path().join("taken"), false).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"old");
+        let name = persist_unique(&mut kept, dir.path(), "taken").unwrap();
+        assert_eq!(name, "taken-1");
+        drop(kept);
+        assert_eq!(std::fs::read(dir.path().join("taken-1")).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "a temp file was left behind");
+    }
+}
