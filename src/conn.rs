@@ -3,14 +3,20 @@
 //! A connection is always in one [`State`]:
 //!
 //! ```text
-//!            ┌──────────────── keep-alive: next request ─────────────────┐
-//!            ▼                                                           │
-//!   ReadingHead ──head parsed──▶ (answer queued) ──▶ Sending ──all sent──┤
-//!       │    ▲                        │                                  │
-//!       │    └─ small answer, more ───┤                                  ▼
-//!       │       requests buffered     └─ body to drop ─▶ DiscardingBody  Closing ──▶ closed
-//!       └── bad head: error queued, close after it ──▶ Sending ──────────▲
+//!                 ┌───────────── keep-alive: the next request ─────────────┐
+//!                 ▼                                                        │
+//!  accept ──▶ ReadingHead ──head──▶ answer queued ──────────▶ Sending ──all sent
+//!              │   ▲                  │   │                      ▲         │
+//!              │   └─ small answer, ──┘   └─ GET body ──▶ DiscardingBody   │ close
+//!              │      more requests          to drop         │             ▼
+//!              │      already buffered                       └──▶ …     Closing ──▶ closed
+//!              ├── POST/PUT accepted ──▶ ReceivingUpload ──body done──▶ Sending
+//!              └── bad head: error queued, close after it ──▶ Sending
 //! ```
+//!
+//! Every arrow is made in one place: [`Connection::drive`] calls the
+//! `poll_<state>` method of the current state, which returns the next state.
+//! `answer` (in `ReadingHead`) picks where a parsed request leads.
 //!
 //! [`Connection::drive`] runs the machine as far as the socket allows: each
 //! `poll_*` method handles one state and either moves to the next state or says
@@ -21,7 +27,9 @@
 //! Backpressure: while a connection is sending, it does not read; while reading
 //! heads, it buffers at most one head's worth of bytes. A client that sends
 //! pipelined requests faster than it reads answers therefore stalls itself,
-//! not the server.
+//! not the server. An upload is read only as fast as it is written to disk:
+//! at most [`UPLOAD_INPUT`] bytes are buffered, and the socket is not read
+//! again until they are written out.
 
 use crate::config::Config;
 use crate::http::request::{
@@ -51,7 +59,7 @@ const FILE_CHUNK: usize = 64 * 1024;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
 /// How many bytes of an upload body are buffered at most.
-const UPLOAD_INPUT: usize = 64 * 1024;
+pub const UPLOAD_INPUT: usize = 64 * 1024;
 /// Most bytes read and dropped after the last answer before closing anyway.
 const MAX_LINGER_BYTES: u64 = 256 * 1024;
 

@@ -626,7 +626,7 @@ fn persist_unique(temp: &mut TempFile, dir: &Path, name: &str) -> Result<String,
 
 /// Makes a stored name safe: only the last path component (either separator),
 /// no control characters, no leading dots (hidden files, `..`), no trailing
-/// dots or spaces, at most [`MAX_NAME_BYTES`] bytes with the extension kept.
+/// dots or spaces, at most 200 bytes with the extension kept.
 pub fn sanitize_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
