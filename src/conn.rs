@@ -381,7 +381,7 @@ impl Connection {
                 return Step::Close("upload state missing");
             };
             let before = self.input.len();
-            match receiving.upload.feed(&mut self.input, budget) {
+            match receiving.upload.feed(&mut self.input) {
                 Ok(Progress::Complete) => return self.finish_upload(shared),
                 Ok(Progress::NeedInput) => {}
                 Err(refusal) => return self.fail_upload(refusal, shared),
@@ -398,7 +398,10 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Step::Wait(Interest::READABLE)
                 }
-                Err(_) => return Step::Close("read error mid-upload"),
+                Err(e) => {
+                    debug!("conn {}: upload read failed: {e}", self.id);
+                    return Step::Close("read error mid-upload");
+                }
             }
         }
     }

@@ -396,15 +396,14 @@ impl Upload {
         self.received
     }
 
-    /// Hands buffered input to the upload, at most `budget` bytes of it.
-    /// Used bytes are removed from `input`; bytes after the body (a pipelined
-    /// request) are left there.
-    pub fn feed(&mut self, input: &mut Vec<u8>, budget: usize) -> Result<Progress, Refusal> {
+    /// Hands buffered input to the upload. Used bytes are removed from
+    /// `input`; bytes after the body (a pipelined request) are left there, and
+    /// so are the last few bytes of a form that could start a delimiter.
+    pub fn feed(&mut self, input: &mut Vec<u8>) -> Result<Progress, Refusal> {
         match &mut self.body {
             BodyReader::Length { remaining } => {
-                let available = usize::try_from(*remaining)
-                    .map_or(input.len(), |r| r.min(input.len()))
-                    .min(budget);
+                let available =
+                    usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
                 let is_rest_of_body = available as u64 == *remaining;
                 let used = self.sink.consume(&input[..available], is_rest_of_body)?;
                 input.drain(..used);
@@ -418,10 +417,7 @@ impl Upload {
             }
             BodyReader::Chunked { decoder, staging } => {
                 let mut at = 0;
-                while at < input.len().min(budget)
-                    && staging.len() < STAGING_MAX
-                    && !decoder.is_done()
-                {
+                while at < input.len() && staging.len() < STAGING_MAX && !decoder.is_done() {
                     let room = STAGING_MAX - staging.len();
                     let end = input.len().min(at + room);
                     let decoded = decoder.decode(&input[at..end])?;

@@ -311,6 +311,20 @@ fn all_byte_values_survive() {
 }
 
 #[test]
+fn a_multi_megabyte_form_arrives_whole() {
+    // Several turns' worth of budget, with CRs everywhere to make the parser
+    // hold bytes back at every read.
+    let dir = site();
+    let rill = Rill::start(dir.path(), &["--uploads"]);
+    let content = pseudo_random(5 << 20, 23);
+    let body = multipart("----big", &[("file", Some("big.bin"), &content)]);
+    let pieces: Vec<&[u8]> = body.chunks(100_003).collect();
+    let response = send(&rill, &post_head("/", "----big", body.len(), ""), &pieces);
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert!(fs::read(dir.path().join("big.bin")).unwrap() == content);
+}
+
+#[test]
 fn name_clashes_and_malicious_names() {
     let dir = site();
     fs::create_dir(dir.path().join("in")).unwrap();
