@@ -5,6 +5,7 @@ use log::LevelFilter;
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The address rill listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -23,6 +24,12 @@ Options:
       --overwrite         with --uploads, let PUT replace an existing file (atomically)
       --max-body SIZE     largest upload body, with K/M/G suffixes (default 1G)
       --cors              add Access-Control-Allow-Origin: * and answer OPTIONS preflights
+      --header-timeout SECS  a request head or upload body that stalls this long is dropped
+                          (408 for a half-sent head; default 10)
+      --idle-timeout SECS  a keep-alive connection with nothing to do, or a client that reads
+                          nothing of its answer, is closed after this long (default 60)
+      --max-connections N  most connections at once; more get 503 (default 10000, capped by
+                          the open-file limit)
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -41,6 +48,12 @@ pub struct Config {
     pub max_body: u64,
     /// Send CORS headers and answer preflights.
     pub cors: bool,
+    /// How long a request head or upload body may stall.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection, or a stalled reader, is kept.
+    pub idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -57,6 +70,9 @@ impl Config {
             overwrite: false,
             max_body: DEFAULT_MAX_BODY,
             cors: false,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
@@ -100,6 +116,20 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
                 config.max_body = parse_size(&text)
                     .ok_or_else(|| format!("invalid --max-body '{text}' (try 500M or 2G)"))?;
             }
+            Long("header-timeout") => {
+                config.header_timeout = seconds(&string_value(&mut parser, "--header-timeout")?)?
+            }
+            Long("idle-timeout") => {
+                config.idle_timeout = seconds(&string_value(&mut parser, "--idle-timeout")?)?
+            }
+            Long("max-connections") => {
+                let text = string_value(&mut parser, "--max-connections")?;
+                config.max_connections = text
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("invalid --max-connections '{text}'"))?;
+            }
             Value(value) if root.is_none() => root = Some(PathBuf::from(value)),
             Value(value) => {
                 return Err(format!(
@@ -115,6 +145,15 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
     }
     config.listen = parse_listen(&listen)?;
     Ok(Command::Serve(config))
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("invalid number of seconds '{text}'"))
 }
 
 /// `1048576`, `512K`, `100M`, `2G`, `1GiB`: binary multiples.
@@ -170,6 +209,34 @@ mod tests {
         assert_eq!(config.log_level, LevelFilter::Info);
         assert!(!config.uploads && !config.overwrite && !config.cors);
         assert_eq!(config.max_body, 1 << 30);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn limits_and_timeouts() {
+        let Ok(Command::Serve(config)) = parse(&[
+            "--header-timeout",
+            "0.5",
+            "--idle-timeout",
+            "3",
+            "--max-connections",
+            "50",
+        ]) else {
+            panic!("expected a config")
+        };
+        assert_eq!(config.header_timeout, Duration::from_millis(500));
+        assert_eq!(config.idle_timeout, Duration::from_secs(3));
+        assert_eq!(config.max_connections, 50);
+        for bad in [
+            &["--header-timeout", "0"][..],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "soon"],
+            &["--max-connections", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ use crate::http::request::{
 use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
 use crate::respond::{allowed_methods, respond, Context, FileBody};
 use crate::site::Site;
+use crate::timer::Timeouts;
 use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN};
 use log::{debug, info, log_enabled, trace, warn, Level};
 use mio::net::TcpStream;
@@ -121,6 +122,8 @@ enum Step {
 pub struct Shared<'a> {
     pub site: &'a Site,
     pub config: &'a Config,
+    /// The loop's clock, read once per turn.
+    pub now: Instant,
     /// The current `Date` header value.
     pub date: &'a str,
 }
@@ -164,6 +167,12 @@ pub struct Connection {
     /// Access-log lines of the answers in `output`, when info logging is on.
     pending_log: Vec<AccessRecord>,
     opened: Instant,
+    /// The last time bytes moved in either direction.
+    last_activity: Instant,
+    /// When the first byte of the request head being read arrived.
+    head_started: Instant,
+    /// The loop's clock for the current drive.
+    now: Instant,
     requests: u64,
     bytes_in: u64,
     bytes_out: u64,
@@ -171,7 +180,7 @@ pub struct Connection {
 
 impl Connection {
     /// A fresh connection, waiting for its first request head.
-    pub fn new(id: usize, socket: TcpStream, peer: SocketAddr) -> Connection {
+    pub fn new(id: usize, socket: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
         Connection {
             id,
             socket,
@@ -184,7 +193,10 @@ impl Connection {
             receiving: None,
             close_after_send: false,
             pending_log: Vec::new(),
-            opened: Instant::now(),
+            opened: now,
+            last_activity: now,
+            head_started: now,
+            now,
             requests: 0,
             bytes_in: 0,
             bytes_out: 0,
@@ -203,6 +215,7 @@ impl Connection {
 
     /// Runs the state machine until it must wait for the socket or is done.
     pub fn drive(&mut self, shared: &Shared) -> Next {
+        self.now = shared.now;
         loop {
             let step = match self.state {
                 State::ReadingHead => self.poll_reading_head(shared),
@@ -218,20 +231,112 @@ impl Connection {
                 }
                 Step::Wait(interest) => return Next::Wait(interest),
                 Step::Yield => return Next::Yield,
-                Step::Close(why) => {
-                    self.log_pending(Some(why));
-                    debug!(
-                        "conn {} closed ({why}) after {:?}: {} requests, {} bytes in, {} bytes out",
-                        self.id,
-                        self.opened.elapsed(),
-                        self.requests,
-                        self.bytes_in,
-                        self.bytes_out
-                    );
-                    return Next::Close;
-                }
+                Step::Close(why) => return self.closed(why),
             }
         }
+    }
+
+    /// Logs the end of the connection; the loop then drops it (and with it
+    /// any upload's temp files).
+    fn closed(&mut self, why: &str) -> Next {
+        self.log_pending(Some(why));
+        debug!(
+            "conn {} closed ({why}) after {:?}: {} requests, {} bytes in, {} bytes out",
+            self.id,
+            self.now.saturating_duration_since(self.opened),
+            self.requests,
+            self.bytes_in,
+            self.bytes_out
+        );
+        Next::Close
+    }
+
+    /// When this connection's current timeout expires, given its state.
+    pub fn deadline(&self, timeouts: &Timeouts) -> Instant {
+        let since = match self.state {
+            // Between requests on a kept-alive connection.
+            State::ReadingHead if self.input.is_empty() && self.requests > 0 => {
+                return self.last_activity + timeouts.idle
+            }
+            // A fresh connection that has sent nothing yet.
+            State::ReadingHead if self.input.is_empty() => self.opened,
+            State::ReadingHead => self.head_started,
+            State::DiscardingBody { .. } | State::ReceivingUpload => self.last_activity,
+            State::Sending => return self.last_activity + timeouts.idle,
+            State::Closing { .. } => return self.last_activity + timeouts.linger(),
+        };
+        since + timeouts.header
+    }
+
+    /// The deadline passed: answer a half-sent head with 408, drop anything
+    /// else. An abandoned upload's temp files go with it.
+    pub fn on_timeout(&mut self, shared: &Shared) -> Next {
+        self.now = shared.now;
+        let why = match self.state {
+            State::ReadingHead if !self.input.is_empty() => {
+                debug!("conn {}: request head timed out", self.id);
+                self.input.clear();
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    http10: false,
+                    cors: shared.config.cors,
+                };
+                let status = Status::REQUEST_TIMEOUT;
+                let len = self.queue_generated(
+                    status,
+                    "request head not received in time",
+                    Extra::None,
+                    common,
+                    shared,
+                );
+                self.record_parts(
+                    Method::Get,
+                    String::from("-"),
+                    status,
+                    len,
+                    self.head_started,
+                );
+                trace!("conn {}: reading-head -> sending (timeout)", self.id);
+                self.state = State::Sending;
+                return self.drive(shared);
+            }
+            State::ReadingHead if self.requests > 0 => "idle timeout",
+            State::ReadingHead => "no request in time",
+            State::DiscardingBody { .. } | State::ReceivingUpload => "body stalled",
+            State::Sending => "client stopped reading",
+            State::Closing { .. } => "linger timeout",
+        };
+        self.closed(why)
+    }
+
+    /// The server is shutting down: returns `true` if the connection should
+    /// close now (idle, reading, or receiving an upload, which is abandoned);
+    /// a connection sending an answer finishes it and then closes.
+    pub fn begin_shutdown(&mut self) -> bool {
+        match self.state {
+            State::Sending | State::Closing { .. } => {
+                self.close_after_send = true;
+                false
+            }
+            State::ReadingHead | State::DiscardingBody { .. } | State::ReceivingUpload => {
+                self.receiving = None;
+                true
+            }
+        }
+    }
+
+    /// Makes this fresh connection answer `answer` (a `503`) and close,
+    /// without reading a request.
+    pub fn refuse(&mut self, answer: Vec<u8>) {
+        self.output = answer;
+        self.close_after_send = true;
+        self.state = State::Sending;
+    }
+
+    /// Closes at once (shutdown, or the loop giving up on it).
+    pub fn abandon(&mut self, why: &str) -> Next {
+        self.receiving = None;
+        self.closed(why)
     }
 
     /// ReadingHead: parse a head from the buffer, or read more bytes.
@@ -241,6 +346,8 @@ impl Connection {
                 match parse_head(&self.input) {
                     Ok(Parsed::Complete(request, head_len)) => {
                         self.input.drain(..head_len);
+                        // Bytes already here belong to the next head.
+                        self.head_started = self.now;
                         return self.answer(request, shared);
                     }
                     Ok(Parsed::Partial) => {}
@@ -635,6 +742,7 @@ impl Connection {
                 Ok(written) => {
                     self.output_sent += written;
                     self.bytes_out += written as u64;
+                    self.last_activity = self.now;
                     if self.output_sent < self.output.len() {
                         trace!("conn {}: partial write of {written} bytes", self.id);
                     }
@@ -760,6 +868,12 @@ impl Connection {
             // SAFETY: the kernel initialised the first `got` spare bytes.
             unsafe { self.input.set_len(have + got) };
             self.bytes_in += got as u64;
+            if got > 0 {
+                if have == 0 && self.state == State::ReadingHead {
+                    self.head_started = self.now;
+                }
+                self.last_activity = self.now;
+            }
             return Ok(got);
         }
     }

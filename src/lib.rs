@@ -23,4 +23,5 @@ pub mod path;
 pub mod respond;
 pub mod server;
 pub mod site;
+pub mod timer;
 pub mod upload;

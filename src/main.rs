@@ -24,7 +24,6 @@ fn main() -> ExitCode {
     {
         eprintln!("rill: cannot start logging: {e}");
     }
-    raise_open_file_limit();
     let mut server = match Server::bind(&config) {
         Ok(server) => server,
         Err(e) => {
@@ -58,23 +57,4 @@ fn main() -> ExitCode {
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("rill: {message}\n\n{USAGE}");
     ExitCode::from(2)
-}
-
-/// Each connection is a file descriptor; the soft limit (often 1024) would cap
-/// rill far below what the machine allows, so it is raised to the hard limit.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                log::warn!("could not raise the open-file limit");
-            }
-        }
-    }
 }

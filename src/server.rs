@@ -1,69 +1,141 @@
-//! The event loop: one thread, one `mio::Poll`, one listener, and a `Slab` of
-//! connections, each registered under its slab key as its `Token`.
+//! The event loop: one thread, one `mio::Poll`, one listener, a `Slab` of
+//! connections (each registered under its slab key as its `Token`), a timer
+//! heap, and the signal source.
 //!
-//! Every turn of [`Server::run`] waits in `poll` for readiness, then handles each
-//! event: the listener's by accepting until `WouldBlock`, a connection's by
-//! letting its state machine ([`crate::conn`]) run as far as its socket allows.
-//! The machine answers with the readiness it now waits for; the loop
-//! re-registers the socket only when that differs from what is registered, so a
-//! connection answering requests back to back costs no `epoll_ctl` at all.
+//! Every turn of [`Server::run`]:
 //!
-//! Readiness is edge-triggered, which is why a connection only ever waits after
-//! a `WouldBlock`: an edge that already passed would never be reported again.
+//! 1. waits in `poll` — at most until the nearest deadline;
+//! 2. reads the clock once, and handles each readiness event: the listener's
+//!    by accepting until `WouldBlock`, a signal's by starting shutdown, a
+//!    connection's by letting its state machine ([`crate::conn`]) run as far
+//!    as its socket allows;
+//! 3. drives again the connections that gave up their turn with work left
+//!    (uploads over their per-turn budget), since no new edge would wake them;
+//! 4. fires the timers that are due.
+//!
+//! A connection answers with the readiness it now waits for; the loop
+//! re-registers the socket only when that differs from what is registered, so
+//! a connection answering requests back to back costs no `epoll_ctl`.
+//! Readiness is edge-triggered, which is why a connection only ever waits
+//! after a `WouldBlock`: an edge that already passed is never reported again.
 
 use crate::config::Config;
 use crate::conn::{Connection, Next, Shared};
-use crate::http::response::DateCache;
+use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
 use crate::site::Site;
-use log::{debug, error, trace, warn};
-use mio::net::TcpListener;
+use crate::timer::{poll_timeout, Timeouts, Timers};
+use log::{debug, error, info, trace, warn};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The listener's token; connections use their slab keys, which never reach it.
 const LISTENER: Token = Token(usize::MAX);
+/// The signal source's token.
+const SIGNALS: Token = Token(usize::MAX - 1);
 /// How many readiness events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
+/// Past the connection limit, this many extra connections are still accepted
+/// to be told `503`; beyond them a new connection is closed unanswered.
+const REFUSAL_SLOTS: usize = 64;
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long answers in flight may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// File descriptors kept back from the connection limit for the listener,
+/// the poll, signals, logging and the files being sent.
+const RESERVED_FDS: u64 = 64;
 
-/// A connection and the interest it is registered with.
+/// A connection, the interest it is registered with, and the deadline its
+/// timer entry was scheduled for.
 struct Slot {
     conn: Connection,
     registered: Interest,
+    scheduled: Option<Instant>,
+}
+
+/// What the loop is doing about new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    Yes,
+    /// Out of file descriptors: try again at this time, or when one closes.
+    PausedUntil(Instant),
+    /// Shutting down: answers in flight get until this time to finish.
+    ShuttingDown(Instant),
+}
+
+/// Totals for the shutdown summary.
+#[derive(Debug, Default)]
+struct Totals {
+    accepted: u64,
+    refused: u64,
+    timed_out: u64,
 }
 
 /// The server: the poll, the listening socket and every open connection.
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
+    signals: Signals,
     connections: Slab<Slot>,
     site: Site,
     config: Config,
+    timeouts: Timeouts,
+    timers: Timers,
     date: DateCache,
+    accepting: Accepting,
     /// Connections that gave up their turn with work left (an upload that
     /// used its budget). With edge-triggered readiness no new event would
     /// wake them, so the loop drives them again itself.
     yielded: Vec<usize>,
+    started: Instant,
+    totals: Totals,
 }
 
 impl Server {
-    /// Binds the listening socket and opens the served folder.
+    /// Binds the listening socket, opens the served folder and registers
+    /// for SIGINT and SIGTERM.
     pub fn bind(config: &Config) -> io::Result<Server> {
         let site = Site::new(&config.root)?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut config = config.clone();
+        let fd_limit = raise_open_file_limit();
+        let fd_cap = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+        if config.max_connections > fd_cap {
+            warn!(
+                "--max-connections {} lowered to {fd_cap}: the open-file limit is {fd_limit}",
+                config.max_connections
+            );
+            config.max_connections = fd_cap.max(1);
+        }
+        let now = Instant::now();
         Ok(Server {
             poll,
             listener,
+            signals,
             connections: Slab::new(),
             site,
-            config: config.clone(),
+            timeouts: Timeouts {
+                header: config.header_timeout,
+                idle: config.idle_timeout,
+            },
+            config,
+            timers: Timers::new(),
             date: DateCache::new(SystemTime::now()),
+            accepting: Accepting::Yes,
             yielded: Vec::new(),
+            started: now,
+            totals: Totals::default(),
         })
     }
 
@@ -72,14 +144,14 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Runs the loop until `poll` itself fails.
+    /// Runs the loop until a shutdown completes (or `poll` itself fails).
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut turn = Vec::new();
         loop {
-            // Yielded connections must not wait: poll only collects new events.
+            let now = Instant::now();
             let timeout = if self.yielded.is_empty() {
-                None
+                poll_timeout(now, &[self.timers.next_deadline(), self.accept_deadline()])
             } else {
                 Some(Duration::ZERO)
             };
@@ -89,6 +161,7 @@ impl Server {
                 }
                 return Err(e);
             }
+            let now = Instant::now();
             self.date.update(SystemTime::now());
             for event in events.iter() {
                 trace!(
@@ -98,65 +171,146 @@ impl Server {
                     event.is_writable()
                 );
                 match event.token() {
-                    LISTENER => self.accept_all(),
-                    Token(key) => self.drive(key),
+                    LISTENER => self.accept_all(now),
+                    SIGNALS => {
+                        if self.on_signals(now) {
+                            return Ok(());
+                        }
+                    }
+                    Token(key) => self.drive(key, now),
                 }
             }
             std::mem::swap(&mut turn, &mut self.yielded);
             for key in turn.drain(..) {
-                self.drive(key);
+                self.drive(key, now);
             }
+            self.fire_timers(now);
+            match self.accepting {
+                Accepting::PausedUntil(at) if at <= now => {
+                    self.accepting = Accepting::Yes;
+                    self.accept_all(now);
+                }
+                Accepting::ShuttingDown(at) if self.connections.is_empty() || at <= now => {
+                    self.finish_shutdown("all answers finished");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn accept_deadline(&self) -> Option<Instant> {
+        match self.accepting {
+            Accepting::Yes => None,
+            Accepting::PausedUntil(at) | Accepting::ShuttingDown(at) => Some(at),
         }
     }
 
     /// Accepts every pending connection; each is registered for reading and
     /// will get its first event as soon as its request arrives (or already has).
-    fn accept_all(&mut self) {
-        loop {
-            let (mut socket, peer) = match self.listener.accept() {
+    fn accept_all(&mut self, now: Instant) {
+        while self.accepting == Accepting::Yes {
+            let (socket, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // The pending connections stay queued in the kernel.
+                    // Retrying now would spin; wait for a close or the backoff.
+                    warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accepting = Accepting::PausedUntil(now + ACCEPT_BACKOFF);
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE and friends: the pending connection stays queued;
-                    // the next listener event or close gives it another chance.
                     warn!("accept failed: {e}");
                     return;
                 }
             };
+            self.totals.accepted += 1;
+            let open = self.connections.len();
+            if open >= self.config.max_connections + REFUSAL_SLOTS {
+                self.totals.refused += 1;
+                debug!("refused {peer} unanswered: {open} connections open");
+                continue; // dropping the socket closes it
+            }
             if let Err(e) = socket.set_nodelay(true) {
                 debug!("set_nodelay failed for {peer}: {e}");
             }
-            let entry = self.connections.vacant_entry();
-            let key = entry.key();
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut socket, Token(key), Interest::READABLE)
-            {
-                error!("register failed for {peer}: {e}");
-                continue;
-            }
+            let over_limit = open >= self.config.max_connections;
+            self.admit(socket, peer, over_limit, now);
+        }
+    }
+
+    /// Registers a new connection; over the limit it is answered `503` and
+    /// closed, through the same state machine as everyone else.
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, over_limit: bool, now: Instant) {
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            error!("register failed for {peer}: {e}");
+            return;
+        }
+        let mut conn = Connection::new(key, socket, peer, now);
+        if over_limit {
+            self.totals.refused += 1;
+            debug!("conn {key} from {peer}: over --max-connections, answering 503");
+            let mut answer = Vec::new();
+            let common = CommonHeaders {
+                keep_alive: false,
+                http10: false,
+                cors: self.config.cors,
+            };
+            write_generated(
+                &mut answer,
+                Status::SERVICE_UNAVAILABLE,
+                "too many connections, try again soon",
+                Extra::None,
+                self.date.as_str(),
+                common,
+                false,
+            );
+            conn.refuse(answer);
+        } else {
             debug!("conn {key} opened from {peer}");
-            entry.insert(Slot {
-                conn: Connection::new(key, socket, peer),
-                registered: Interest::READABLE,
-            });
+        }
+        entry.insert(Slot {
+            conn,
+            registered: Interest::READABLE,
+            scheduled: None,
+        });
+        if over_limit {
+            self.drive(key, now);
+        } else {
+            self.reschedule(key);
         }
     }
 
     /// Lets connection `key` run, then records what it waits for, or closes it.
-    fn drive(&mut self, key: usize) {
+    fn drive(&mut self, key: usize, now: Instant) {
         let Some(slot) = self.connections.get_mut(key) else {
             return; // closed earlier in this same batch of events
         };
         let shared = Shared {
             site: &self.site,
             config: &self.config,
+            now,
             date: self.date.as_str(),
         };
-        match slot.conn.drive(&shared) {
+        let next = slot.conn.drive(&shared);
+        self.apply(key, next);
+    }
+
+    /// Carries out what a connection asked for after running.
+    fn apply(&mut self, key: usize, next: Next) {
+        let Some(slot) = self.connections.get_mut(key) else {
+            return;
+        };
+        match next {
             Next::Wait(interest) if interest == slot.registered => {}
             Next::Wait(interest) => {
                 trace!(
@@ -173,6 +327,7 @@ impl Server {
                     Err(e) => {
                         warn!("conn {key}: reregister failed: {e}");
                         self.close(key);
+                        return;
                     }
                 }
             }
@@ -181,14 +336,146 @@ impl Server {
                     self.yielded.push(key);
                 }
             }
-            Next::Close => self.close(key),
+            Next::Close => {
+                self.close(key);
+                return;
+            }
+        }
+        self.reschedule(key);
+    }
+
+    /// Makes sure a timer entry exists no later than the connection's
+    /// deadline. A later deadline needs nothing: the early entry pops, sees
+    /// the real deadline, and schedules that.
+    fn reschedule(&mut self, key: usize) {
+        let Some(slot) = self.connections.get_mut(key) else {
+            return;
+        };
+        let deadline = slot.conn.deadline(&self.timeouts);
+        if slot.scheduled.is_none_or(|scheduled| deadline < scheduled) {
+            self.timers.schedule(deadline, key);
+            slot.scheduled = Some(deadline);
+        }
+    }
+
+    /// Pops due timer entries; fires those whose connection's deadline has
+    /// really passed, reschedules the rest.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            let Some(slot) = self.connections.get_mut(key) else {
+                continue; // the connection closed since
+            };
+            if slot.scheduled != Some(at) {
+                continue; // superseded by an earlier entry, or a reused key
+            }
+            slot.scheduled = None;
+            if slot.conn.deadline(&self.timeouts) > now {
+                self.reschedule(key);
+                continue;
+            }
+            self.totals.timed_out += 1;
+            let shared = Shared {
+                site: &self.site,
+                config: &self.config,
+                now,
+                date: self.date.as_str(),
+            };
+            let next = slot.conn.on_timeout(&shared);
+            self.apply(key, next);
         }
     }
 
     fn close(&mut self, key: usize) {
-        let mut slot = self.connections.remove(key);
-        // Dropping the socket closes it, which also removes it from epoll; the
-        // explicit deregister keeps mio's bookkeeping honest on every platform.
-        let _ = self.poll.registry().deregister(slot.conn.socket());
+        if let Some(mut slot) = self.connections.try_remove(key) {
+            // Dropping the socket closes it, which also removes it from epoll;
+            // the explicit deregister keeps mio's bookkeeping honest.
+            let _ = self.poll.registry().deregister(slot.conn.socket());
+        }
+        if let Accepting::PausedUntil(_) = self.accepting {
+            // A descriptor came free: the queued connections may fit now.
+            self.accepting = Accepting::Yes;
+            self.accept_all(Instant::now());
+        }
     }
+
+    /// SIGINT or SIGTERM: the first starts a graceful shutdown, a second one
+    /// ends at once. Returns `true` when the loop should stop now.
+    fn on_signals(&mut self, now: Instant) -> bool {
+        let count = self.signals.pending().count();
+        if count == 0 {
+            return false;
+        }
+        if let Accepting::ShuttingDown(_) = self.accepting {
+            self.finish_shutdown("second signal");
+            return true;
+        }
+        info!(
+            "shutting down: no new connections, {} open, up to {SHUTDOWN_GRACE:?} for answers in flight",
+            self.connections.len()
+        );
+        self.accepting = Accepting::ShuttingDown(now + SHUTDOWN_GRACE);
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        let closing: Vec<usize> = self
+            .connections
+            .iter_mut()
+            .filter_map(|(key, slot)| slot.conn.begin_shutdown().then_some(key))
+            .collect();
+        for key in closing {
+            self.close(key);
+        }
+        if count > 1 {
+            self.finish_shutdown("second signal");
+            return true;
+        }
+        false
+    }
+
+    /// Drops every connection left (their temp files go with them) and logs
+    /// a summary.
+    fn finish_shutdown(&mut self, why: &str) {
+        let left = self.connections.len();
+        for (_, slot) in self.connections.iter_mut() {
+            let _ = slot.conn.abandon("shutdown");
+        }
+        self.connections.clear();
+        info!(
+            "stopped ({why}) after {:?}: {} connections accepted, {} refused, {} timed out, {left} cut off",
+            self.started.elapsed(),
+            self.totals.accepted,
+            self.totals.refused,
+            self.totals.timed_out
+        );
+        let _ = io::stderr().flush();
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit and returns it: each
+/// connection is a file descriptor, and the default soft limit (often 1024)
+/// would cap rill far below what the machine allows.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            } else {
+                warn!(
+                    "could not raise the open-file limit above {}",
+                    limit.rlim_cur
+                );
+            }
+        }
+    }
+    limit.rlim_cur
 }
