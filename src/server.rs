@@ -102,7 +102,7 @@ impl Server {
     pub fn bind(config: &Config) -> io::Result<Server> {
         let site = Site::new(&config.root)?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = listen(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
@@ -447,6 +447,23 @@ impl Server {
         );
         let _ = io::stderr().flush();
     }
+}
+
+/// How many connections the kernel may queue before rill accepts them. mio
+/// (like std) asks for 128, which a burst of a few thousand clients overflows:
+/// their handshakes then stall in retransmission for seconds. The kernel caps
+/// this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking listening socket with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Raises the soft open-file limit to the hard limit and returns it: each

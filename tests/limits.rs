@@ -1,0 +1,275 @@
+//! Timers, connection limits and shutdown against the real binary:
+//! slowloris, idle and stalled clients, --max-connections, SIGTERM, and
+//! thousands of connections at once.
+
+mod common;
+
+use common::{pseudo_random, raise_fd_limit, read_response, site, Rill};
+use std::fs;
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Reads until the server closes (or 10 s pass) and returns what came.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return all,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn slowloris_does_not_slow_others_and_gets_408() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "fast").unwrap();
+    let rill = Rill::start(dir.path(), &["--header-timeout", "1.5"]);
+    let mut loris: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = rill.connect();
+            stream
+                .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+                .unwrap();
+            stream
+        })
+        .collect();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let response = rill.get("/a.txt");
+        let took = started.elapsed();
+        assert_eq!(response.text(), "fast");
+        assert!(took < Duration::from_millis(500), "a GET took {took:?}");
+    }
+    // After the header timeout, every half-sent head is answered 408 and closed.
+    let started = Instant::now();
+    for stream in loris.iter_mut() {
+        let reply = read_until_closed(stream);
+        assert!(
+            reply.starts_with(b"HTTP/1.1 408 "),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn idle_keep_alive_and_silent_connections_are_closed() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let rill = Rill::start(
+        dir.path(),
+        &["--idle-timeout", "1", "--header-timeout", "1"],
+    );
+    // A keep-alive connection that goes quiet after one request.
+    let mut idle = rill.connect();
+    idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(idle.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    // A connection that never sends a byte.
+    let mut silent = rill.connect();
+    let started = Instant::now();
+    assert!(
+        read_until_closed(&mut idle).is_empty(),
+        "idle close is silent"
+    );
+    let idle_took = started.elapsed();
+    assert!(
+        idle_took > Duration::from_millis(700) && idle_took < Duration::from_secs(4),
+        "{idle_took:?}"
+    );
+    assert!(read_until_closed(&mut silent).is_empty());
+    // Still serving.
+    assert_eq!(rill.get("/a.txt").text(), "a");
+}
+
+#[test]
+fn a_stalled_upload_is_dropped_with_its_temp_file() {
+    let dir = site();
+    let rill = Rill::start(dir.path(), &["--uploads", "--header-timeout", "1"]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"PUT /stalled.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    stream.write_all(&[7u8; 1000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        entries(dir.path()).len(),
+        1,
+        "the temp file should exist meanwhile"
+    );
+    let reply = read_until_closed(&mut stream);
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+#[test]
+fn a_client_that_reads_nothing_is_dropped_after_the_idle_timeout() {
+    let dir = site();
+    fs::write(dir.path().join("big.bin"), pseudo_random(32 << 20, 3)).unwrap();
+    let rill = Rill::start(dir.path(), &["--idle-timeout", "1"]);
+    let mut stuck = rill.connect();
+    stuck
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Reading now drains what was buffered, then finds the connection closed.
+    let got = read_until_closed(&mut stuck);
+    assert!(
+        got.len() < 32 << 20,
+        "the whole file arrived: {}",
+        got.len()
+    );
+}
+
+#[test]
+fn max_connections_refuses_the_excess_cleanly() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let rill = Rill::start(dir.path(), &["--max-connections", "50"]);
+    let get = |stream: &mut TcpStream| {
+        stream
+            .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        read_response(&mut reader, false).map(|r| r.status)
+    };
+    let mut kept: Vec<TcpStream> = (0..50).map(|_| rill.connect()).collect();
+    for stream in kept.iter_mut() {
+        assert_eq!(get(stream), Some(200));
+    }
+    for _ in 0..10 {
+        let mut extra = rill.connect();
+        let reply = read_until_closed(&mut extra);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+    // The first fifty are undisturbed.
+    for stream in kept.iter_mut() {
+        assert_eq!(get(stream), Some(200));
+    }
+    // Once some leave, newcomers are served again.
+    kept.truncate(40);
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        assert_eq!(rill.get("/a.txt").status, 200);
+    }
+}
+
+#[test]
+fn sigterm_lets_a_download_finish_within_the_grace_period() {
+    let dir = site();
+    let big = fs::File::create(dir.path().join("1g.bin")).unwrap();
+    big.set_len(1 << 30).unwrap(); // sparse: no real disk used
+    let mut rill = Rill::start(dir.path(), &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /1g.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    stream.read_exact(&mut first).unwrap();
+    let mut idle = rill.connect(); // an idle connection is closed at once
+    let started = Instant::now();
+    rill.signal(libc::SIGTERM);
+    assert!(read_until_closed(&mut idle).is_empty());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The reader dawdles, so the download cannot finish: rill ends it at
+    // the grace period and exits 0.
+    let status = rill.wait_exit(Duration::from_secs(8)).expect("rill exited");
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
+    drop(stream);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = site();
+    let big = fs::File::create(dir.path().join("1g.bin")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    let mut rill = Rill::start(dir.path(), &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /1g.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 1 << 16];
+    stream.read_exact(&mut first).unwrap();
+    let started = Instant::now();
+    rill.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    rill.signal(libc::SIGINT);
+    let status = rill.wait_exit(Duration::from_secs(3)).expect("rill exited");
+    assert!(status.success());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn sigterm_during_an_upload_leaves_no_file() {
+    let dir = site();
+    let args = ["-l", "127.0.0.1:0", "--log-level", "info", "--uploads"];
+    let mut rill = Rill::start_with(dir.path(), &args);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"PUT /partial.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+        .unwrap();
+    stream.write_all(&vec![1u8; 1 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(entries(dir.path()).len(), 1, "the temp file should exist");
+    rill.signal(libc::SIGTERM);
+    let status = rill.wait_exit(Duration::from_secs(3)).expect("rill exited");
+    assert!(status.success());
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    let log = rill.stop();
+    assert!(log.contains("stopped"), "no summary in the log: {log}");
+}
+
+#[test]
+fn five_thousand_concurrent_connections_all_get_answers() {
+    const CLIENTS: usize = 5000;
+    let limit = raise_fd_limit();
+    if limit < (CLIENTS as u64) + 200 {
+        eprintln!("SKIPPED: the open-file limit is {limit}, too low for {CLIENTS} sockets");
+        return;
+    }
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "many").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let mut streams: Vec<TcpStream> = (0..CLIENTS).map(|_| rill.connect()).collect();
+    for stream in streams.iter_mut() {
+        stream
+            .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    let mut ok = 0;
+    for stream in streams {
+        let mut reader = BufReader::new(stream);
+        let response = read_response(&mut reader, false).expect("a response");
+        if response.status == 200 && response.body == b"many" {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, CLIENTS);
+}
