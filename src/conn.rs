@@ -43,7 +43,7 @@ use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN};
 use log::{debug, info, log_enabled, trace, warn, Level};
 use mio::net::TcpStream;
 use mio::Interest;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -56,8 +56,10 @@ const MAX_INPUT: usize = MAX_HEAD_BYTES + READ_CHUNK;
 /// A file body this small is copied right behind its head, so the two leave in
 /// one `write` and pipelined answers can share it too.
 const INLINE_BODY_MAX: u64 = 16 * 1024;
-/// How many file bytes are staged per `write` when streaming a larger body.
+/// How many file bytes are staged per `write` where `sendfile` is refused.
 const FILE_CHUNK: usize = 64 * 1024;
+/// Most body bytes sent to one connection per turn of the loop.
+const SEND_BUDGET_PER_TURN: usize = 4 << 20;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
 /// How many bytes of an upload body are buffered at most.
@@ -164,6 +166,8 @@ pub struct Connection {
     receiving: Option<Box<Receiving>>,
     /// Close once the queued output is sent.
     close_after_send: bool,
+    /// `sendfile` was refused for this connection's files: copy instead.
+    copy_file_body: bool,
     /// Access-log lines of the answers in `output`, when info logging is on.
     pending_log: Vec<AccessRecord>,
     opened: Instant,
@@ -192,6 +196,7 @@ impl Connection {
             file: None,
             receiving: None,
             close_after_send: false,
+            copy_file_body: false,
             pending_log: Vec::new(),
             opened: now,
             last_activity: now,
@@ -712,13 +717,21 @@ impl Connection {
         }
     }
 
-    /// Sending: write queued bytes, topping them up from the file body.
+    /// Sending: write the queued bytes, then the file body with
+    /// `sendfile(2)` — the kernel copies from the page cache to the socket, no
+    /// buffer of ours in between — or with read+write where the kernel refuses
+    /// `sendfile` for the file. At most [`SEND_BUDGET_PER_TURN`] body bytes go
+    /// out per turn, so one fast reader cannot hold the loop.
     fn poll_sending(&mut self) -> Step {
+        let mut budget = SEND_BUDGET_PER_TURN;
         loop {
-            if let Err(step) = self.stage_file_chunk() {
-                return step;
+            if self.output_sent < self.output.len() {
+                if let Err(step) = self.write_output() {
+                    return step;
+                }
+                continue;
             }
-            if !self.has_output() {
+            let Some(body) = self.file.as_mut() else {
                 self.output.clear();
                 self.output_sent = 0;
                 self.log_pending(None);
@@ -727,31 +740,103 @@ impl Connection {
                 } else {
                     Step::To(State::ReadingHead)
                 };
+            };
+            if budget == 0 {
+                return Step::Yield;
             }
-            if let Err(step) = self.write_output() {
-                return step;
+            if self.copy_file_body {
+                if let Err(step) = self.stage_file_chunk() {
+                    return step;
+                }
+                continue;
+            }
+            let mut offset = body.offset as libc::off_t;
+            let count = usize::try_from(body.remaining).map_or(budget, |r| r.min(budget));
+            // SAFETY: both descriptors are open for the duration of the call,
+            // and `offset` is a valid off_t the kernel updates.
+            let sent = unsafe {
+                libc::sendfile(
+                    self.socket.as_raw_fd(),
+                    body.file.as_raw_fd(),
+                    &mut offset,
+                    count,
+                )
+            };
+            if sent > 0 {
+                let sent = sent as u64;
+                body.offset += sent;
+                body.remaining -= sent;
+                self.bytes_out += sent;
+                self.last_activity = self.now;
+                budget = budget.saturating_sub(sent as usize);
+                if body.remaining == 0 {
+                    self.file = None;
+                } else {
+                    trace!(
+                        "conn {}: sendfile sent {sent} bytes, {} to go",
+                        self.id,
+                        body.remaining
+                    );
+                }
+                continue;
+            }
+            if sent == 0 {
+                warn!("conn {}: file shrank while being sent", self.id);
+                return Step::Close("file shrank");
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EAGAIN) => return Step::Wait(Interest::WRITABLE),
+                Some(libc::EINTR) => {}
+                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                    debug!(
+                        "conn {}: sendfile refused ({error}); copying instead",
+                        self.id
+                    );
+                    self.copy_file_body = true;
+                }
+                _ => return Step::Close("peer gone while sending"),
             }
         }
     }
 
     /// Writes queued bytes until they are all sent or the socket is full.
+    /// When a file body follows, `MSG_MORE` asks the kernel to hold the head
+    /// back a moment so it leaves in one segment with the first body bytes.
     fn write_output(&mut self) -> Result<(), Step> {
+        let more = if self.file.is_some() {
+            libc::MSG_MORE
+        } else {
+            0
+        };
         while self.output_sent < self.output.len() {
-            match self.socket.write(&self.output[self.output_sent..]) {
-                Ok(0) => return Err(Step::Close("write returned 0")),
-                Ok(written) => {
-                    self.output_sent += written;
-                    self.bytes_out += written as u64;
-                    self.last_activity = self.now;
-                    if self.output_sent < self.output.len() {
-                        trace!("conn {}: partial write of {written} bytes", self.id);
-                    }
+            let pending = &self.output[self.output_sent..];
+            // SAFETY: `pending` is a valid slice for the length given.
+            let written = unsafe {
+                libc::send(
+                    self.socket.as_raw_fd(),
+                    pending.as_ptr().cast::<libc::c_void>(),
+                    pending.len(),
+                    more | libc::MSG_NOSIGNAL,
+                )
+            };
+            if written > 0 {
+                let written = written as usize;
+                self.output_sent += written;
+                self.bytes_out += written as u64;
+                self.last_activity = self.now;
+                if self.output_sent < self.output.len() {
+                    trace!("conn {}: partial write of {written} bytes", self.id);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(Step::Wait(Interest::WRITABLE))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(Step::Close("peer gone while sending")),
+                continue;
+            }
+            if written == 0 {
+                return Err(Step::Close("write returned 0"));
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => return Err(Step::Wait(Interest::WRITABLE)),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(Step::Close("peer gone while sending")),
             }
         }
         Ok(())
