@@ -406,6 +406,7 @@ impl Connection {
         let ctx = Context {
             site: shared.site,
             config: shared.config,
+            now: shared.now,
             date: shared.date,
             common,
         };
@@ -535,6 +536,8 @@ impl Connection {
         match upload.finish(shared.date, common, false, &mut self.output) {
             Ok((status, body_len)) => {
                 debug!("conn {}: upload of {received} bytes stored", self.id);
+                // A stored file may replace one the cache holds open.
+                shared.site.forget_cached();
                 self.record_parts(method, target, status, body_len, started);
                 self.close_after_send = !common.keep_alive;
                 Step::To(State::Sending)
@@ -645,18 +648,28 @@ impl Connection {
         }
     }
 
-    /// A small body is copied behind its head now; a larger one is streamed.
+    /// A small body is copied behind its head now (from the file cache when
+    /// it holds the bytes); a larger one is streamed.
     fn queue_file(&mut self, body: FileBody) -> Result<(), Step> {
         if body.remaining > INLINE_BODY_MAX {
             self.file = Some(body);
             return Ok(());
         }
-        let start = self.output.len();
-        // remaining <= INLINE_BODY_MAX, so the cast cannot truncate.
-        self.output.resize(start + body.remaining as usize, 0);
+        // remaining <= INLINE_BODY_MAX, so the casts cannot truncate.
+        let (start, end) = (
+            body.offset as usize,
+            (body.offset + body.remaining) as usize,
+        );
+        if let Some(bytes) = body.file.bytes.as_deref().and_then(|b| b.get(start..end)) {
+            self.output.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let at = self.output.len();
+        self.output.resize(at + (end - start), 0);
         match body
             .file
-            .read_exact_at(&mut self.output[start..], body.offset)
+            .file
+            .read_exact_at(&mut self.output[at..], body.offset)
         {
             Ok(()) => Ok(()),
             Err(error) => {
@@ -757,7 +770,7 @@ impl Connection {
             let sent = unsafe {
                 libc::sendfile(
                     self.socket.as_raw_fd(),
-                    body.file.as_raw_fd(),
+                    body.file.file.as_raw_fd(),
                     &mut offset,
                     count,
                 )
@@ -856,7 +869,10 @@ impl Connection {
         let start = self.output.len();
         let want = usize::try_from(body.remaining).map_or(FILE_CHUNK, |r| r.min(FILE_CHUNK));
         self.output.resize(start + want, 0);
-        let read = body.file.read_at(&mut self.output[start..], body.offset);
+        let read = body
+            .file
+            .file
+            .read_at(&mut self.output[start..], body.offset);
         let got = *read.as_ref().unwrap_or(&0);
         self.output.truncate(start + got);
         match read {

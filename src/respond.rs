@@ -10,15 +10,15 @@
 //! writes the result.
 
 use crate::config::Config;
-use crate::http::conditional::{decide, FileAnswer, Preconditions, Validators};
+use crate::http::conditional::{decide, FileAnswer, Preconditions};
 use crate::http::request::{Method, Request};
 use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
 use crate::listing;
 use crate::mime;
 use crate::path::RequestPath;
-use crate::site::{Found, Missing, Site};
-use std::fs::{File, Metadata};
-use std::os::unix::fs::MetadataExt;
+use crate::site::{Found, Missing, OpenFile, Site};
+use std::rc::Rc;
+use std::time::Instant;
 
 /// The methods rill answers to, for `Allow` and CORS preflights.
 pub fn allowed_methods(config: &Config) -> &'static str {
@@ -32,7 +32,7 @@ pub fn allowed_methods(config: &Config) -> &'static str {
 /// The part of a file still to be sent after the head.
 #[derive(Debug)]
 pub struct FileBody {
-    pub file: File,
+    pub file: Rc<OpenFile>,
     /// Where the next byte comes from in the file.
     pub offset: u64,
     /// How many bytes are still to go.
@@ -53,6 +53,8 @@ pub struct Reply {
 pub struct Context<'a> {
     pub site: &'a Site,
     pub config: &'a Config,
+    /// The loop's clock.
+    pub now: Instant,
     /// The current `Date` header value.
     pub date: &'a str,
     pub common: CommonHeaders,
@@ -102,20 +104,20 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
     let Ok(path) = RequestPath::parse(&request.target) else {
         return generated(out, Status::NOT_FOUND, "no such file", Extra::None);
     };
-    let found = ctx.site.find(&path).and_then(|found| match found {
-        Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir) {
+    let found = ctx.site.find(&path, ctx.now).and_then(|found| match found {
+        Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir, ctx.now) {
             Err(Missing::NotFound) => Ok(Found::Dir(dir)),
             index => index,
         },
         other => Ok(other),
     });
     match found {
-        Ok(Found::File(file, meta)) => {
+        Ok(Found::File(file)) => {
             let name = match path.file_name() {
                 Some(name) if !path.trailing_slash => name,
                 _ => b"index.html",
             };
-            file_reply(request, ctx, &path, name, file, &meta, out)
+            file_reply(request, ctx, &path, name, file, out)
         }
         Ok(Found::Dir(_)) if !path.trailing_slash => {
             let location = path.url(true);
@@ -200,26 +202,24 @@ fn file_reply(
     ctx: &Context,
     path: &RequestPath,
     name: &[u8],
-    file: File,
-    meta: &Metadata,
+    file: Rc<OpenFile>,
     out: &mut Vec<u8>,
 ) -> Reply {
-    let size = meta.len();
-    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-    let validators = Validators::new(meta.ino(), modified, size);
+    let size = file.size;
+    let validators = &file.validators;
     let preconditions = Preconditions {
         range: request.range.as_deref(),
         if_none_match: request.if_none_match.as_deref(),
         if_modified_since: request.if_modified_since.as_deref(),
         if_range: request.if_range.as_deref(),
     };
-    let (status, start, len) = match decide(&preconditions, &validators, size) {
+    let (status, start, len) = match decide(&preconditions, validators, size) {
         FileAnswer::Full => (Status::OK, 0, size),
         FileAnswer::Partial { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
         FileAnswer::NotModified => {
             HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
                 .header("ETag", &validators.etag)
-                .header("Last-Modified", &validators.last_modified())
+                .header("Last-Modified", &file.last_modified)
                 .finish(ctx.common);
             return Reply {
                 status: Status::NOT_MODIFIED,
@@ -248,7 +248,7 @@ fn file_reply(
     let mut head = HeadWriter::start(out, status, ctx.date)
         .header("Content-Type", mime::content_type(name))
         .content_length(len)
-        .header("Last-Modified", &validators.last_modified())
+        .header("Last-Modified", &file.last_modified)
         .header("ETag", &validators.etag)
         .header("Accept-Ranges", "bytes");
     if status == Status::PARTIAL_CONTENT {

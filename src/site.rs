@@ -13,33 +13,103 @@
 //!
 //! Files are opened with `O_NONBLOCK` and checked to be regular after opening,
 //! so a FIFO or device node under ROOT can never block the loop.
+//!
+//! Open files are cached: a small, bounded map from relative path to the open
+//! file, its validators and — for files up to 16 KiB — its bytes. An entry is
+//! trusted for [`REVALIDATE_AFTER`]; after that the next request opens the
+//! path again and keeps the entry only if inode, size and modification time
+//! are unchanged. So a hot small file costs no system call at all, and a
+//! change on disk shows within a second.
 
+use crate::http::conditional::Validators;
 use crate::listing::Entry;
 use crate::path::RequestPath;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a cached file is served without looking at the disk again.
+pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+/// Most files kept open in the cache.
+const CACHE_ENTRIES: usize = 256;
+/// Files up to this size are kept in memory too.
+pub const CACHE_BODY_MAX: u64 = 16 * 1024;
+
+/// An open regular file and what answers about it need.
+#[derive(Debug)]
+pub struct OpenFile {
+    pub file: File,
+    pub size: u64,
+    pub inode: u64,
+    pub modified: std::time::SystemTime,
+    pub validators: Validators,
+    /// `Last-Modified`, rendered once.
+    pub last_modified: String,
+    /// The whole content, for a file of at most [`CACHE_BODY_MAX`] bytes.
+    pub bytes: Option<Box<[u8]>>,
+}
+
+impl OpenFile {
+    fn new(file: File, meta: &Metadata) -> OpenFile {
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        let validators = Validators::new(meta.ino(), modified, meta.len());
+        let bytes = (meta.len() <= CACHE_BODY_MAX)
+            .then(|| {
+                let mut bytes = vec![0u8; meta.len() as usize];
+                file.read_exact_at(&mut bytes, 0).ok()?;
+                Some(bytes.into_boxed_slice())
+            })
+            .flatten();
+        OpenFile {
+            file,
+            size: meta.len(),
+            inode: meta.ino(),
+            modified,
+            last_modified: validators.last_modified(),
+            validators,
+            bytes,
+        }
+    }
+
+    fn same_version(&self, other: &OpenFile) -> bool {
+        (self.inode, self.size, self.modified) == (other.inode, other.size, other.modified)
+    }
+}
+
+struct CacheEntry {
+    file: Rc<OpenFile>,
+    checked: Instant,
+}
 
 /// The served folder.
-#[derive(Debug)]
 pub struct Site {
     root: PathBuf,
     /// ROOT opened as a directory, the anchor for `openat2`.
     root_dir: File,
     /// Cleared the first time the kernel says it has no `openat2`.
     has_openat2: Cell<bool>,
+    cache: RefCell<HashMap<PathBuf, CacheEntry>>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site").field("root", &self.root).finish()
+    }
 }
 
 /// What a request path names under ROOT.
 #[derive(Debug)]
 pub enum Found {
-    /// A regular file, open for reading, with its metadata.
-    File(File, Metadata),
+    /// A regular file, open for reading.
+    File(Rc<OpenFile>),
     /// A directory, by its path relative to ROOT.
     Dir(PathBuf),
 }
@@ -83,6 +153,7 @@ impl Site {
             root,
             root_dir,
             has_openat2: Cell::new(true),
+            cache: RefCell::new(HashMap::new()),
         })
     }
 
@@ -92,15 +163,64 @@ impl Site {
     }
 
     /// Finds what `path` names, following symlinks only while they stay in ROOT.
-    pub fn find(&self, path: &RequestPath) -> Result<Found, Missing> {
-        self.find_relative(path.relative())
+    pub fn find(&self, path: &RequestPath, now: Instant) -> Result<Found, Missing> {
+        self.find_cached(path.relative(), now)
     }
 
     /// Finds `index.html` in a directory found before.
-    pub fn index_of(&self, dir: &Path) -> Result<Found, Missing> {
-        match self.find_relative(dir.join("index.html"))? {
+    pub fn index_of(&self, dir: &Path, now: Instant) -> Result<Found, Missing> {
+        match self.find_cached(dir.join("index.html"), now)? {
             Found::Dir(_) => Err(Missing::NotFound),
             file => Ok(file),
+        }
+    }
+
+    /// Finds what `path` names on disk now, bypassing the cache (for uploads,
+    /// which must see exactly what exists).
+    pub fn find_uncached(&self, path: &RequestPath) -> Result<Found, Missing> {
+        self.find_relative(path.relative())
+    }
+
+    /// Empties the file cache (after an upload changed the folder).
+    pub fn forget_cached(&self) {
+        self.cache.borrow_mut().clear();
+    }
+
+    /// The cache in front of [`Site::find_relative`].
+    fn find_cached(&self, relative: PathBuf, now: Instant) -> Result<Found, Missing> {
+        let cached = self.cache.borrow().get(&relative).map(|entry| {
+            let fresh = now.saturating_duration_since(entry.checked) < REVALIDATE_AFTER;
+            (Rc::clone(&entry.file), fresh)
+        });
+        if let Some((file, true)) = &cached {
+            return Ok(Found::File(Rc::clone(file)));
+        }
+        let found = self.find_relative(relative.clone());
+        let mut cache = self.cache.borrow_mut();
+        match found {
+            Ok(Found::File(opened)) => {
+                // Unchanged on disk: keep the entry (and its cached bytes).
+                let file = match cached {
+                    Some((old, _)) if old.same_version(&opened) => old,
+                    _ => opened,
+                };
+                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(&relative) {
+                    // Bounded, and simple: a full cache starts over.
+                    cache.clear();
+                }
+                cache.insert(
+                    relative,
+                    CacheEntry {
+                        file: Rc::clone(&file),
+                        checked: now,
+                    },
+                );
+                Ok(Found::File(file))
+            }
+            other => {
+                cache.remove(&relative);
+                other
+            }
         }
     }
 
@@ -116,7 +236,7 @@ impl Site {
         if meta.is_dir() {
             Ok(Found::Dir(relative))
         } else if meta.is_file() {
-            Ok(Found::File(file, meta))
+            Ok(Found::File(Rc::new(OpenFile::new(file, &meta))))
         } else {
             Err(Missing::NotFound)
         }
@@ -216,13 +336,51 @@ mod tests {
 
     fn kind(site: &Site, path: &str) -> &'static str {
         let path = RequestPath::parse(path).expect("valid path");
-        match site.find(&path) {
+        match site.find_uncached(&path) {
             Ok(Found::File(..)) => "file",
             Ok(Found::Dir(_)) => "dir",
             Err(Missing::NotFound) => "not found",
             Err(Missing::Forbidden) => "forbidden",
             Err(Missing::Io(_)) => "io",
         }
+    }
+
+    fn cached_bytes(site: &Site, path: &str, now: Instant) -> Option<Vec<u8>> {
+        match site.find(&RequestPath::parse(path).unwrap(), now) {
+            Ok(Found::File(file)) => file.bytes.as_deref().map(<[u8]>::to_vec),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn cache_serves_from_memory_and_sees_changes_after_revalidation() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("a.txt"), "version 1").unwrap();
+        let site = Site::new(root.path()).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(cached_bytes(&site, "/a.txt", t0).unwrap(), b"version 1");
+        fs::write(root.path().join("a.txt"), "version 2, longer").unwrap();
+        // Within the revalidation interval the disk is not looked at.
+        let soon = t0 + REVALIDATE_AFTER / 2;
+        assert_eq!(cached_bytes(&site, "/a.txt", soon).unwrap(), b"version 1");
+        let later = t0 + REVALIDATE_AFTER * 2;
+        assert_eq!(
+            cached_bytes(&site, "/a.txt", later).unwrap(),
+            b"version 2, longer"
+        );
+        fs::remove_file(root.path().join("a.txt")).unwrap();
+        assert_eq!(
+            cached_bytes(&site, "/a.txt", later + REVALIDATE_AFTER * 2),
+            None
+        );
+        // Uploads look past the cache.
+        fs::write(root.path().join("b.txt"), "b").unwrap();
+        let path = RequestPath::parse("/b.txt").unwrap();
+        assert!(matches!(site.find(&path, later), Ok(Found::File(_))));
+        fs::remove_file(root.path().join("b.txt")).unwrap();
+        assert!(matches!(site.find_uncached(&path), Err(Missing::NotFound)));
+        site.forget_cached();
+        assert!(matches!(site.find(&path, later), Err(Missing::NotFound)));
     }
 
     #[test]

@@ -332,14 +332,14 @@ fn put_sink(
         trailing_slash: true,
         download: false,
     };
-    match site.find(&parent_path) {
+    match site.find_uncached(&parent_path) {
         Ok(Found::Dir(_)) => {}
         Ok(Found::File(..)) => return Err(refuse(Status::CONFLICT, "parent is a file")),
         Err(Missing::NotFound) => return Err(refuse(Status::NOT_FOUND, "no such folder")),
         Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
         Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
     }
-    let exists = match site.find(path) {
+    let exists = match site.find_uncached(path) {
         Ok(Found::Dir(_)) => return Err(refuse(Status::CONFLICT, "a folder has that name")),
         Ok(Found::File(..)) => true,
         Err(Missing::NotFound) => false,
@@ -366,7 +366,7 @@ fn form_sink(
     path: &RequestPath,
     site: &Site,
 ) -> Result<(Vec<Vec<u8>>, PendingSink), Refusal> {
-    match site.find(path) {
+    match site.find_uncached(path) {
         Ok(Found::Dir(_)) => {}
         Ok(Found::File(..)) => {
             return Err(refuse(
