@@ -1,7 +1,10 @@
-//! Criterion benches for the sans-IO parts on the per-request path: parsing a
-//! request head and rendering a response head. Run with `cargo bench`.
+//! Criterion benches for the sans-IO parts: parsing a request head, rendering
+//! a response head, decoding a chunked body and scanning a multipart body
+//! (the last two in MB/s). Run with `cargo bench --bench http`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rill::http::chunked::ChunkedDecoder;
+use rill::http::multipart::{Event, MultipartParser};
 use rill::http::request::{parse_head, Parsed};
 use rill::http::response::{CommonHeaders, HeadWriter, Status};
 
@@ -56,5 +59,90 @@ fn render(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, render);
+/// Pseudo-random bytes, so the scanners see realistic (incompressible) data
+/// with CRs and dashes in it.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn chunked(c: &mut Criterion) {
+    let payload = noise(8 << 20);
+    let mut body = Vec::new();
+    for chunk in payload.chunks(64 * 1024) {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut group = c.benchmark_group("chunked");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("decode_8MiB_in_64KiB_reads", |b| {
+        b.iter(|| {
+            let mut decoder = ChunkedDecoder::new();
+            let mut total = 0usize;
+            for read in body.chunks(64 * 1024) {
+                let mut rest = read;
+                while !rest.is_empty() {
+                    let decoded = decoder.decode(rest).unwrap();
+                    total += decoded.data.len();
+                    rest = &rest[decoded.consumed..];
+                }
+            }
+            assert!(decoder.is_done());
+            total
+        })
+    });
+    group.finish();
+}
+
+fn multipart(c: &mut Criterion) {
+    let boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
+    let content = noise(8 << 20);
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut group = c.benchmark_group("multipart");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("scan_8MiB_in_64KiB_reads", |b| {
+        b.iter(|| {
+            let mut parser = MultipartParser::new(boundary).unwrap();
+            let mut held: Vec<u8> = Vec::with_capacity(128 * 1024);
+            let mut total = 0usize;
+            for read in body.chunks(64 * 1024) {
+                held.extend_from_slice(read);
+                let mut at = 0;
+                loop {
+                    let (used, event) = parser.next(&held[at..]).unwrap();
+                    at += used;
+                    match event {
+                        Event::Data(data) => total += data.len(),
+                        Event::NeedMore if used == 0 => break,
+                        _ => {}
+                    }
+                    if at == held.len() {
+                        break;
+                    }
+                }
+                held.drain(..at);
+            }
+            assert!(parser.is_done());
+            assert_eq!(total, content.len());
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, render, chunked, multipart);
 criterion_main!(benches);

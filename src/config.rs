@@ -24,6 +24,8 @@ Options:
       --overwrite         with --uploads, let PUT replace an existing file (atomically)
       --max-body SIZE     largest upload body, with K/M/G suffixes (default 1G)
       --cors              add Access-Control-Allow-Origin: * and answer OPTIONS preflights
+      --stats             serve the loop's counters: /.rill/ (live page), /.rill/stats (JSON),
+                          /.rill/events (Server-Sent Events)
       --header-timeout SECS  a request head or upload body that stalls this long is dropped
                           (408 for a half-sent head; default 10)
       --idle-timeout SECS  a keep-alive connection with nothing to do, or a client that reads
@@ -54,6 +56,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Serve `/.rill/` stats.
+    pub stats: bool,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -73,6 +77,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            stats: false,
         }
     }
 }
@@ -111,6 +116,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             Long("uploads") => config.uploads = true,
             Long("overwrite") => config.overwrite = true,
             Long("cors") => config.cors = true,
+            Long("stats") => config.stats = true,
             Long("max-body") => {
                 let text = string_value(&mut parser, "--max-body")?;
                 config.max_body = parse_size(&text)

@@ -35,9 +35,10 @@ use crate::config::Config;
 use crate::http::request::{
     parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
 };
-use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
+use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
 use crate::respond::{allowed_methods, respond, Context, FileBody};
 use crate::site::Site;
+use crate::stats::{self, add, Phase, Stats};
 use crate::timer::Timeouts;
 use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN};
 use log::{debug, info, log_enabled, trace, warn, Level};
@@ -47,6 +48,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// How many bytes one `read` asks for.
@@ -79,6 +81,9 @@ pub enum State {
     ReceivingUpload,
     /// Writing the queued answer bytes, then the file body, to the socket.
     Sending,
+    /// Holding a `/.rill/events` stream open; the loop appends an event to
+    /// the output every second and this state writes it out.
+    StreamingEvents,
     /// The last answer is out: the write side is shut, and unread input is
     /// drained so closing does not reset the connection under the client.
     Closing { drained: u64 },
@@ -92,6 +97,7 @@ impl State {
             State::DiscardingBody { .. } => "discarding-body",
             State::ReceivingUpload => "receiving-upload",
             State::Sending => "sending",
+            State::StreamingEvents => "streaming-events",
             State::Closing { .. } => "closing",
         }
     }
@@ -171,6 +177,10 @@ pub struct Connection {
     /// Access-log lines of the answers in `output`, when info logging is on.
     pending_log: Vec<AccessRecord>,
     opened: Instant,
+    /// The loop's counters, shared with every connection.
+    stats: Rc<Stats>,
+    /// The phase the counters last saw this connection in.
+    phase: Phase,
     /// The last time bytes moved in either direction.
     last_activity: Instant,
     /// When the first byte of the request head being read arrived.
@@ -184,7 +194,14 @@ pub struct Connection {
 
 impl Connection {
     /// A fresh connection, waiting for its first request head.
-    pub fn new(id: usize, socket: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
+    pub fn new(
+        id: usize,
+        socket: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+        stats: Rc<Stats>,
+    ) -> Connection {
+        stats.moved(None, Phase::ReadingHead);
         Connection {
             id,
             socket,
@@ -199,6 +216,8 @@ impl Connection {
             copy_file_body: false,
             pending_log: Vec::new(),
             opened: now,
+            stats,
+            phase: Phase::ReadingHead,
             last_activity: now,
             head_started: now,
             now,
@@ -227,6 +246,7 @@ impl Connection {
                 State::DiscardingBody { remaining } => self.poll_discarding_body(remaining),
                 State::ReceivingUpload => self.poll_receiving_upload(shared),
                 State::Sending => self.poll_sending(),
+                State::StreamingEvents => self.poll_streaming(),
                 State::Closing { drained } => self.poll_closing(drained),
             };
             match step {
@@ -234,16 +254,40 @@ impl Connection {
                     trace!("conn {}: {} -> {}", self.id, self.state.name(), next.name());
                     self.state = next;
                 }
-                Step::Wait(interest) => return Next::Wait(interest),
-                Step::Yield => return Next::Yield,
+                Step::Wait(interest) => return self.settled(Next::Wait(interest)),
+                Step::Yield => return self.settled(Next::Yield),
                 Step::Close(why) => return self.closed(why),
             }
         }
     }
 
+    /// Tells the counters which phase the connection rests in.
+    fn settled(&mut self, next: Next) -> Next {
+        let phase = match self.state {
+            State::ReadingHead if self.input.is_empty() && self.requests > 0 => {
+                Phase::IdleKeepAlive
+            }
+            State::ReadingHead => Phase::ReadingHead,
+            State::DiscardingBody { .. } => Phase::DiscardingBody,
+            State::ReceivingUpload => Phase::ReceivingUpload,
+            State::Sending => Phase::Sending,
+            State::StreamingEvents => Phase::StreamingEvents,
+            State::Closing { .. } => Phase::Closing,
+        };
+        if phase != self.phase {
+            self.stats.moved(Some(self.phase), phase);
+            self.phase = phase;
+        }
+        next
+    }
+
     /// Logs the end of the connection; the loop then drops it (and with it
     /// any upload's temp files).
     fn closed(&mut self, why: &str) -> Next {
+        if self.receiving.take().is_some() {
+            add(&self.stats.uploads_aborted, 1);
+        }
+        self.stats.closed(self.phase);
         self.log_pending(Some(why));
         debug!(
             "conn {} closed ({why}) after {:?}: {} requests, {} bytes in, {} bytes out",
@@ -267,7 +311,7 @@ impl Connection {
             State::ReadingHead if self.input.is_empty() => self.opened,
             State::ReadingHead => self.head_started,
             State::DiscardingBody { .. } | State::ReceivingUpload => self.last_activity,
-            State::Sending => return self.last_activity + timeouts.idle,
+            State::Sending | State::StreamingEvents => return self.last_activity + timeouts.idle,
             State::Closing { .. } => return self.last_activity + timeouts.linger(),
         };
         since + timeouts.header
@@ -308,7 +352,7 @@ impl Connection {
             State::ReadingHead if self.requests > 0 => "idle timeout",
             State::ReadingHead => "no request in time",
             State::DiscardingBody { .. } | State::ReceivingUpload => "body stalled",
-            State::Sending => "client stopped reading",
+            State::Sending | State::StreamingEvents => "client stopped reading",
             State::Closing { .. } => "linger timeout",
         };
         self.closed(why)
@@ -323,10 +367,10 @@ impl Connection {
                 self.close_after_send = true;
                 false
             }
-            State::ReadingHead | State::DiscardingBody { .. } | State::ReceivingUpload => {
-                self.receiving = None;
-                true
-            }
+            State::ReadingHead
+            | State::DiscardingBody { .. }
+            | State::ReceivingUpload
+            | State::StreamingEvents => true,
         }
     }
 
@@ -340,8 +384,24 @@ impl Connection {
 
     /// Closes at once (shutdown, or the loop giving up on it).
     pub fn abandon(&mut self, why: &str) -> Next {
-        self.receiving = None;
         self.closed(why)
+    }
+
+    /// Appends one event to a `/.rill/events` stream. A client that does not
+    /// read is not allowed to grow rill's memory: while more than one event's
+    /// worth is still unsent, new events are dropped (and counted).
+    pub fn push_event(&mut self, event: &[u8]) {
+        if self.state != State::StreamingEvents {
+            return;
+        }
+        if self.output.len() - self.output_sent > event.len() {
+            add(&self.stats.events_dropped, 1);
+            return;
+        }
+        self.output.drain(..self.output_sent);
+        self.output_sent = 0;
+        self.output.extend_from_slice(event);
+        add(&self.stats.events_pushed, 1);
     }
 
     /// ReadingHead: parse a head from the buffer, or read more bytes.
@@ -403,6 +463,11 @@ impl Connection {
         if is_upload {
             return self.begin_upload(request, common, started, shared);
         }
+        if shared.config.stats && matches!(request.method, Method::Get | Method::Head) {
+            if let Some(route) = stats::route(&request.target) {
+                return self.answer_stats(route, &request, common, started, shared);
+            }
+        }
         let ctx = Context {
             site: shared.site,
             config: shared.config,
@@ -426,6 +491,74 @@ impl Connection {
             _ if self.output.len() - self.output_sent >= FLUSH_AT => Step::To(State::Sending),
             // Small answer queued: look for another pipelined request first.
             _ => Step::To(State::ReadingHead),
+        }
+    }
+
+    /// `/.rill/...` with `--stats`: the page, the JSON, or the start of an
+    /// event stream.
+    fn answer_stats(
+        &mut self,
+        route: stats::Route,
+        request: &Request,
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        let head_only = request.method == Method::Head;
+        let (content_type, body) = match route {
+            stats::Route::Page => ("text/html; charset=utf-8", stats::PAGE.to_owned()),
+            stats::Route::Json => ("application/json", self.stats.to_json(shared.now)),
+            stats::Route::Events => {
+                // No length: the stream ends when the connection does.
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    ..common
+                };
+                HeadWriter::start(&mut self.output, Status::OK, shared.date)
+                    .header("Content-Type", "text/event-stream")
+                    .header("Cache-Control", "no-cache")
+                    .finish(common);
+                self.record(request, Status::OK, 0, started);
+                if head_only {
+                    self.close_after_send = true;
+                    return Step::To(State::Sending);
+                }
+                let first = stats::event(&self.stats.to_json(shared.now));
+                self.output.extend_from_slice(first.as_bytes());
+                return Step::To(State::StreamingEvents);
+            }
+        };
+        HeadWriter::start(&mut self.output, Status::OK, shared.date)
+            .header("Content-Type", content_type)
+            .header("Cache-Control", "no-cache")
+            .content_length(body.len() as u64)
+            .finish(common);
+        if !head_only {
+            self.output.extend_from_slice(body.as_bytes());
+        }
+        self.record(request, Status::OK, body.len() as u64, started);
+        self.close_after_send = !common.keep_alive;
+        Step::To(State::Sending)
+    }
+
+    /// StreamingEvents: write what the loop pushed; otherwise watch for the
+    /// client leaving (anything it sends is read and dropped).
+    fn poll_streaming(&mut self) -> Step {
+        if let Err(step) = self.write_output() {
+            return step;
+        }
+        self.output.clear();
+        self.output_sent = 0;
+        loop {
+            self.input.clear();
+            match self.read_input(READ_CHUNK) {
+                Ok(0) => return Step::Close("stream closed by the client"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Step::Wait(Interest::READABLE)
+                }
+                Err(_) => return Step::Close("read error"),
+            }
         }
     }
 
@@ -536,6 +669,7 @@ impl Connection {
         match upload.finish(shared.date, common, false, &mut self.output) {
             Ok((status, body_len)) => {
                 debug!("conn {}: upload of {received} bytes stored", self.id);
+                add(&self.stats.uploads_completed, 1);
                 // A stored file may replace one the cache holds open.
                 shared.site.forget_cached();
                 self.record_parts(method, target, status, body_len, started);
@@ -566,6 +700,7 @@ impl Connection {
         let Some(receiving) = self.receiving.take() else {
             return Step::Close("upload state missing");
         };
+        add(&self.stats.uploads_aborted, 1);
         debug!(
             "conn {}: upload failed after {} bytes: {}",
             self.id,
@@ -611,6 +746,7 @@ impl Connection {
 
     /// Keeps the access-log line of an answer until it has been sent.
     fn record(&mut self, request: &Request, status: Status, body_bytes: u64, started: Instant) {
+        self.stats.response(status.code());
         trace!(
             "conn {}: {} {} -> {} ({body_bytes} body bytes)",
             self.id,
@@ -629,7 +765,20 @@ impl Connection {
         }
     }
 
+    /// Counts an answer and keeps its access-log line until it is sent.
     fn record_parts(
+        &mut self,
+        method: Method,
+        target: String,
+        status: Status,
+        body_bytes: u64,
+        started: Instant,
+    ) {
+        self.stats.response(status.code());
+        self.log_later(method, target, status, body_bytes, started);
+    }
+
+    fn log_later(
         &mut self,
         method: Method,
         target: String,
@@ -767,6 +916,7 @@ impl Connection {
             let count = usize::try_from(body.remaining).map_or(budget, |r| r.min(budget));
             // SAFETY: both descriptors are open for the duration of the call,
             // and `offset` is a valid off_t the kernel updates.
+            add(&self.stats.sendfile_calls, 1);
             let sent = unsafe {
                 libc::sendfile(
                     self.socket.as_raw_fd(),
@@ -780,6 +930,7 @@ impl Connection {
                 body.offset += sent;
                 body.remaining -= sent;
                 self.bytes_out += sent;
+                add(&self.stats.bytes_out, sent);
                 self.last_activity = self.now;
                 budget = budget.saturating_sub(sent as usize);
                 if body.remaining == 0 {
@@ -799,7 +950,10 @@ impl Connection {
             }
             let error = io::Error::last_os_error();
             match error.raw_os_error() {
-                Some(libc::EAGAIN) => return Step::Wait(Interest::WRITABLE),
+                Some(libc::EAGAIN) => {
+                    add(&self.stats.partial_writes, 1);
+                    return Step::Wait(Interest::WRITABLE);
+                }
                 Some(libc::EINTR) => {}
                 Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
                     debug!(
@@ -837,6 +991,7 @@ impl Connection {
                 let written = written as usize;
                 self.output_sent += written;
                 self.bytes_out += written as u64;
+                add(&self.stats.bytes_out, written as u64);
                 self.last_activity = self.now;
                 if self.output_sent < self.output.len() {
                     trace!("conn {}: partial write of {written} bytes", self.id);
@@ -847,7 +1002,10 @@ impl Connection {
                 return Err(Step::Close("write returned 0"));
             }
             match io::Error::last_os_error().kind() {
-                io::ErrorKind::WouldBlock => return Err(Step::Wait(Interest::WRITABLE)),
+                io::ErrorKind::WouldBlock => {
+                    add(&self.stats.partial_writes, 1);
+                    return Err(Step::Wait(Interest::WRITABLE));
+                }
                 io::ErrorKind::Interrupted => {}
                 _ => return Err(Step::Close("peer gone while sending")),
             }
@@ -969,6 +1127,7 @@ impl Connection {
             // SAFETY: the kernel initialised the first `got` spare bytes.
             unsafe { self.input.set_len(have + got) };
             self.bytes_in += got as u64;
+            add(&self.stats.bytes_in, got as u64);
             if got > 0 {
                 if have == 0 && self.state == State::ReadingHead {
                     self.head_started = self.now;
@@ -1004,5 +1163,62 @@ impl Connection {
                 record.started.elapsed().as_secs_f64() * 1000.0,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A connection on a real loopback socket whose client never reads.
+    #[test]
+    fn an_event_stream_client_that_never_reads_does_not_grow_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = Site::new(dir.path()).unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.stats = true;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        server_side.set_nonblocking(true).unwrap();
+        socket2::SockRef::from(&server_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let stats = Rc::new(Stats::new(Instant::now()));
+        let socket = TcpStream::from_std(server_side);
+        let mut conn = Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats));
+        client
+            .write_all(b"GET /.rill/events HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let shared = Shared {
+            site: &site,
+            config: &config,
+            now: Instant::now(),
+            date: "Sun, 06 Nov 1994 08:49:37 GMT",
+        };
+        let mut waited = 0;
+        while conn.state() != State::StreamingEvents && waited < 100 {
+            conn.drive(&shared);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            waited += 1;
+        }
+        assert_eq!(conn.state(), State::StreamingEvents);
+        let event = [b'x'; 1024];
+        for _ in 0..20_000 {
+            conn.push_event(&event);
+            assert_ne!(conn.drive(&shared), Next::Close);
+            assert!(
+                conn.output.len() <= 2 * event.len(),
+                "{}",
+                conn.output.len()
+            );
+        }
+        assert!(stats.events_dropped.get() > 0, "the socket never filled up");
+        assert!(stats.events_pushed.get() > 10, "nothing was sent at all");
+        // The client can still read what was sent, starting with the head.
+        let mut start = [0u8; 17];
+        client.read_exact(&mut start).unwrap();
+        assert_eq!(&start, b"HTTP/1.1 200 OK\r\n");
     }
 }

@@ -23,5 +23,6 @@ pub mod path;
 pub mod respond;
 pub mod server;
 pub mod site;
+pub mod stats;
 pub mod timer;
 pub mod upload;

@@ -20,9 +20,10 @@
 //! after a `WouldBlock`: an edge that already passed is never reported again.
 
 use crate::config::Config;
-use crate::conn::{Connection, Next, Shared};
+use crate::conn::{Connection, Next, Shared, State};
 use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
 use crate::site::Site;
+use crate::stats::{self, add, Stats};
 use crate::timer::{poll_timeout, Timeouts, Timers};
 use log::{debug, error, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -31,6 +32,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The listener's token; connections use their slab keys, which never reach it.
@@ -68,14 +70,6 @@ enum Accepting {
     ShuttingDown(Instant),
 }
 
-/// Totals for the shutdown summary.
-#[derive(Debug, Default)]
-struct Totals {
-    accepted: u64,
-    refused: u64,
-    timed_out: u64,
-}
-
 /// The server: the poll, the listening socket and every open connection.
 pub struct Server {
     poll: Poll,
@@ -92,8 +86,12 @@ pub struct Server {
     /// used its budget). With edge-triggered readiness no new event would
     /// wake them, so the loop drives them again itself.
     yielded: Vec<usize>,
-    started: Instant,
-    totals: Totals,
+    /// The loop's counters (see [`crate::stats`]).
+    stats: Rc<Stats>,
+    /// Connections holding a `/.rill/events` stream open.
+    subscribers: Vec<usize>,
+    /// When the next event goes to the subscribers.
+    next_push: Instant,
 }
 
 impl Server {
@@ -134,8 +132,9 @@ impl Server {
             date: DateCache::new(SystemTime::now()),
             accepting: Accepting::Yes,
             yielded: Vec::new(),
-            started: now,
-            totals: Totals::default(),
+            stats: Rc::new(Stats::new(now)),
+            subscribers: Vec::new(),
+            next_push: now,
         })
     }
 
@@ -151,7 +150,11 @@ impl Server {
         loop {
             let now = Instant::now();
             let timeout = if self.yielded.is_empty() {
-                poll_timeout(now, &[self.timers.next_deadline(), self.accept_deadline()])
+                let push = (!self.subscribers.is_empty()).then_some(self.next_push);
+                poll_timeout(
+                    now,
+                    &[self.timers.next_deadline(), self.accept_deadline(), push],
+                )
             } else {
                 Some(Duration::ZERO)
             };
@@ -163,6 +166,7 @@ impl Server {
             }
             let now = Instant::now();
             self.date.update(SystemTime::now());
+            self.stats.wakeup(events.iter().count());
             for event in events.iter() {
                 trace!(
                     "event {:?}: readable={} writable={}",
@@ -185,6 +189,9 @@ impl Server {
                 self.drive(key, now);
             }
             self.fire_timers(now);
+            if !self.subscribers.is_empty() && self.next_push <= now {
+                self.push_stats(now);
+            }
             match self.accepting {
                 Accepting::PausedUntil(at) if at <= now => {
                     self.accepting = Accepting::Yes;
@@ -227,10 +234,10 @@ impl Server {
                     return;
                 }
             };
-            self.totals.accepted += 1;
+            add(&self.stats.accepted, 1);
             let open = self.connections.len();
             if open >= self.config.max_connections + REFUSAL_SLOTS {
-                self.totals.refused += 1;
+                add(&self.stats.refused, 1);
                 debug!("refused {peer} unanswered: {open} connections open");
                 continue; // dropping the socket closes it
             }
@@ -255,9 +262,9 @@ impl Server {
             error!("register failed for {peer}: {e}");
             return;
         }
-        let mut conn = Connection::new(key, socket, peer, now);
+        let mut conn = Connection::new(key, socket, peer, now, Rc::clone(&self.stats));
         if over_limit {
-            self.totals.refused += 1;
+            add(&self.stats.refused, 1);
             debug!("conn {key} from {peer}: over --max-connections, answering 503");
             let mut answer = Vec::new();
             let common = CommonHeaders {
@@ -341,7 +348,32 @@ impl Server {
                 return;
             }
         }
+        if slot.conn.state() == State::StreamingEvents && !self.subscribers.contains(&key) {
+            if self.subscribers.is_empty() {
+                self.next_push = Instant::now() + stats::PUSH_INTERVAL;
+            }
+            self.subscribers.push(key);
+        }
         self.reschedule(key);
+    }
+
+    /// Sends the counters to every `/.rill/events` stream: rendered once,
+    /// appended to each stream's output, then written like any answer.
+    fn push_stats(&mut self, now: Instant) {
+        self.next_push = now + stats::PUSH_INTERVAL;
+        let event = stats::event(&self.stats.to_json(now));
+        let subscribers = std::mem::take(&mut self.subscribers);
+        for key in subscribers {
+            let Some(slot) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if slot.conn.state() != State::StreamingEvents {
+                continue; // the key now belongs to another connection
+            }
+            slot.conn.push_event(event.as_bytes());
+            self.subscribers.push(key);
+            self.drive(key, now);
+        }
     }
 
     /// Makes sure a timer entry exists no later than the connection's
@@ -373,7 +405,7 @@ impl Server {
                 self.reschedule(key);
                 continue;
             }
-            self.totals.timed_out += 1;
+            add(&self.stats.timers_fired, 1);
             let shared = Shared {
                 site: &self.site,
                 config: &self.config,
@@ -438,13 +470,8 @@ impl Server {
             let _ = slot.conn.abandon("shutdown");
         }
         self.connections.clear();
-        info!(
-            "stopped ({why}) after {:?}: {} connections accepted, {} refused, {} timed out, {left} cut off",
-            self.started.elapsed(),
-            self.totals.accepted,
-            self.totals.refused,
-            self.totals.timed_out
-        );
+        info!("stopped ({why}): {}", self.stats.to_json(Instant::now()));
+        info!("{left} connections were cut off by the shutdown");
         let _ = io::stderr().flush();
     }
 }
