@@ -60,8 +60,11 @@ const MAX_INPUT: usize = MAX_HEAD_BYTES + READ_CHUNK;
 const INLINE_BODY_MAX: u64 = 16 * 1024;
 /// How many file bytes are staged per `write` where `sendfile` is refused.
 const FILE_CHUNK: usize = 64 * 1024;
-/// Most body bytes sent to one connection per turn of the loop.
-const SEND_BUDGET_PER_TURN: usize = 4 << 20;
+/// Most body bytes sent to one connection per turn of the loop (one
+/// `sendfile` call). Small turns keep several big downloads interleaved, so
+/// the clients read while rill sends: 4 MiB turns gave 2-3 GB/s with four
+/// 1 GiB streams on loopback, 512 KiB turns 5-6 GB/s.
+const SEND_BUDGET_PER_TURN: usize = 512 << 10;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
 /// How many bytes of an upload body are buffered at most.
