@@ -184,6 +184,9 @@ pub struct Connection {
     stats: Rc<Stats>,
     /// The phase the counters last saw this connection in.
     phase: Phase,
+    /// What the next logged transition is about (`GET /a.mp4 206 ...`); only
+    /// filled in at trace level.
+    transition_note: Option<String>,
     /// The last time bytes moved in either direction.
     last_activity: Instant,
     /// When the first byte of the request head being read arrived.
@@ -221,6 +224,7 @@ impl Connection {
             opened: now,
             stats,
             phase: Phase::ReadingHead,
+            transition_note: None,
             last_activity: now,
             head_started: now,
             now,
@@ -254,7 +258,13 @@ impl Connection {
             };
             match step {
                 Step::To(next) => {
-                    trace!("conn {}: {} -> {}", self.id, self.state.name(), next.name());
+                    let note = self.transition_note.take().unwrap_or_default();
+                    trace!(
+                        "conn {}: {} -> {}{note}",
+                        self.id,
+                        self.state.name(),
+                        next.name()
+                    );
                     self.state = next;
                 }
                 Step::Wait(interest) => return self.settled(Next::Wait(interest)),
@@ -750,13 +760,14 @@ impl Connection {
     /// Keeps the access-log line of an answer until it has been sent.
     fn record(&mut self, request: &Request, status: Status, body_bytes: u64, started: Instant) {
         self.stats.response(status.code());
-        trace!(
-            "conn {}: {} {} -> {} ({body_bytes} body bytes)",
-            self.id,
-            request.method.as_str(),
-            request.target,
-            status.code()
-        );
+        if log_enabled!(Level::Trace) {
+            self.transition_note = Some(format!(
+                " {} {} {} ({body_bytes} body bytes)",
+                request.method.as_str(),
+                request.target,
+                status.code()
+            ));
+        }
         if log_enabled!(Level::Info) {
             self.record_parts(
                 request.method,

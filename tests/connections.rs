@@ -213,7 +213,7 @@ fn trace_log_shows_state_transitions() {
     let log = rill.stop();
     for needle in [
         "opened from 127.0.0.1",
-        ": reading-head -> sending",
+        ": reading-head -> sending GET /a.txt 200 (5 body bytes)",
         ": sending -> closing",
         "closed (done)",
     ] {
