@@ -564,13 +564,8 @@ impl Connection {
         self.output_sent = 0;
         loop {
             self.input.clear();
-            match self.read_input(READ_CHUNK) {
-                Ok(0) => return Step::Close("stream closed by the client"),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Step::Wait(Interest::READABLE)
-                }
-                Err(_) => return Step::Close("read error"),
+            if let Err(step) = self.read_more(READ_CHUNK, "stream closed by the client") {
+                return step;
             }
         }
     }
@@ -652,16 +647,8 @@ impl Connection {
                 // after the other connections had their turn.
                 return Step::Yield;
             }
-            match self.read_input(UPLOAD_INPUT) {
-                Ok(0) => return Step::Close("peer closed mid-upload"),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Step::Wait(Interest::READABLE)
-                }
-                Err(e) => {
-                    debug!("conn {}: upload read failed: {e}", self.id);
-                    return Step::Close("read error mid-upload");
-                }
+            if let Err(step) = self.read_more(UPLOAD_INPUT, "peer closed mid-upload") {
+                return step;
             }
         }
     }
@@ -882,13 +869,8 @@ impl Connection {
                 return Step::To(State::ReadingHead);
             }
             self.state = State::DiscardingBody { remaining };
-            match self.read_input(MAX_INPUT) {
-                Ok(0) => return Step::Close("peer closed mid-body"),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Step::Wait(Interest::READABLE)
-                }
-                Err(_) => return Step::Close("read error"),
+            if let Err(step) = self.read_more(MAX_INPUT, "peer closed mid-body") {
+                return step;
             }
         }
     }
@@ -1027,8 +1009,8 @@ impl Connection {
         Ok(())
     }
 
-    /// When the queued bytes run low and a file body is pending, reads its next
-    /// chunk behind them, so a head and the first body bytes share a `write`.
+    /// Where `sendfile` is refused: when the queued bytes run low, reads the
+    /// file body's next chunk behind them.
     fn stage_file_chunk(&mut self) -> Result<(), Step> {
         let Some(body) = self.file.as_mut() else {
             return Ok(());
@@ -1101,6 +1083,20 @@ impl Connection {
 
     fn has_output(&self) -> bool {
         self.output_sent < self.output.len() || self.file.is_some()
+    }
+
+    /// Reads once; `Err` is the step to take when nothing came: wait for
+    /// the socket, or close (`eof` says why when the peer has left).
+    fn read_more(&mut self, limit: usize, eof: &'static str) -> Result<usize, Step> {
+        match self.read_input(limit) {
+            Ok(0) => Err(Step::Close(eof)),
+            Ok(got) => Ok(got),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Step::Wait(Interest::READABLE)),
+            Err(e) => {
+                debug!("conn {}: read failed: {e}", self.id);
+                Err(Step::Close("read error"))
+            }
+        }
     }
 
     /// Reads once into the input buffer, never past `limit` bytes in all.

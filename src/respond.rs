@@ -71,7 +71,7 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
     let allowed = allowed_methods(ctx.config);
     match request.method {
         Method::Get | Method::Head => {}
-        Method::Options => return options_reply(request, ctx, allowed, out),
+        Method::Options => return options_reply(ctx, allowed, out),
         Method::Post | Method::Put => {
             return generated(
                 out,
@@ -156,8 +156,7 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
 
 /// `OPTIONS`: 204 with `Allow`, and with `--cors` what a browser's preflight
 /// needs to let a page on another origin upload here.
-fn options_reply(request: &Request, ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
-    let _ = request;
+fn options_reply(ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
     let mut head = HeadWriter::start(out, Status::NO_CONTENT, ctx.date).header("Allow", allowed);
     if ctx.config.cors {
         head = head

@@ -287,12 +287,7 @@ fn nothing_outside_root_is_reachable() {
 /// installs it).
 #[test]
 fn curl_downloads_resumes_and_follows_redirects() {
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: curl is not installed");
+    if !common::curl_available() {
         return;
     }
     let dir = site();

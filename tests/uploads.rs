@@ -217,12 +217,7 @@ fn size_limit_applies_to_declared_and_streamed_bodies() {
 
 #[test]
 fn curl_form_upload_with_two_files_and_a_field() {
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
+    if !common::curl_available() {
         return;
     }
     let dir = site();

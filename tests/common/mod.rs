@@ -223,6 +223,15 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// Whether curl can be run; tests that use it skip (saying so) without it.
+pub fn curl_available() -> bool {
+    let found = Command::new("curl").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
+    }
+    found
+}
+
 /// A temporary folder to serve.
 pub fn site() -> tempfile::TempDir {
     tempfile::Builder::new()
