@@ -756,7 +756,7 @@ impl Connection {
             ));
         }
         if log_enabled!(Level::Info) {
-            self.record_parts(
+            self.log_later(
                 request.method,
                 request.target.clone(),
                 status,

@@ -27,7 +27,9 @@ fn number(json: &str, key: &str) -> f64 {
 fn counters_follow_known_traffic() {
     let dir = site();
     fs::write(dir.path().join("a.txt"), "0123456789").unwrap();
-    let rill = Rill::start(dir.path(), &["--stats"]);
+    // At info level, so counting beside the access log is covered too.
+    let args = ["-l", "127.0.0.1:0", "--log-level", "info", "--stats"];
+    let rill = Rill::start_with(dir.path(), &args);
     let before = rill.get("/.rill/stats");
     assert_eq!(before.status, 200);
     assert_eq!(before.header("content-type"), Some("application/json"));
