@@ -193,6 +193,13 @@ pub struct Connection {
     head_started: Instant,
     /// The loop's clock for the current drive.
     now: Instant,
+    /// The last read returned less than it asked for, so the socket had no
+    /// more bytes then. With edge-triggered epoll any byte arriving later
+    /// brings a new readable event, so until one comes a read would only
+    /// return `EAGAIN`: one system call per request saved.
+    input_drained: bool,
+    /// The peer has shut down its side (a FIN arrived).
+    peer_finished_writing: bool,
     requests: u64,
     bytes_in: u64,
     bytes_out: u64,
@@ -225,6 +232,8 @@ impl Connection {
             stats,
             phase: Phase::ReadingHead,
             transition_note: None,
+            input_drained: false,
+            peer_finished_writing: false,
             last_activity: now,
             head_started: now,
             now,
@@ -272,6 +281,15 @@ impl Connection {
                 Step::Close(why) => return self.closed(why),
             }
         }
+    }
+
+    /// The loop saw a readable event for this socket: there may be bytes to
+    /// read again. `read_closed` says the peer's FIN has arrived: its edge
+    /// may have come with the last data, so from then on every read is made,
+    /// to see the end of the stream.
+    pub fn readable(&mut self, read_closed: bool) {
+        self.input_drained = false;
+        self.peer_finished_writing |= read_closed;
     }
 
     /// Tells the counters which phase the connection rests in.
@@ -436,6 +454,10 @@ impl Connection {
             // wait for more input: the client may be waiting for them.
             if self.has_output() {
                 return Step::To(State::Sending);
+            }
+            if self.input_drained && !self.peer_finished_writing {
+                self.release_idle_buffers();
+                return Step::Wait(Interest::READABLE);
             }
             match self.read_input(MAX_INPUT) {
                 Ok(0) if self.input.is_empty() => return Step::Close("peer closed"),
@@ -1138,6 +1160,7 @@ impl Connection {
             unsafe { self.input.set_len(have + got) };
             self.bytes_in += got as u64;
             add(&self.stats.bytes_in, got as u64);
+            self.input_drained = got < room;
             if got > 0 {
                 if have == 0 && self.state == State::ReadingHead {
                     self.head_started = self.now;

@@ -245,7 +245,7 @@ fn file_reply(
         }
     };
     let mut head = HeadWriter::start(out, status, ctx.date)
-        .header("Content-Type", mime::content_type(name))
+        .header("Content-Type", file.content_type)
         .content_length(len)
         .header("Last-Modified", &file.last_modified)
         .header("ETag", &validators.etag)

@@ -181,7 +181,15 @@ impl Server {
                             return Ok(());
                         }
                     }
-                    Token(key) => self.drive(key, now),
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            if let Some(slot) = self.connections.get_mut(key) {
+                                slot.conn
+                                    .readable(event.is_read_closed() || event.is_error());
+                            }
+                        }
+                        self.drive(key, now);
+                    }
                 }
             }
             std::mem::swap(&mut turn, &mut self.yielded);

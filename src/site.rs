@@ -53,12 +53,14 @@ pub struct OpenFile {
     pub validators: Validators,
     /// `Last-Modified`, rendered once.
     pub last_modified: String,
+    /// `Content-Type`, from the file's name, looked up once.
+    pub content_type: &'static str,
     /// The whole content, for a file of at most [`CACHE_BODY_MAX`] bytes.
     pub bytes: Option<Box<[u8]>>,
 }
 
 impl OpenFile {
-    fn new(file: File, meta: &Metadata) -> OpenFile {
+    fn new(file: File, meta: &Metadata, name: &[u8]) -> OpenFile {
         let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
         let validators = Validators::new(meta.ino(), modified, meta.len());
         let bytes = (meta.len() <= CACHE_BODY_MAX)
@@ -74,6 +76,7 @@ impl OpenFile {
             inode: meta.ino(),
             modified,
             last_modified: validators.last_modified(),
+            content_type: crate::mime::content_type(name),
             validators,
             bytes,
         }
@@ -236,7 +239,8 @@ impl Site {
         if meta.is_dir() {
             Ok(Found::Dir(relative))
         } else if meta.is_file() {
-            Ok(Found::File(Rc::new(OpenFile::new(file, &meta))))
+            let name = relative.file_name().map_or(&b""[..], |n| n.as_bytes());
+            Ok(Found::File(Rc::new(OpenFile::new(file, &meta, name))))
         } else {
             Err(Missing::NotFound)
         }
