@@ -24,6 +24,8 @@ Options:
       --overwrite         with --uploads, let PUT replace an existing file (atomically)
       --max-body SIZE     largest upload body, with K/M/G suffixes (default 1G)
       --cors              add Access-Control-Allow-Origin: * and answer OPTIONS preflights
+      --no-sendfile       send file bodies with read+write instead of sendfile(2)
+                          (for file systems where sendfile misbehaves, or to compare)
       --stats             serve the loop's counters: /.rill/ (live page), /.rill/stats (JSON),
                           /.rill/events (Server-Sent Events)
       --header-timeout SECS  a request head or upload body that stalls this long is dropped
@@ -58,6 +60,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Serve `/.rill/` stats.
     pub stats: bool,
+    /// Send file bodies with read+write rather than `sendfile(2)`.
+    pub no_sendfile: bool,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -78,6 +82,7 @@ impl Config {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             stats: false,
+            no_sendfile: false,
         }
     }
 }
@@ -117,6 +122,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             Long("overwrite") => config.overwrite = true,
             Long("cors") => config.cors = true,
             Long("stats") => config.stats = true,
+            Long("no-sendfile") => config.no_sendfile = true,
             Long("max-body") => {
                 let text = string_value(&mut parser, "--max-body")?;
                 config.max_body = parse_size(&text)

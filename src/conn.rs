@@ -513,6 +513,7 @@ impl Connection {
         let reply = respond(&request, &ctx, &mut self.output);
         self.record(&request, reply.status, reply.body_len, started);
         self.close_after_send = !common.keep_alive;
+        self.copy_file_body |= shared.config.no_sendfile;
         if let Some(body) = reply.file {
             if let Err(step) = self.queue_file(body) {
                 return step;

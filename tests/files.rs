@@ -27,6 +27,28 @@ fn small_and_large_files_arrive_byte_exact() {
 }
 
 #[test]
+fn without_sendfile_bodies_and_ranges_are_the_same() {
+    let dir = site();
+    let large = pseudo_random(20 * 1024 * 1024 + 5, 4);
+    fs::write(dir.path().join("20m.bin"), &large).unwrap();
+    let rill = Rill::start(dir.path(), &["--no-sendfile", "--stats"]);
+    let response = rill.get("/20m.bin");
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body == large,
+        "20 MiB body differs without sendfile"
+    );
+    let ranged = rill.request(
+        "GET /20m.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000000-3000000\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(ranged.status, 206);
+    assert!(ranged.body == large[1_000_000..=3_000_000]);
+    // And the copying path really was the one taken.
+    let stats = rill.get("/.rill/stats").text();
+    assert!(stats.contains("\"sendfile_calls\":0,"), "{stats}");
+}
+
+#[test]
 fn head_has_the_get_headers_and_no_body() {
     let dir = site();
     fs::write(dir.path().join("page.html"), "<p>hi</p>").unwrap();
