@@ -11,7 +11,7 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Characters escaped when a path segment is put back into a URL: everything
 /// that is not safe to leave bare in a path segment of an `href` or `Location`.
@@ -44,8 +44,10 @@ pub const SEGMENT: &AsciiSet = &CONTROLS
 /// A request path, decoded and normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPath {
-    /// The decoded segments, none empty, `.`, `..` or hidden.
-    pub segments: Vec<Vec<u8>>,
+    /// The decoded segments joined by `/`, none empty, `.`, `..` or hidden,
+    /// with no leading slash: `docs/a b.txt`. One buffer, so parsing a path
+    /// costs one allocation.
+    normalized: Vec<u8>,
     /// The target's path ended in `/` (or was `/`).
     pub trailing_slash: bool,
     /// The query asked for `download` (`?download` or `?download=...`).
@@ -76,41 +78,98 @@ impl RequestPath {
             None => (target, None),
         };
         let path = path.split_once('#').map_or(path, |(before, _)| before);
-        let decoded: Vec<u8> = percent_decode_str(path).collect();
+        let mut decoded = Vec::with_capacity(path.len());
+        decoded.extend(percent_decode_str(path));
         if decoded.contains(&0) {
             return Err(PathError::Nul);
         }
-        let mut segments: Vec<Vec<u8>> = Vec::new();
-        for segment in decoded.split(|&b| b == b'/') {
-            match segment {
-                b"" | b"." => {}
-                b".." => {
-                    segments.pop().ok_or(PathError::Escapes)?;
-                }
-                hidden if hidden.starts_with(b".") => return Err(PathError::Hidden),
-                name => segments.push(name.to_vec()),
-            }
-        }
         let trailing_slash =
             decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+        // Normalise in place: kept segments are copied down over what was
+        // already read, each after a `/` that the input also had, so the
+        // write position never passes the read position.
+        let mut written = 0;
+        let mut at = 0;
+        while at <= decoded.len() {
+            let end = decoded[at..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(decoded.len(), |i| at + i);
+            match &decoded[at..end] {
+                b"" | b"." => {}
+                b".." if written == 0 => return Err(PathError::Escapes),
+                b".." => {
+                    written = decoded[..written]
+                        .iter()
+                        .rposition(|&b| b == b'/')
+                        .unwrap_or(0);
+                }
+                hidden if hidden.starts_with(b".") => return Err(PathError::Hidden),
+                _ => {
+                    if written > 0 {
+                        decoded[written] = b'/';
+                        written += 1;
+                    }
+                    decoded.copy_within(at..end, written);
+                    written += end - at;
+                }
+            }
+            at = end + 1;
+        }
+        decoded.truncate(written);
         let download = query.is_some_and(|query| {
             query
                 .split('&')
                 .any(|pair| pair.split('=').next() == Some("download"))
         });
         Ok(RequestPath {
-            segments,
+            normalized: decoded,
             trailing_slash,
             download,
         })
     }
 
-    /// The path relative to ROOT, for joining onto it.
-    pub fn relative(&self) -> PathBuf {
-        self.segments
-            .iter()
-            .map(|segment| OsStr::from_bytes(segment))
-            .collect()
+    /// A path made of the given (already safe) segments.
+    pub fn from_segments<'a>(
+        segments: impl IntoIterator<Item = &'a [u8]>,
+        trailing_slash: bool,
+    ) -> RequestPath {
+        let mut normalized = Vec::new();
+        for segment in segments {
+            if !normalized.is_empty() {
+                normalized.push(b'/');
+            }
+            normalized.extend_from_slice(segment);
+        }
+        RequestPath {
+            normalized,
+            trailing_slash,
+            download: false,
+        }
+    }
+
+    /// The decoded segments, in order.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.normalized
+            .split(|&b| b == b'/')
+            .filter(|segment| !segment.is_empty())
+    }
+
+    /// The folder this path is in, and its last segment (`None` for `/`).
+    pub fn split_last(&self) -> Option<(RequestPath, &[u8])> {
+        let name = self.file_name()?;
+        let parent_len = self.normalized.len() - name.len();
+        let parent = RequestPath {
+            normalized: self.normalized[..parent_len.saturating_sub(1)].to_vec(),
+            trailing_slash: true,
+            download: false,
+        };
+        Some((parent, name))
+    }
+
+    /// The path relative to ROOT, for joining onto it (empty for ROOT).
+    pub fn relative(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.normalized))
     }
 
     /// The canonical URL path, re-encoded: `/a%20b/c`, with `/` appended when
@@ -118,13 +177,13 @@ impl RequestPath {
     /// a redirect can never point off-site (`//evil.example/`).
     pub fn url(&self, slash: bool) -> String {
         let mut url = String::from("/");
-        for (i, segment) in self.segments.iter().enumerate() {
+        for (i, segment) in self.segments().enumerate() {
             if i > 0 {
                 url.push('/');
             }
             url.extend(encode_segment(segment));
         }
-        if slash && !self.segments.is_empty() {
+        if slash && !self.normalized.is_empty() {
             url.push('/');
         }
         url
@@ -132,7 +191,7 @@ impl RequestPath {
 
     /// The last segment, the name a download is saved under.
     pub fn file_name(&self) -> Option<&[u8]> {
-        self.segments.last().map(Vec::as_slice)
+        self.segments().last()
     }
 }
 
@@ -166,8 +225,7 @@ mod tests {
     fn segments(target: &str) -> Vec<String> {
         RequestPath::parse(target)
             .unwrap()
-            .segments
-            .iter()
+            .segments()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
     }
@@ -226,6 +284,21 @@ mod tests {
         let odd = RequestPath::parse("/%5Bx%5D%2C%3F%25").unwrap();
         assert_eq!(odd.url(false), "/%5Bx%5D%2C%3F%25");
         assert_eq!(RequestPath::parse("/").unwrap().url(true), "/");
+    }
+
+    #[test]
+    fn relative_paths_and_parents() {
+        let path = RequestPath::parse("/a/./b//c%20d/../e.txt").unwrap();
+        assert_eq!(path.relative(), Path::new("a/b/e.txt"));
+        assert_eq!(RequestPath::parse("/").unwrap().relative(), Path::new(""));
+        let (parent, name) = path.split_last().unwrap();
+        assert_eq!((parent.relative(), name), (Path::new("a/b"), &b"e.txt"[..]));
+        let x = RequestPath::parse("/x").unwrap();
+        let (top, name) = x.split_last().unwrap();
+        assert_eq!((top.relative(), name), (Path::new(""), &b"x"[..]));
+        assert!(RequestPath::parse("/").unwrap().split_last().is_none());
+        let built = RequestPath::from_segments([&b"a b"[..], b"c"], true);
+        assert_eq!(built.url(true), "/a%20b/c/");
     }
 
     #[test]

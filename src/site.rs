@@ -172,7 +172,7 @@ impl Site {
 
     /// Finds `index.html` in a directory found before.
     pub fn index_of(&self, dir: &Path, now: Instant) -> Result<Found, Missing> {
-        match self.find_cached(dir.join("index.html"), now)? {
+        match self.find_cached(&dir.join("index.html"), now)? {
             Found::Dir(_) => Err(Missing::NotFound),
             file => Ok(file),
         }
@@ -190,15 +190,15 @@ impl Site {
     }
 
     /// The cache in front of [`Site::find_relative`].
-    fn find_cached(&self, relative: PathBuf, now: Instant) -> Result<Found, Missing> {
-        let cached = self.cache.borrow().get(&relative).map(|entry| {
+    fn find_cached(&self, relative: &Path, now: Instant) -> Result<Found, Missing> {
+        let cached = self.cache.borrow().get(relative).map(|entry| {
             let fresh = now.saturating_duration_since(entry.checked) < REVALIDATE_AFTER;
             (Rc::clone(&entry.file), fresh)
         });
         if let Some((file, true)) = &cached {
             return Ok(Found::File(Rc::clone(file)));
         }
-        let found = self.find_relative(relative.clone());
+        let found = self.find_relative(relative);
         let mut cache = self.cache.borrow_mut();
         match found {
             Ok(Found::File(opened)) => {
@@ -207,12 +207,12 @@ impl Site {
                     Some((old, _)) if old.same_version(&opened) => old,
                     _ => opened,
                 };
-                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(&relative) {
+                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(relative) {
                     // Bounded, and simple: a full cache starts over.
                     cache.clear();
                 }
                 cache.insert(
-                    relative,
+                    relative.to_path_buf(),
                     CacheEntry {
                         file: Rc::clone(&file),
                         checked: now,
@@ -221,23 +221,23 @@ impl Site {
                 Ok(Found::File(file))
             }
             other => {
-                cache.remove(&relative);
+                cache.remove(relative);
                 other
             }
         }
     }
 
-    fn find_relative(&self, relative: PathBuf) -> Result<Found, Missing> {
-        let file = match self.open_beneath(&relative) {
+    fn find_relative(&self, relative: &Path) -> Result<Found, Missing> {
+        let file = match self.open_beneath(relative) {
             Some(Ok(file)) => file,
             Some(Err(e)) if e.raw_os_error() != Some(libc::EXDEV) => return Err(e.into()),
             // EXDEV: a step led outside ROOT, or was an absolute symlink;
             // None: no openat2. The slow path decides.
-            _ => self.open_checked(&relative)?,
+            _ => self.open_checked(relative)?,
         };
         let meta = file.metadata()?;
         if meta.is_dir() {
-            Ok(Found::Dir(relative))
+            Ok(Found::Dir(relative.to_path_buf()))
         } else if meta.is_file() {
             let name = relative.file_name().map_or(&b""[..], |n| n.as_bytes());
             Ok(Found::File(Rc::new(OpenFile::new(file, &meta, name))))

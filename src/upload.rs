@@ -268,23 +268,13 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
         .accept
         .as_deref()
         .is_some_and(|accept| accept.contains("application/json"));
-    let (dir_relative, sink) = match request.method {
+    let (dir_path, sink) = match request.method {
         Method::Put => put_sink(&path, site, config)?,
         Method::Post => form_sink(request, &path, site)?,
         _ => return Err(refuse(Status::METHOD_NOT_ALLOWED, "not an upload method")),
     };
-    let dir_url = RequestPath {
-        segments: dir_relative.clone(),
-        trailing_slash: true,
-        download: false,
-    }
-    .url(true);
-    let dir = site.root().join(
-        dir_relative
-            .iter()
-            .map(|s| std::ffi::OsStr::from_bytes(s))
-            .collect::<PathBuf>(),
-    );
+    let dir_url = dir_path.url(true);
+    let dir = site.root().join(dir_path.relative());
     let sink = match sink {
         PendingSink::Put { name, replace } => Sink::Put {
             temp: TempFile::create(&dir).map_err(|e| disk_refusal(&e))?,
@@ -320,18 +310,13 @@ fn put_sink(
     path: &RequestPath,
     site: &Site,
     config: &Config,
-) -> Result<(Vec<Vec<u8>>, PendingSink), Refusal> {
-    let Some((name, parent)) = path.segments.split_last() else {
+) -> Result<(RequestPath, PendingSink), Refusal> {
+    let Some((parent_path, name)) = path.split_last() else {
         return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
     };
     if path.trailing_slash {
         return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
     }
-    let parent_path = RequestPath {
-        segments: parent.to_vec(),
-        trailing_slash: true,
-        download: false,
-    };
     match site.find_uncached(&parent_path) {
         Ok(Found::Dir(_)) => {}
         Ok(Found::File(..)) => return Err(refuse(Status::CONFLICT, "parent is a file")),
@@ -353,9 +338,9 @@ fn put_sink(
         ));
     }
     Ok((
-        parent.to_vec(),
+        parent_path,
         PendingSink::Put {
-            name: name.clone(),
+            name: name.to_vec(),
             replace: exists,
         },
     ))
@@ -365,7 +350,7 @@ fn form_sink(
     request: &Request,
     path: &RequestPath,
     site: &Site,
-) -> Result<(Vec<Vec<u8>>, PendingSink), Refusal> {
+) -> Result<(RequestPath, PendingSink), Refusal> {
     match site.find_uncached(path) {
         Ok(Found::Dir(_)) => {}
         Ok(Found::File(..)) => {
@@ -387,7 +372,7 @@ fn form_sink(
             "POST takes multipart/form-data with a boundary",
         ))?;
     let parser = Box::new(MultipartParser::new(&boundary)?);
-    Ok((path.segments.clone(), PendingSink::Form(parser)))
+    Ok((path.clone(), PendingSink::Form(parser)))
 }
 
 impl Upload {
