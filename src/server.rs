@@ -20,7 +20,7 @@
 //! after a `WouldBlock`: an edge that already passed is never reported again.
 
 use crate::config::Config;
-use crate::conn::{Connection, Next, Shared, State};
+use crate::conn::{BufferPool, Connection, Next, Shared, State};
 use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
 use crate::site::Site;
 use crate::stats::{self, add, Stats};
@@ -86,6 +86,8 @@ pub struct Server {
     /// used its budget). With edge-triggered readiness no new event would
     /// wake them, so the loop drives them again itself.
     yielded: Vec<usize>,
+    /// Buffers idle connections gave back (see [`BufferPool`]).
+    pool: BufferPool,
     /// The loop's counters (see [`crate::stats`]).
     stats: Rc<Stats>,
     /// Connections holding a `/.rill/events` stream open.
@@ -132,6 +134,7 @@ impl Server {
             date: DateCache::new(SystemTime::now()),
             accepting: Accepting::Yes,
             yielded: Vec::new(),
+            pool: BufferPool::default(),
             stats: Rc::new(Stats::new(now)),
             subscribers: Vec::new(),
             next_push: now,
@@ -312,6 +315,7 @@ impl Server {
         };
         let shared = Shared {
             site: &self.site,
+            pool: &self.pool,
             config: &self.config,
             now,
             date: self.date.as_str(),
@@ -416,6 +420,7 @@ impl Server {
             add(&self.stats.timers_fired, 1);
             let shared = Shared {
                 site: &self.site,
+                pool: &self.pool,
                 config: &self.config,
                 now,
                 date: self.date.as_str(),
