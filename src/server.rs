@@ -70,24 +70,42 @@ enum Accepting {
     ShuttingDown(Instant),
 }
 
+/// What every connection reads while it runs. Kept apart from the slab, so
+/// the loop can lend it to one connection while holding that connection.
+struct Env {
+    site: Site,
+    config: Config,
+    /// Buffers idle connections gave back (see [`BufferPool`]).
+    pool: BufferPool,
+    date: DateCache,
+}
+
+impl Env {
+    fn shared(&self, now: Instant) -> Shared<'_> {
+        Shared {
+            site: &self.site,
+            pool: &self.pool,
+            config: &self.config,
+            now,
+            date: self.date.as_str(),
+        }
+    }
+}
+
 /// The server: the poll, the listening socket and every open connection.
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
     signals: Signals,
     connections: Slab<Slot>,
-    site: Site,
-    config: Config,
+    env: Env,
     timeouts: Timeouts,
     timers: Timers,
-    date: DateCache,
     accepting: Accepting,
     /// Connections that gave up their turn with work left (an upload that
     /// used its budget). With edge-triggered readiness no new event would
     /// wake them, so the loop drives them again itself.
     yielded: Vec<usize>,
-    /// Buffers idle connections gave back (see [`BufferPool`]).
-    pool: BufferPool,
     /// The loop's counters (see [`crate::stats`]).
     stats: Rc<Stats>,
     /// Connections holding a `/.rill/events` stream open.
@@ -124,17 +142,19 @@ impl Server {
             listener,
             signals,
             connections: Slab::new(),
-            site,
             timeouts: Timeouts {
                 header: config.header_timeout,
                 idle: config.idle_timeout,
             },
-            config,
+            env: Env {
+                site,
+                config,
+                pool: BufferPool::default(),
+                date: DateCache::new(SystemTime::now()),
+            },
             timers: Timers::new(),
-            date: DateCache::new(SystemTime::now()),
             accepting: Accepting::Yes,
             yielded: Vec::new(),
-            pool: BufferPool::default(),
             stats: Rc::new(Stats::new(now)),
             subscribers: Vec::new(),
             next_push: now,
@@ -168,7 +188,7 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
-            self.date.update(SystemTime::now());
+            self.env.date.update(SystemTime::now());
             self.stats.wakeup(events.iter().count());
             for event in events.iter() {
                 trace!(
@@ -247,7 +267,7 @@ impl Server {
             };
             add(&self.stats.accepted, 1);
             let open = self.connections.len();
-            if open >= self.config.max_connections + REFUSAL_SLOTS {
+            if open >= self.env.config.max_connections + REFUSAL_SLOTS {
                 add(&self.stats.refused, 1);
                 debug!("refused {peer} unanswered: {open} connections open");
                 continue; // dropping the socket closes it
@@ -255,7 +275,7 @@ impl Server {
             if let Err(e) = socket.set_nodelay(true) {
                 debug!("set_nodelay failed for {peer}: {e}");
             }
-            let over_limit = open >= self.config.max_connections;
+            let over_limit = open >= self.env.config.max_connections;
             self.admit(socket, peer, over_limit, now);
         }
     }
@@ -281,14 +301,14 @@ impl Server {
             let common = CommonHeaders {
                 keep_alive: false,
                 http10: false,
-                cors: self.config.cors,
+                cors: self.env.config.cors,
             };
             write_generated(
                 &mut answer,
                 Status::SERVICE_UNAVAILABLE,
                 "too many connections, try again soon",
                 Extra::None,
-                self.date.as_str(),
+                self.env.date.as_str(),
                 common,
                 false,
             );
@@ -313,14 +333,7 @@ impl Server {
         let Some(slot) = self.connections.get_mut(key) else {
             return; // closed earlier in this same batch of events
         };
-        let shared = Shared {
-            site: &self.site,
-            pool: &self.pool,
-            config: &self.config,
-            now,
-            date: self.date.as_str(),
-        };
-        let next = slot.conn.drive(&shared);
+        let next = slot.conn.drive(&self.env.shared(now));
         self.apply(key, next);
     }
 
@@ -418,14 +431,7 @@ impl Server {
                 continue;
             }
             add(&self.stats.timers_fired, 1);
-            let shared = Shared {
-                site: &self.site,
-                pool: &self.pool,
-                config: &self.config,
-                now,
-                date: self.date.as_str(),
-            };
-            let next = slot.conn.on_timeout(&shared);
+            let next = slot.conn.on_timeout(&self.env.shared(now));
             self.apply(key, next);
         }
     }
