@@ -126,7 +126,10 @@ impl Stats {
     pub fn moved(&self, from: Option<Phase>, to: Phase) {
         match from {
             Some(from) if from == to => return,
-            Some(from) => self.in_phase[from as usize].set(self.in_phase[from as usize].get() - 1),
+            Some(from) => {
+                let count = &self.in_phase[from as usize];
+                count.set(count.get().saturating_sub(1));
+            }
             None => add(&self.open, 1),
         }
         add(&self.in_phase[to as usize], 1);

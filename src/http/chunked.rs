@@ -333,8 +333,22 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = decode_all(&input);
+        fn arbitrary_bytes_decode_consistently(
+            input in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            // Whatever the bytes, a body that decodes used no more than it was
+            // given and yields less payload than that; byte-wise feeding agrees.
+            if let Ok((payload, used)) = decode_all(&input) {
+                prop_assert!(used <= input.len());
+                prop_assert!(payload.len() < used.max(1));
+                let mut decoder = ChunkedDecoder::new();
+                let mut bytewise = Vec::new();
+                for byte in input[..used].chunks(1) {
+                    bytewise.extend_from_slice(decoder.decode(byte).unwrap().data);
+                }
+                prop_assert!(decoder.is_done());
+                prop_assert_eq!(bytewise, payload);
+            }
         }
     }
 }
