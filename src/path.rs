@@ -70,6 +70,14 @@ pub enum PathError {
 impl RequestPath {
     /// Decodes and normalises an origin-form request-target.
     pub fn parse(target: &str) -> Result<RequestPath, PathError> {
+        RequestPath::parse_into(target, Vec::new())
+    }
+
+    /// Like [`parse`](Self::parse), but decodes into `buffer` (whatever it
+    /// held is dropped). A caller that takes the buffer back with
+    /// [`into_buffer`](Self::into_buffer) parses every request's path in the
+    /// same memory, without asking the allocator.
+    pub fn parse_into(target: &str, mut buffer: Vec<u8>) -> Result<RequestPath, PathError> {
         if !target.starts_with('/') {
             return Err(PathError::NotAPath);
         }
@@ -78,8 +86,10 @@ impl RequestPath {
             None => (target, None),
         };
         let path = path.split_once('#').map_or(path, |(before, _)| before);
-        let mut decoded = Vec::with_capacity(path.len());
-        decoded.extend(percent_decode_str(path));
+        buffer.clear();
+        buffer.reserve(path.len());
+        buffer.extend(percent_decode_str(path));
+        let mut decoded = buffer;
         if decoded.contains(&0) {
             return Err(PathError::Nul);
         }
@@ -165,6 +175,12 @@ impl RequestPath {
             download: false,
         };
         Some((parent, name))
+    }
+
+    /// Gives back the buffer the path was decoded into, for the next
+    /// [`parse_into`](Self::parse_into).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.normalized
     }
 
     /// The path relative to ROOT, for joining onto it (empty for ROOT).

@@ -17,6 +17,7 @@ use crate::listing;
 use crate::mime;
 use crate::path::RequestPath;
 use crate::site::{Found, Missing, OpenFile, Site};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -58,6 +59,9 @@ pub struct Context<'a> {
     /// The current `Date` header value.
     pub date: &'a str,
     pub common: CommonHeaders,
+    /// The buffer request paths are decoded into, reused from one request
+    /// to the next.
+    pub path_buffer: &'a Cell<Vec<u8>>,
 }
 
 /// Writes the answer to `request` into `out` and returns what was queued.
@@ -91,7 +95,6 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
     }
     if request
         .expect
-        .as_deref()
         .is_some_and(|expect| !expect.eq_ignore_ascii_case("100-continue"))
     {
         return generated(
@@ -101,10 +104,24 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
             Extra::None,
         );
     }
-    let Ok(path) = RequestPath::parse(&request.target) else {
+    let Ok(path) = RequestPath::parse_into(&request.target, ctx.path_buffer.take()) else {
         return generated(out, Status::NOT_FOUND, "no such file", Extra::None);
     };
-    let found = ctx.site.find(&path, ctx.now).and_then(|found| match found {
+    let reply = path_reply(request, ctx, &path, out);
+    ctx.path_buffer.set(path.into_buffer());
+    reply
+}
+
+/// A GET or HEAD for a valid path: a file, a directory's index or listing,
+/// a redirect to the directory's URL, or why there is nothing.
+fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Vec<u8>) -> Reply {
+    let head_only = request.method == Method::Head;
+    let generated = |out: &mut Vec<u8>, status: Status, detail: &str, extra: Extra| Reply {
+        status,
+        body_len: write_generated(out, status, detail, extra, ctx.date, ctx.common, head_only),
+        file: None,
+    };
+    let found = ctx.site.find(path, ctx.now).and_then(|found| match found {
         Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir, ctx.now) {
             Err(Missing::NotFound) => Ok(Found::Dir(dir)),
             index => index,
@@ -117,7 +134,7 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
                 Some(name) if !path.trailing_slash => name,
                 _ => b"index.html",
             };
-            file_reply(request, ctx, &path, name, file, out)
+            file_reply(request, ctx, path, name, file, out)
         }
         Ok(Found::Dir(_)) if !path.trailing_slash => {
             let location = path.url(true);
@@ -207,10 +224,10 @@ fn file_reply(
     let size = file.size;
     let validators = &file.validators;
     let preconditions = Preconditions {
-        range: request.range.as_deref(),
-        if_none_match: request.if_none_match.as_deref(),
-        if_modified_since: request.if_modified_since.as_deref(),
-        if_range: request.if_range.as_deref(),
+        range: request.range,
+        if_none_match: request.if_none_match,
+        if_modified_since: request.if_modified_since,
+        if_range: request.if_range,
     };
     let (status, start, len) = match decide(&preconditions, validators, size) {
         FileAnswer::Full => (Status::OK, 0, size),

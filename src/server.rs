@@ -30,6 +30,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -78,6 +79,8 @@ struct Env {
     /// Buffers idle connections gave back (see [`BufferPool`]).
     pool: BufferPool,
     date: DateCache,
+    /// Request paths are decoded here, one request at a time.
+    path_buffer: Cell<Vec<u8>>,
 }
 
 impl Env {
@@ -88,6 +91,7 @@ impl Env {
             config: &self.config,
             now,
             date: self.date.as_str(),
+            path_buffer: &self.path_buffer,
         }
     }
 }
@@ -151,6 +155,7 @@ impl Server {
                 config,
                 pool: BufferPool::default(),
                 date: DateCache::new(SystemTime::now()),
+                path_buffer: Cell::default(),
             },
             timers: Timers::new(),
             accepting: Accepting::Yes,

@@ -238,7 +238,6 @@ pub struct Upload {
 pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, Refusal> {
     if request
         .expect
-        .as_deref()
         .is_some_and(|expect| !expect.eq_ignore_ascii_case("100-continue"))
     {
         return Err(refuse(Status::EXPECTATION_FAILED, "unknown expectation"));
@@ -266,7 +265,6 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
         .map_err(|_| refuse(Status::NOT_FOUND, "no such folder"))?;
     let json = request
         .accept
-        .as_deref()
         .is_some_and(|accept| accept.contains("application/json"));
     let (dir_path, sink) = match request.method {
         Method::Put => put_sink(&path, site, config)?,
@@ -365,7 +363,6 @@ fn form_sink(
     }
     let boundary = request
         .content_type
-        .as_deref()
         .and_then(form_data_boundary)
         .ok_or(refuse(
             Status::UNSUPPORTED_MEDIA_TYPE,

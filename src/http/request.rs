@@ -10,6 +10,7 @@
 //! that cannot be read two ways (request smuggling), and `Connection` handling.
 
 use super::response::Status;
+use std::borrow::Cow;
 
 /// Largest request head accepted; a longer one is answered with 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -75,25 +76,27 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// A parsed request head, owning the few header values rill acts on.
+/// A parsed request head: the few header values rill acts on, borrowed from
+/// the buffer the head was parsed from, so that parsing allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<'a> {
     pub method: Method,
     /// The request-target in origin form (`/path?query`), still percent-encoded.
-    /// An absolute-form target (`http://host/path`) is reduced to its path here.
-    pub target: String,
+    /// An absolute-form target (`http://host/path`) is reduced to its path here;
+    /// only `http://host?query` needs a new string (`/?query`).
+    pub target: Cow<'a, str>,
     /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Whether the client allows the connection to stay open after this response.
     pub keep_alive: bool,
     pub body: BodyFraming,
-    pub range: Option<String>,
-    pub if_none_match: Option<String>,
-    pub if_modified_since: Option<String>,
-    pub if_range: Option<String>,
-    pub expect: Option<String>,
-    pub content_type: Option<String>,
-    pub accept: Option<String>,
+    pub range: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+    pub if_modified_since: Option<&'a str>,
+    pub if_range: Option<&'a str>,
+    pub expect: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub accept: Option<&'a str>,
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -114,18 +117,18 @@ fn reject(status: Status, reason: &'static str) -> HeadError {
 // allocation per request for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub enum Parsed<'a> {
     /// More bytes are needed; nothing is consumed.
     Partial,
     /// A whole head: the request, and how many bytes of the buffer it took.
-    Complete(Request, usize),
+    Complete(Request<'a>, usize),
 }
 
 /// Parses one request head from the start of `buf`.
 ///
 /// Leading empty lines are skipped (RFC 9112 §2.2 lets a server ignore them, and
 /// some clients send a stray CRLF after a body).
-pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
+pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let status = match req.parse(buf) {
@@ -254,7 +257,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
 /// An incomplete head is fine unless it is already over a limit: then it will
 /// never be accepted, and waiting for the rest would only let a client make us
 /// buffer without end.
-fn partial_verdict(buf: &[u8]) -> Result<Parsed, HeadError> {
+fn partial_verdict(buf: &[u8]) -> Result<Parsed<'static>, HeadError> {
     let request_line_done = buf.contains(&b'\n');
     if !request_line_done && buf.len() > MAX_TARGET_BYTES + 64 {
         return Err(reject(Status::URI_TOO_LONG, "request-target too long"));
@@ -287,33 +290,36 @@ fn version_error(buf: &[u8]) -> HeadError {
 }
 
 /// Reduces the request-target to origin form (RFC 9112 §3.2).
-fn origin_form(method: Method, target: &str) -> Result<String, HeadError> {
+fn origin_form(method: Method, target: &str) -> Result<Cow<'_, str>, HeadError> {
     if target.starts_with('/') {
-        return Ok(target.to_owned());
+        return Ok(Cow::Borrowed(target));
     }
     if method == Method::Connect {
         // authority-form; rill is no proxy, the method answer (405) says so.
-        return Ok(target.to_owned());
+        return Ok(Cow::Borrowed(target));
     }
     if target == "*" {
         return match method {
-            Method::Options => Ok(target.to_owned()),
+            Method::Options => Ok(Cow::Borrowed(target)),
             _ => Err(reject(Status::BAD_REQUEST, "asterisk-form needs OPTIONS")),
         };
     }
     // absolute-form: a server must accept it (§3.2.2) and use its path.
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &target[7..]
-    } else if lower.starts_with("https://") {
-        &target[8..]
+    let scheme_ends_at = |scheme: &str| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+            .then_some(scheme.len())
+    };
+    let rest = if let Some(at) = scheme_ends_at("http://").or_else(|| scheme_ends_at("https://")) {
+        &target[at..]
     } else {
         return Err(reject(Status::BAD_REQUEST, "invalid request-target"));
     };
     match rest.find(['/', '?']) {
-        Some(at) if rest.as_bytes()[at] == b'/' => Ok(rest[at..].to_owned()),
-        Some(at) => Ok(format!("/{}", &rest[at..])),
-        None => Ok("/".to_owned()),
+        Some(at) if rest.as_bytes()[at] == b'/' => Ok(Cow::Borrowed(&rest[at..])),
+        Some(at) => Ok(Cow::Owned(format!("/{}", &rest[at..]))),
+        None => Ok(Cow::Borrowed("/")),
     }
 }
 
@@ -356,9 +362,9 @@ fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|item| !item.is_empty())
 }
 
-fn text_value(value: &[u8]) -> Result<String, HeadError> {
+fn text_value(value: &[u8]) -> Result<&str, HeadError> {
     std::str::from_utf8(value)
-        .map(|text| text.trim().to_owned())
+        .map(str::trim)
         .map_err(|_| reject(Status::BAD_REQUEST, "header value is not text"))
 }
 
@@ -366,7 +372,7 @@ fn text_value(value: &[u8]) -> Result<String, HeadError> {
 mod tests {
     use super::*;
 
-    fn parse(raw: &str) -> Result<Request, HeadError> {
+    fn parse(raw: &str) -> Result<Request<'_>, HeadError> {
         match parse_head(raw.as_bytes())? {
             Parsed::Complete(req, len) => {
                 assert_eq!(len, raw.len(), "head length");
@@ -558,9 +564,9 @@ mod tests {
              If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nIf-Range: \"a\"\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(req.range.as_deref(), Some("bytes=0-1"));
-        assert_eq!(req.if_none_match.as_deref(), Some("\"a\""));
-        assert_eq!(req.if_range.as_deref(), Some("\"a\""));
+        assert_eq!(req.range, Some("bytes=0-1"));
+        assert_eq!(req.if_none_match, Some("\"a\""));
+        assert_eq!(req.if_range, Some("\"a\""));
         assert!(req.if_modified_since.is_some());
     }
 
