@@ -6,16 +6,20 @@
 //!
 //! 1. waits in `poll` — at most until the nearest deadline;
 //! 2. reads the clock once, and handles each readiness event: the listener's
-//!    by accepting until `WouldBlock`, a signal's by starting shutdown, a
+//!    by accepting (until `WouldBlock`, or [`ACCEPTS_PER_TURN`]) and running
+//!    each new connection at once, a signal's by starting shutdown, a
 //!    connection's by letting its state machine ([`crate::conn`]) run as far
 //!    as its socket allows;
 //! 3. drives again the connections that gave up their turn with work left
-//!    (uploads over their per-turn budget), since no new edge would wake them;
+//!    (uploads over their per-turn budget), and accepts again if the listener
+//!    was left with connections queued, since no new edge would say so;
 //! 4. fires the timers that are due.
 //!
 //! A connection answers with the readiness it now waits for; the loop
-//! re-registers the socket only when that differs from what is registered, so
-//! a connection answering requests back to back costs no `epoll_ctl`.
+//! registers the socket the first time it has to wait, and re-registers it
+//! only when that differs from what is registered. A connection answering
+//! requests back to back costs no `epoll_ctl`, and one whose only request
+//! came with the handshake (`Connection: close`) costs none at all.
 //! Readiness is edge-triggered, which is why a connection only ever waits
 //! after a `WouldBlock`: an edge that already passed is never reported again.
 
@@ -25,7 +29,7 @@ use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, St
 use crate::site::Site;
 use crate::stats::{self, add, Stats};
 use crate::timer::{poll_timeout, Timeouts, Timers};
-use log::{debug, error, info, trace, warn};
+use log::{debug, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
@@ -42,6 +46,10 @@ const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// How many readiness events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
+/// Most connections accepted in one turn of the loop. Each is served at
+/// once, so without a bound a stream of new connections could keep the loop
+/// in `accept` while kept-alive connections and timers wait.
+const ACCEPTS_PER_TURN: usize = 64;
 /// Past the connection limit, this many extra connections are still accepted
 /// to be told `503`; beyond them a new connection is closed unanswered.
 const REFUSAL_SLOTS: usize = 64;
@@ -57,7 +65,8 @@ const RESERVED_FDS: u64 = 64;
 /// timer entry was scheduled for.
 struct Slot {
     conn: Connection,
-    registered: Interest,
+    /// `None` until the connection first has to wait for its socket.
+    registered: Option<Interest>,
     scheduled: Option<Instant>,
 }
 
@@ -110,6 +119,9 @@ pub struct Server {
     /// used its budget). With edge-triggered readiness no new event would
     /// wake them, so the loop drives them again itself.
     yielded: Vec<usize>,
+    /// The last turn stopped accepting at [`ACCEPTS_PER_TURN`]: more
+    /// connections may be queued, and no new edge would say so.
+    accept_pending: bool,
     /// The loop's counters (see [`crate::stats`]).
     stats: Rc<Stats>,
     /// Connections holding a `/.rill/events` stream open.
@@ -160,6 +172,7 @@ impl Server {
             timers: Timers::new(),
             accepting: Accepting::Yes,
             yielded: Vec::new(),
+            accept_pending: false,
             stats: Rc::new(Stats::new(now)),
             subscribers: Vec::new(),
             next_push: now,
@@ -177,7 +190,7 @@ impl Server {
         let mut turn = Vec::new();
         loop {
             let now = Instant::now();
-            let timeout = if self.yielded.is_empty() {
+            let timeout = if self.yielded.is_empty() && !self.accept_pending {
                 let push = (!self.subscribers.is_empty()).then_some(self.next_push);
                 poll_timeout(
                     now,
@@ -203,7 +216,7 @@ impl Server {
                     event.is_writable()
                 );
                 match event.token() {
-                    LISTENER => self.accept_all(now),
+                    LISTENER => self.accept_new(now),
                     SIGNALS => {
                         if self.on_signals(now) {
                             return Ok(());
@@ -220,6 +233,9 @@ impl Server {
                     }
                 }
             }
+            if self.accept_pending {
+                self.accept_new(now);
+            }
             std::mem::swap(&mut turn, &mut self.yielded);
             for key in turn.drain(..) {
                 self.drive(key, now);
@@ -231,7 +247,7 @@ impl Server {
             match self.accepting {
                 Accepting::PausedUntil(at) if at <= now => {
                     self.accepting = Accepting::Yes;
-                    self.accept_all(now);
+                    self.accept_new(now);
                 }
                 Accepting::ShuttingDown(at) if self.connections.is_empty() || at <= now => {
                     self.finish_shutdown("all answers finished");
@@ -249,10 +265,17 @@ impl Server {
         }
     }
 
-    /// Accepts every pending connection; each is registered for reading and
-    /// will get its first event as soon as its request arrives (or already has).
-    fn accept_all(&mut self, now: Instant) {
+    /// Accepts the queued connections, at most [`ACCEPTS_PER_TURN`] of
+    /// them, and serves each at once (see [`Server::admit`]).
+    fn accept_new(&mut self, now: Instant) {
+        self.accept_pending = false;
+        let mut budget = ACCEPTS_PER_TURN;
         while self.accepting == Accepting::Yes {
+            if budget == 0 {
+                self.accept_pending = true;
+                return;
+            }
+            budget -= 1;
             let (socket, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -277,27 +300,23 @@ impl Server {
                 debug!("refused {peer} unanswered: {open} connections open");
                 continue; // dropping the socket closes it
             }
-            if let Err(e) = socket.set_nodelay(true) {
-                debug!("set_nodelay failed for {peer}: {e}");
-            }
             let over_limit = open >= self.env.config.max_connections;
             self.admit(socket, peer, over_limit, now);
         }
     }
 
-    /// Registers a new connection; over the limit it is answered `503` and
-    /// closed, through the same state machine as everyone else.
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, over_limit: bool, now: Instant) {
+    /// Takes in a new connection and runs it at once; over the limit it is
+    /// answered `503` and closed, through the same state machine as everyone
+    /// else.
+    ///
+    /// The request usually arrives with the handshake or right behind it, so
+    /// the first read is tried before the socket is registered: a request
+    /// answered in one go (and a connection closed after it) never costs an
+    /// `epoll_ctl` or a trip through `poll`. A connection that has to wait
+    /// is registered by [`Server::apply`].
+    fn admit(&mut self, socket: TcpStream, peer: SocketAddr, over_limit: bool, now: Instant) {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
-        {
-            error!("register failed for {peer}: {e}");
-            return;
-        }
         let mut conn = Connection::new(key, socket, peer, now, Rc::clone(&self.stats));
         if over_limit {
             add(&self.stats.refused, 1);
@@ -323,14 +342,10 @@ impl Server {
         }
         entry.insert(Slot {
             conn,
-            registered: Interest::READABLE,
+            registered: None,
             scheduled: None,
         });
-        if over_limit {
-            self.drive(key, now);
-        } else {
-            self.reschedule(key);
-        }
+        self.drive(key, now);
     }
 
     /// Lets connection `key` run, then records what it waits for, or closes it.
@@ -348,21 +363,23 @@ impl Server {
             return;
         };
         match next {
-            Next::Wait(interest) if interest == slot.registered => {}
+            Next::Wait(interest) if slot.registered == Some(interest) => {}
             Next::Wait(interest) => {
                 trace!(
                     "conn {key}: interest {:?} -> {:?}",
                     slot.registered,
                     interest
                 );
-                match self
-                    .poll
-                    .registry()
-                    .reregister(slot.conn.socket(), Token(key), interest)
-                {
-                    Ok(()) => slot.registered = interest,
+                let registry = self.poll.registry();
+                let socket = slot.conn.socket();
+                let registered = match slot.registered {
+                    None => registry.register(socket, Token(key), interest),
+                    Some(_) => registry.reregister(socket, Token(key), interest),
+                };
+                match registered {
+                    Ok(()) => slot.registered = Some(interest),
                     Err(e) => {
-                        warn!("conn {key}: reregister failed: {e}");
+                        warn!("conn {key}: (re)register failed: {e}");
                         self.close(key);
                         return;
                     }
@@ -442,15 +459,14 @@ impl Server {
     }
 
     fn close(&mut self, key: usize) {
-        if let Some(mut slot) = self.connections.try_remove(key) {
-            // Dropping the socket closes it, which also removes it from epoll;
-            // the explicit deregister keeps mio's bookkeeping honest.
-            let _ = self.poll.registry().deregister(slot.conn.socket());
-        }
+        // Dropping the socket closes it, and closing a descriptor removes
+        // it from epoll (rill never duplicates one), so no `deregister`:
+        // that would be one more system call per connection.
+        drop(self.connections.try_remove(key));
         if let Accepting::PausedUntil(_) = self.accepting {
             // A descriptor came free: the queued connections may fit now.
             self.accepting = Accepting::Yes;
-            self.accept_all(Instant::now());
+            self.accept_new(Instant::now());
         }
     }
 
@@ -512,6 +528,10 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+    // `setsockopt` per connection saved. Answers leave in as few writes as
+    // rill can make them, and Nagle would only hold back the last small one.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
@@ -546,4 +566,26 @@ pub fn raise_open_file_limit() -> u64 {
         }
     }
     limit.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((socket, _)) => break socket,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
+    }
 }
