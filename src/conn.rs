@@ -1060,7 +1060,14 @@ impl Connection {
     /// When a file body follows, `MSG_MORE` asks the kernel to hold the head
     /// back a moment so it leaves in one segment with the first body bytes.
     fn write_output(&mut self) -> Result<(), Step> {
-        let more = if self.file.is_some() {
+        // MSG_MORE holds back a segment that is not full yet: the file body
+        // follows the head, or the close that follows the last answer puts
+        // its FIN on the same segment (the client then wakes once, not
+        // twice, per connection).
+        let last_before_close = self.state == State::Sending
+            && self.close_after_send
+            && self.nothing_left_to_read();
+        let more = if self.file.is_some() || last_before_close {
             libc::MSG_MORE
         } else {
             0
