@@ -1064,9 +1064,8 @@ impl Connection {
         // follows the head, or the close that follows the last answer puts
         // its FIN on the same segment (the client then wakes once, not
         // twice, per connection).
-        let last_before_close = self.state == State::Sending
-            && self.close_after_send
-            && self.nothing_left_to_read();
+        let last_before_close =
+            self.state == State::Sending && self.close_after_send && self.nothing_left_to_read();
         let more = if self.file.is_some() || last_before_close {
             libc::MSG_MORE
         } else {
