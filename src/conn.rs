@@ -14,6 +14,10 @@
 //!              └── bad head: error queued, close after it ──▶ Sending
 //! ```
 //!
+//! `Closing` drains what a client may still send after an answer that cut
+//! its request short; a client that said `Connection: close` and left
+//! nothing unread goes from `Sending` straight to closed.
+//!
 //! Every arrow is made in one place: [`Connection::drive`] calls the
 //! `poll_<state>` method of the current state, which returns the next state.
 //! `answer` (in `ReadingHead`) picks where a parsed request leads.
