@@ -18,8 +18,8 @@
 //! A connection answers with the readiness it now waits for; the loop
 //! registers the socket the first time it has to wait, and re-registers it
 //! only when that differs from what is registered. A connection answering
-//! requests back to back costs no `epoll_ctl`, and one whose only request
-//! came with the handshake (`Connection: close`) costs none at all.
+//! requests back to back costs no `epoll_ctl`, and one answered and closed
+//! in one go (a `Connection: close` request) costs none at all.
 //! Readiness is edge-triggered, which is why a connection only ever waits
 //! after a `WouldBlock`: an edge that already passed is never reported again.
 

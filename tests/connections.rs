@@ -232,3 +232,37 @@ fn trace_log_shows_state_transitions() {
     assert!(!first_conn.contains("-> closing"), "{log}");
     assert!(second_conn.contains(": sending -> closing"), "{log}");
 }
+
+#[test]
+fn a_backlog_larger_than_one_turn_of_accepts_is_served_without_new_arrivals() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    // While rill is stopped, 200 clients connect and send their requests:
+    // the kernel queues them all. When rill resumes, one readiness edge
+    // reports the listener, and rill accepts at most 64 per turn, so it has
+    // to come back for the rest by itself.
+    rill.signal(libc::SIGSTOP);
+    let mut clients: Vec<_> = (0..200)
+        .map(|_| {
+            let mut stream = rill.connect();
+            stream
+                .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    rill.signal(libc::SIGCONT);
+    let started = Instant::now();
+    for stream in clients.iter_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).expect("an answer in time");
+        assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(reply.ends_with(b"\r\n\r\na"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
