@@ -547,6 +547,7 @@ impl Connection {
     /// and pick the next state.
     fn answer(&mut self, request: Request, shared: &Shared) -> Step {
         self.requests += 1;
+        self.client_said_close = !request.keep_alive;
         // Only the access log needs the exact moment; reading the clock per
         // request cost about 2% of S1's CPU, so without the log the loop's
         // clock stands in.
@@ -594,7 +595,6 @@ impl Connection {
             // body rather than a chain of small ones as the head is written.
             self.output = shared.pool.take();
         }
-        self.client_said_close = !request.keep_alive;
         let reply = respond(&request, &ctx, &mut self.output);
         self.record(&request, reply.status, reply.body_len, started);
         self.close_after_send = !common.keep_alive;
