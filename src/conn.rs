@@ -1000,11 +1000,12 @@ impl Connection {
                 self.output.clear();
                 self.output_sent = 0;
                 self.log_pending(None);
-                return match (self.close_after_send, self.nothing_left_to_read()) {
-                    (false, _) => Step::To(State::ReadingHead),
-                    // No unread byte can turn the close into a reset.
-                    (true, true) => Step::Close("done"),
-                    (true, false) => Step::To(State::Closing { drained: 0 }),
+                return if !self.close_after_send {
+                    Step::To(State::ReadingHead)
+                } else if self.closes_without_lingering() {
+                    Step::Close("done")
+                } else {
+                    Step::To(State::Closing { drained: 0 })
                 };
             };
             if budget == 0 {
@@ -1079,8 +1080,7 @@ impl Connection {
         // follows the head, or the close that follows the last answer puts
         // its FIN on the same segment (the client then wakes once, not
         // twice, per connection).
-        let last_before_close =
-            self.state == State::Sending && self.close_after_send && self.nothing_left_to_read();
+        let last_before_close = self.state == State::Sending && self.closes_without_lingering();
         let more = if self.file.is_some() || last_before_close {
             libc::MSG_MORE
         } else {
@@ -1195,12 +1195,17 @@ impl Connection {
         }
     }
 
-    /// Nothing is buffered, the socket held nothing more at the last read,
-    /// and the client either said it will send nothing more or has already
-    /// shut its side. Then closing needs no lingering (see `Closing`); this
-    /// saves a `shutdown`, a `read` and a wait per `Connection: close`.
-    fn nothing_left_to_read(&self) -> bool {
-        self.input.is_empty()
+    /// The connection closes once its output is sent, and no unread byte
+    /// can turn that close into a reset: nothing is buffered, the socket
+    /// held nothing more at the last read, and the client either said it
+    /// will send nothing more or has already shut its side. Then `Sending`
+    /// closes at once instead of lingering in `Closing` (a `shutdown`, a
+    /// `read` and a wait saved per `Connection: close`), and the last write
+    /// may hold its tail back with `MSG_MORE` for the FIN to join. Both
+    /// decisions ask this one question, so they cannot drift apart.
+    fn closes_without_lingering(&self) -> bool {
+        self.close_after_send
+            && self.input.is_empty()
             && self.input_drained
             && (self.client_said_close || self.peer_finished_writing)
     }
