@@ -113,8 +113,18 @@ impl std::fmt::Debug for Site {
 pub enum Found {
     /// A regular file, open for reading.
     File(Rc<OpenFile>),
-    /// A directory, by its path relative to ROOT.
-    Dir(PathBuf),
+    /// A directory, open, with its path relative to ROOT.
+    Dir(OpenDir),
+}
+
+/// A directory found under ROOT, held open so that listing it reads this very
+/// directory even if its path is renamed or replaced by a symlink meanwhile.
+#[derive(Debug)]
+pub struct OpenDir {
+    /// Its path relative to ROOT (for `index.html` and symlinked entries,
+    /// which are resolved from ROOT again, as when they are served).
+    pub relative: PathBuf,
+    handle: File,
 }
 
 /// Why nothing is served for a path.
@@ -171,8 +181,8 @@ impl Site {
     }
 
     /// Finds `index.html` in a directory found before.
-    pub fn index_of(&self, dir: &Path, now: Instant) -> Result<Found, Missing> {
-        match self.find_cached(&dir.join("index.html"), now)? {
+    pub fn index_of(&self, dir: &OpenDir, now: Instant) -> Result<Found, Missing> {
+        match self.find_cached(&dir.relative.join("index.html"), now)? {
             Found::Dir(_) => Err(Missing::NotFound),
             file => Ok(file),
         }
@@ -228,6 +238,22 @@ impl Site {
     }
 
     fn find_relative(&self, relative: &Path) -> Result<Found, Missing> {
+        let (file, meta) = self.open_inside(relative)?;
+        if meta.is_dir() {
+            Ok(Found::Dir(OpenDir {
+                relative: relative.to_path_buf(),
+                handle: file,
+            }))
+        } else if meta.is_file() {
+            let name = relative.file_name().map_or(&b""[..], |n| n.as_bytes());
+            Ok(Found::File(Rc::new(OpenFile::new(file, &meta, name))))
+        } else {
+            Err(Missing::NotFound)
+        }
+    }
+
+    /// Opens `relative` without leaving ROOT, and says what it is.
+    fn open_inside(&self, relative: &Path) -> Result<(File, Metadata), Missing> {
         let file = match self.open_beneath(relative) {
             Some(Ok(file)) => file,
             Some(Err(e)) if e.raw_os_error() != Some(libc::EXDEV) => return Err(e.into()),
@@ -236,14 +262,7 @@ impl Site {
             _ => self.open_checked(relative)?,
         };
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            Ok(Found::Dir(relative.to_path_buf()))
-        } else if meta.is_file() {
-            let name = relative.file_name().map_or(&b""[..], |n| n.as_bytes());
-            Ok(Found::File(Rc::new(OpenFile::new(file, &meta, name))))
-        } else {
-            Err(Missing::NotFound)
-        }
+        Ok((file, meta))
     }
 
     /// `openat2(ROOT, relative, RESOLVE_BENEATH)`, or `None` without openat2.
@@ -299,24 +318,34 @@ impl Site {
     }
 
     /// The visible entries of a directory: hidden names left out, and symlinks
-    /// described by what they point to (or left out when that is outside ROOT
-    /// or missing, since following them would 404 anyway).
-    pub fn list(&self, dir: &Path) -> Result<Vec<Entry>, Missing> {
+    /// described by what they point to — or left out when following them would
+    /// not serve anything (outside ROOT, missing, not a file or folder).
+    ///
+    /// The directory is read through the handle [`Site::find`] opened (by its
+    /// `/proc/self/fd` link), not by path: the path was checked then, and a
+    /// symlink swapped in since must not make rill list another folder.
+    pub fn list(&self, dir: &OpenDir) -> Result<Vec<Entry>, Missing> {
+        let by_handle = PathBuf::from(format!("/proc/self/fd/{}", dir.handle.as_raw_fd()));
+        let items = match fs::read_dir(&by_handle) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self").exists() => {
+                // No /proc mounted: fall back to the path checked a moment ago.
+                fs::read_dir(self.root.join(&dir.relative))?
+            }
+            items => items?,
+        };
         let mut entries = Vec::new();
-        for item in fs::read_dir(self.root.join(dir))? {
+        for item in items {
             let item = item?;
             let name = item.file_name();
             if name.as_bytes().starts_with(b".") {
                 continue;
             }
+            // Read from the directory's own descriptor (`fstatat`), no path.
             let mut meta = item.metadata()?;
             if meta.file_type().is_symlink() {
-                match item.path().canonicalize() {
-                    Ok(target) if target.starts_with(&self.root) => match fs::metadata(&target) {
-                        Ok(target_meta) => meta = target_meta,
-                        Err(_) => continue,
-                    },
-                    _ => continue,
+                match self.open_inside(&dir.relative.join(&name)) {
+                    Ok((_, target)) => meta = target,
+                    Err(_) => continue,
                 }
             }
             if !meta.is_dir() && !meta.is_file() {
@@ -429,13 +458,52 @@ mod tests {
                 );
             }
         }
+        for with_openat2 in [true, false] {
+            site.has_openat2.set(with_openat2);
+            assert_eq!(
+                listed_names(&site, &open_dir(&site, "/")),
+                ["absolute-in", "dir-in", "relative-in", "sub"],
+                "openat2: {with_openat2}"
+            );
+        }
+    }
+
+    fn open_dir(site: &Site, path: &str) -> OpenDir {
+        match site.find_uncached(&RequestPath::parse(path).unwrap()) {
+            Ok(Found::Dir(dir)) => dir,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    fn listed_names(site: &Site, dir: &OpenDir) -> Vec<String> {
         let mut names: Vec<String> = site
-            .list(Path::new(""))
+            .list(dir)
             .unwrap()
             .into_iter()
             .map(|entry| String::from_utf8(entry.name).unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["absolute-in", "dir-in", "relative-in", "sub"]);
+        names
+    }
+
+    #[test]
+    fn a_listing_reads_the_folder_that_was_checked_even_if_a_symlink_replaces_it() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        fs::create_dir_all(root.join("pub")).unwrap();
+        fs::write(root.join("pub/notes.txt"), "n").unwrap();
+        fs::create_dir_all(outer.path().join("private")).unwrap();
+        fs::write(outer.path().join("private/secret"), "s").unwrap();
+        let site = Site::new(&root).unwrap();
+
+        let checked = open_dir(&site, "/pub/");
+        // Between the check and the listing, the folder is swapped for a
+        // symlink that leads out of ROOT.
+        fs::rename(root.join("pub"), root.join("old")).unwrap();
+        symlink(outer.path().join("private"), root.join("pub")).unwrap();
+
+        assert_eq!(listed_names(&site, &checked), ["notes.txt"]);
+        // Asked afresh, the path now leads outside ROOT and is not found.
+        assert_eq!(kind(&site, "/pub/"), "not found");
     }
 }
