@@ -76,8 +76,11 @@ const FILE_CHUNK: usize = 64 * 1024;
 const SEND_BUDGET_PER_TURN: usize = 512 << 10;
 /// Pipelined answers are batched until this many bytes are queued.
 const FLUSH_AT: usize = 32 * 1024;
-/// How many bytes of an upload body are buffered at most.
-pub const UPLOAD_INPUT: usize = 64 * 1024;
+/// How many bytes of an upload body are buffered at most: one `read` of the
+/// socket, then one `write` to the file. Large writes let the page cache take
+/// the data in large folios; a 1 GiB PUT cost about half the CPU with 256 KiB
+/// as with 64 KiB (1.0 → 1.7-1.9 GB/s), and 1 MiB gained little more.
+pub const UPLOAD_INPUT: usize = 256 * 1024;
 /// Most bytes read and dropped after the last answer before closing anyway.
 const MAX_LINGER_BYTES: u64 = 256 * 1024;
 

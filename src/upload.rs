@@ -36,8 +36,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Body bytes an upload may process per turn of the loop.
 pub const BUDGET_PER_TURN: usize = 1 << 20;
-/// Most decoded bytes held between the chunked decoder and the sink.
-const STAGING_MAX: usize = 64 * 1024;
+/// Most decoded bytes held between the chunked decoder and the sink: as much
+/// as one read of the socket, so a chunked body is written in writes as large
+/// as a plain one's.
+const STAGING_MAX: usize = crate::conn::UPLOAD_INPUT;
 /// Longest stored file name, in bytes (most file systems allow 255).
 const MAX_NAME_BYTES: usize = 200;
 /// Prefix of temp files; hidden, so never listed or served.
