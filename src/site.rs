@@ -127,6 +127,13 @@ pub struct OpenDir {
     handle: File,
 }
 
+impl OpenDir {
+    /// The open directory itself, for work that must stay inside it.
+    pub fn into_handle(self) -> File {
+        self.handle
+    }
+}
+
 /// Why nothing is served for a path.
 #[derive(Debug)]
 pub enum Missing {

@@ -11,6 +11,9 @@
 //! correctly ([`Upload::finish`]). A [`TempFile`] deletes itself when dropped,
 //! so an upload that is abandoned for any reason — the client disconnects,
 //! the body is malformed or too large, the server shuts down — leaves nothing.
+//! Temp files are created, renamed and removed relative to the target folder's
+//! open handle — the one [`Site`] checked lies inside ROOT — never by path, so
+//! a folder swapped for a symlink meanwhile cannot send an upload elsewhere.
 //!
 //! Disk writes are plain blocking `write` calls: mio (like epoll) cannot poll
 //! regular files, which are always "ready". To keep one fast upload from
@@ -25,13 +28,13 @@ use crate::http::request::{BodyFraming, Method, Request};
 use crate::http::response::{CommonHeaders, HeadWriter, Status};
 use crate::listing::escape_html;
 use crate::path::{encode_segment, RequestPath};
-use crate::site::{Found, Missing, Site};
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use crate::site::{Found, Missing, OpenDir, Site};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Body bytes an upload may process per turn of the loop.
@@ -88,48 +91,54 @@ pub enum Progress {
     Complete,
 }
 
-/// A file being received, deleted on drop unless persisted.
+/// A file being received in an open folder, deleted on drop unless persisted.
 #[derive(Debug)]
 pub struct TempFile {
-    path: PathBuf,
+    /// The folder, open; every operation names the file relative to it.
+    dir: Rc<File>,
+    name: CString,
     file: File,
     persisted: bool,
 }
 
 impl TempFile {
-    /// Creates a fresh hidden temp file in `dir`.
-    pub fn create(dir: &Path) -> io::Result<TempFile> {
+    /// Creates a fresh hidden temp file in the open folder `dir`.
+    pub fn create(dir: &Rc<File>) -> io::Result<TempFile> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}.part", std::process::id()));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-            {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file,
-                        persisted: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+            let name = CString::new(format!("{TEMP_PREFIX}{}-{n}.part", std::process::id()))?;
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+            // SAFETY: `dir` is an open descriptor and `name` is NUL-terminated;
+            // openat returns a new descriptor or -1.
+            let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o644) };
+            if fd >= 0 {
+                return Ok(TempFile {
+                    dir: Rc::clone(dir),
+                    name,
+                    // SAFETY: fd is a fresh descriptor that nothing else owns.
+                    file: unsafe { File::from_raw_fd(fd) },
+                    persisted: false,
+                });
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::AlreadyExists {
+                return Err(error);
             }
         }
     }
 
-    /// Gives the file its final name. With `replace` an existing file is
-    /// swapped out atomically; without, an existing name fails with
+    /// Gives the file its final name in its folder. With `replace` an existing
+    /// file is swapped out atomically; without, an existing name fails with
     /// `AlreadyExists` and nothing is touched.
-    pub fn persist(&mut self, target: &Path, replace: bool) -> io::Result<()> {
+    pub fn persist(&mut self, target: &OsStr, replace: bool) -> io::Result<()> {
+        let target = CString::new(target.as_bytes())?;
+        let dir = self.dir.as_raw_fd();
         if replace {
-            std::fs::rename(&self.path, target)?;
+            // SAFETY: an open descriptor and two NUL-terminated names.
+            check(unsafe { libc::renameat(dir, self.name.as_ptr(), dir, target.as_ptr()) })?;
         } else {
-            rename_no_replace(&self.path, target)?;
+            rename_no_replace(dir, &self.name, &target)?;
         }
         self.persisted = true;
         Ok(())
@@ -139,37 +148,40 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                log::warn!("could not remove {}: {e}", self.path.display());
+            // SAFETY: an open descriptor and a NUL-terminated name.
+            let removed =
+                check(unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) });
+            if let Err(e) = removed {
+                log::warn!("could not remove {:?}: {e}", self.name);
             }
         }
     }
 }
 
-/// `renameat2(RENAME_NOREPLACE)`, or link+unlink where the file system lacks it.
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    let c_from = CString::new(from.as_os_str().as_bytes())?;
-    let c_to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both paths are NUL-terminated and outlive the call.
-    let result = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            c_from.as_ptr(),
-            libc::AT_FDCWD,
-            c_to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+/// A libc status (0 or -1) as a `Result`.
+fn check(result: libc::c_int) -> io::Result<()> {
     if result == 0 {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            std::fs::hard_link(from, to)?;
-            std::fs::remove_file(from)
+}
+
+/// `renameat2(RENAME_NOREPLACE)` within one folder, or link+unlink where the
+/// file system lacks it.
+fn rename_no_replace(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: an open descriptor and two NUL-terminated names.
+    let renamed = check(unsafe {
+        libc::renameat2(dir, from.as_ptr(), dir, to.as_ptr(), libc::RENAME_NOREPLACE)
+    });
+    match renamed {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+            // SAFETY: as above; linkat fails with EEXIST rather than replace.
+            check(unsafe { libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0) })?;
+            // SAFETY: as above.
+            check(unsafe { libc::unlinkat(dir, from.as_ptr(), 0) })
         }
-        _ => Err(error),
+        other => other,
     }
 }
 
@@ -204,8 +216,8 @@ enum Sink {
     /// POST multipart/form-data: every file part is a file.
     Form {
         parser: Box<MultipartParser>,
-        /// The folder the files go to.
-        dir: PathBuf,
+        /// The folder the files go to, open.
+        dir: Rc<File>,
         /// The file part being received (None inside a text field).
         current: Option<FormFile>,
         /// File parts received whole, waiting for the end of the form.
@@ -225,8 +237,7 @@ pub struct Stored {
 pub struct Upload {
     body: BodyReader,
     sink: Sink,
-    /// The target folder on disk, and its URL (ending in `/`).
-    dir: PathBuf,
+    /// The target folder's URL (ending in `/`).
     dir_url: String,
     /// Answer in JSON rather than HTML.
     json: bool,
@@ -268,13 +279,13 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
     let json = request
         .accept
         .is_some_and(|accept| accept.contains("application/json"));
-    let (dir_path, sink) = match request.method {
+    let (dir_path, dir, sink) = match request.method {
         Method::Put => put_sink(&path, site, config)?,
         Method::Post => form_sink(request, &path, site)?,
         _ => return Err(refuse(Status::METHOD_NOT_ALLOWED, "not an upload method")),
     };
     let dir_url = dir_path.url(true);
-    let dir = site.root().join(dir_path.relative());
+    let dir = Rc::new(dir.into_handle());
     let sink = match sink {
         PendingSink::Put { name, replace } => Sink::Put {
             temp: TempFile::create(&dir).map_err(|e| disk_refusal(&e))?,
@@ -284,7 +295,7 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
         },
         PendingSink::Form(parser) => Sink::Form {
             parser,
-            dir: dir.clone(),
+            dir,
             current: None,
             complete: Vec::new(),
         },
@@ -292,7 +303,6 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
     Ok(Upload {
         body,
         sink,
-        dir,
         dir_url,
         json,
         max_body: config.max_body,
@@ -310,20 +320,20 @@ fn put_sink(
     path: &RequestPath,
     site: &Site,
     config: &Config,
-) -> Result<(RequestPath, PendingSink), Refusal> {
+) -> Result<(RequestPath, OpenDir, PendingSink), Refusal> {
     let Some((parent_path, name)) = path.split_last() else {
         return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
     };
     if path.trailing_slash {
         return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
     }
-    match site.find_uncached(&parent_path) {
-        Ok(Found::Dir(_)) => {}
+    let dir = match site.find_uncached(&parent_path) {
+        Ok(Found::Dir(dir)) => dir,
         Ok(Found::File(..)) => return Err(refuse(Status::CONFLICT, "parent is a file")),
         Err(Missing::NotFound) => return Err(refuse(Status::NOT_FOUND, "no such folder")),
         Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
         Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
-    }
+    };
     let exists = match site.find_uncached(path) {
         Ok(Found::Dir(_)) => return Err(refuse(Status::CONFLICT, "a folder has that name")),
         Ok(Found::File(..)) => true,
@@ -339,6 +349,7 @@ fn put_sink(
     }
     Ok((
         parent_path,
+        dir,
         PendingSink::Put {
             name: name.to_vec(),
             replace: exists,
@@ -350,9 +361,9 @@ fn form_sink(
     request: &Request,
     path: &RequestPath,
     site: &Site,
-) -> Result<(RequestPath, PendingSink), Refusal> {
-    match site.find_uncached(path) {
-        Ok(Found::Dir(_)) => {}
+) -> Result<(RequestPath, OpenDir, PendingSink), Refusal> {
+    let dir = match site.find_uncached(path) {
+        Ok(Found::Dir(dir)) => dir,
         Ok(Found::File(..)) => {
             return Err(refuse(
                 Status::METHOD_NOT_ALLOWED,
@@ -362,7 +373,7 @@ fn form_sink(
         Err(Missing::NotFound) => return Err(refuse(Status::NOT_FOUND, "no such folder")),
         Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
         Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
-    }
+    };
     let boundary = request
         .content_type
         .and_then(form_data_boundary)
@@ -371,7 +382,7 @@ fn form_sink(
             "POST takes multipart/form-data with a boundary",
         ))?;
     let parser = Box::new(MultipartParser::new(&boundary)?);
-    Ok((path.clone(), PendingSink::Form(parser)))
+    Ok((path.clone(), dir, PendingSink::Form(parser)))
 }
 
 impl Upload {
@@ -449,9 +460,8 @@ impl Upload {
                 size,
                 replace,
             } => {
-                let target = self.dir.join(std::ffi::OsStr::from_bytes(&name));
                 let mut temp = temp;
-                match temp.persist(&target, replace) {
+                match temp.persist(OsStr::from_bytes(&name), replace) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         return Err(refuse(Status::CONFLICT, "file exists"))
@@ -481,7 +491,7 @@ impl Upload {
                     return Err(refuse(Status::BAD_REQUEST, "the form carried no file"));
                 }
                 for mut file in complete {
-                    let name = persist_unique(&mut file.temp, &self.dir, &file.name)?;
+                    let name = persist_unique(&mut file.temp, &file.name)?;
                     stored.push(Stored {
                         url: format!(
                             "{}{}",
@@ -581,10 +591,11 @@ impl Sink {
     }
 }
 
-/// Persists `temp` as `name` in `dir`, or `name-1`, `name-2`, ... when taken.
+/// Persists `temp` as `name` in its folder, or `name-1`, `name-2`, ... when
+/// taken.
 /// The no-replace rename makes the check and the move one step, so a file
 /// that appears meanwhile is never overwritten.
-fn persist_unique(temp: &mut TempFile, dir: &Path, name: &str) -> Result<String, Refusal> {
+fn persist_unique(temp: &mut TempFile, name: &str) -> Result<String, Refusal> {
     let (stem, extension) = match name.rfind('.') {
         Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name, ""),
@@ -595,7 +606,7 @@ fn persist_unique(temp: &mut TempFile, dir: &Path, name: &str) -> Result<String,
         } else {
             format!("{stem}-{n}{extension}")
         };
-        match temp.persist(&dir.join(&candidate), false) {
+        match temp.persist(OsStr::new(&candidate), false) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(disk_refusal(&e)),
@@ -685,6 +696,7 @@ fn html_answer(stored: &[Stored], dir_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn filenames_are_neutralised() {
@@ -725,11 +737,15 @@ mod tests {
         );
     }
 
+    fn open(dir: &Path) -> Rc<File> {
+        Rc::new(File::open(dir).unwrap())
+    }
+
     #[test]
     fn temp_files_vanish_unless_persisted() {
         let dir = tempfile::tempdir().unwrap();
-        let dropped = TempFile::create(dir.path()).unwrap();
-        let dropped_path = dropped.path.clone();
+        let dropped = TempFile::create(&open(dir.path())).unwrap();
+        let dropped_path = dir.path().join(OsStr::from_bytes(dropped.name.as_bytes()));
         assert!(dropped_path.exists());
         assert!(dropped_path
             .file_name()
@@ -740,16 +756,42 @@ mod tests {
         assert!(!dropped_path.exists());
 
         std::fs::write(dir.path().join("taken"), "old").unwrap();
-        let mut kept = TempFile::create(dir.path()).unwrap();
+        let mut kept = TempFile::create(&open(dir.path())).unwrap();
         kept.file.write_all(b"new").unwrap();
-        let error = kept.persist(&dir.path().join("taken"), false).unwrap_err();
+        let error = kept.persist(OsStr::new("taken"), false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"old");
-        let name = persist_unique(&mut kept, dir.path(), "taken").unwrap();
+        let name = persist_unique(&mut kept, "taken").unwrap();
         assert_eq!(name, "taken-1");
         drop(kept);
         assert_eq!(std::fs::read(dir.path().join("taken-1")).unwrap(), b"new");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 2, "a temp file was left behind");
+    }
+
+    #[test]
+    fn an_upload_lands_in_the_folder_that_was_checked_even_if_a_symlink_replaces_it() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        std::fs::create_dir_all(root.join("inbox")).unwrap();
+        std::fs::create_dir_all(outer.path().join("elsewhere")).unwrap();
+        let checked = open(&root.join("inbox"));
+        let mut put = TempFile::create(&checked).unwrap();
+        put.file.write_all(b"put").unwrap();
+        // Between the check and the writes, the folder is swapped for a
+        // symlink that leads out of ROOT.
+        std::fs::rename(root.join("inbox"), root.join("moved")).unwrap();
+        std::os::unix::fs::symlink(outer.path().join("elsewhere"), root.join("inbox")).unwrap();
+        let mut form = TempFile::create(&checked).unwrap();
+        form.file.write_all(b"form").unwrap();
+        put.persist(OsStr::new("a.txt"), false).unwrap();
+        assert_eq!(persist_unique(&mut form, "a.txt").unwrap(), "a-1.txt");
+
+        assert_eq!(std::fs::read(root.join("moved/a.txt")).unwrap(), b"put");
+        assert_eq!(std::fs::read(root.join("moved/a-1.txt")).unwrap(), b"form");
+        let outside: Vec<_> = std::fs::read_dir(outer.path().join("elsewhere"))
+            .unwrap()
+            .collect();
+        assert!(outside.is_empty(), "an upload escaped ROOT");
     }
 }
