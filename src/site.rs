@@ -40,6 +40,12 @@ use std::time::{Duration, Instant};
 pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
 /// Most files kept open in the cache.
 const CACHE_ENTRIES: usize = 256;
+/// How a path is opened to be served: for reading, never blocking (a FIFO).
+const OPEN_TO_READ: libc::c_int = libc::O_RDONLY | libc::O_NONBLOCK;
+/// How a symlinked entry is opened to be described in a listing: `O_PATH`
+/// resolves it and allows `fstat`, but opens nothing (no device is touched,
+/// no read permission is needed).
+const OPEN_TO_LOOK: libc::c_int = libc::O_PATH;
 /// Files up to this size are kept in memory too.
 pub const CACHE_BODY_MAX: u64 = 16 * 1024;
 
@@ -245,7 +251,7 @@ impl Site {
     }
 
     fn find_relative(&self, relative: &Path) -> Result<Found, Missing> {
-        let (file, meta) = self.open_inside(relative)?;
+        let (file, meta) = self.open_inside(relative, OPEN_TO_READ)?;
         if meta.is_dir() {
             Ok(Found::Dir(OpenDir {
                 relative: relative.to_path_buf(),
@@ -259,21 +265,25 @@ impl Site {
         }
     }
 
-    /// Opens `relative` without leaving ROOT, and says what it is.
-    fn open_inside(&self, relative: &Path) -> Result<(File, Metadata), Missing> {
-        let file = match self.open_beneath(relative) {
+    /// Opens `relative` with `flags` without leaving ROOT, and says what it is.
+    fn open_inside(
+        &self,
+        relative: &Path,
+        flags: libc::c_int,
+    ) -> Result<(File, Metadata), Missing> {
+        let file = match self.open_beneath(relative, flags) {
             Some(Ok(file)) => file,
             Some(Err(e)) if e.raw_os_error() != Some(libc::EXDEV) => return Err(e.into()),
             // EXDEV: a step led outside ROOT, or was an absolute symlink;
             // None: no openat2. The slow path decides.
-            _ => self.open_checked(relative)?,
+            _ => self.open_checked(relative, flags)?,
         };
         let meta = file.metadata()?;
         Ok((file, meta))
     }
 
     /// `openat2(ROOT, relative, RESOLVE_BENEATH)`, or `None` without openat2.
-    fn open_beneath(&self, relative: &Path) -> Option<io::Result<File>> {
+    fn open_beneath(&self, relative: &Path, flags: libc::c_int) -> Option<io::Result<File>> {
         if !self.has_openat2.get() {
             return None;
         }
@@ -287,7 +297,7 @@ impl Site {
         };
         // SAFETY: open_how is plain data; all-zero is its documented default.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+        how.flags = (flags | libc::O_CLOEXEC) as u64;
         how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
         // SAFETY: the path is NUL-terminated, `how` lives across the call and
         // its size is passed; the kernel returns a new descriptor or -1.
@@ -313,14 +323,14 @@ impl Site {
     }
 
     /// The portable check: canonicalize, confirm it is under ROOT, open.
-    fn open_checked(&self, relative: &Path) -> Result<File, Missing> {
+    fn open_checked(&self, relative: &Path, flags: libc::c_int) -> Result<File, Missing> {
         let real = self.root.join(relative).canonicalize()?;
         if !real.starts_with(&self.root) {
             return Err(Missing::NotFound);
         }
         Ok(OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(flags)
             .open(&real)?)
     }
 
@@ -350,7 +360,7 @@ impl Site {
             // Read from the directory's own descriptor (`fstatat`), no path.
             let mut meta = item.metadata()?;
             if meta.file_type().is_symlink() {
-                match self.open_inside(&dir.relative.join(&name)) {
+                match self.open_inside(&dir.relative.join(&name), OPEN_TO_LOOK) {
                     Ok((_, target)) => meta = target,
                     Err(_) => continue,
                 }
