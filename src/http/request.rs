@@ -11,6 +11,7 @@
 
 use super::response::Status;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// Largest request head accepted; a longer one is answered with 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -129,9 +130,11 @@ pub enum Parsed<'a> {
 /// Leading empty lines are skipped (RFC 9112 §2.2 lets a server ignore them, and
 /// some clients send a stray CRLF after a body).
 pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = match req.parse(buf) {
+    // Left uninitialised: httparse fills in only the fields it finds, and
+    // zeroing all 64 slots first was a measurable part of a small request.
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(
