@@ -2,12 +2,15 @@
 # Load test: rill beside lighttpd and nginx (when installed), same machine, same run.
 #
 #   bash benches/load.sh [SECONDS] [REPS]       # defaults: 5 s per run, 3 repetitions
+#   ONLY="S1 S7" bash benches/load.sh 3 1       # some scenarios only (S7: the uploads)
 #
 # Builds rill (release), makes test files under $WORK (default /tmp/rill-load), and for each
 # scenario starts each server pinned to CPU 1, drives it with wrk pinned to CPU 0, and prints
 # req/s, MB/s, p50/p99, server CPU per request and peak RSS — medians over the repetitions,
 # and ratios to lighttpd. Only 127.0.0.1 is ever contacted; every run is bounded by SECONDS.
-# Needs: wrk (apt-get install wrk); optional: lighttpd, nginx-light, curl.
+# With oha installed (cargo install oha), S1 and S2 are also driven by oha (S1oha, S2oha): a
+# second client, so a result is not an artefact of wrk's own limits.
+# Needs: wrk (apt-get install wrk); optional: lighttpd, nginx-light, curl, oha.
 set -euo pipefail
 SECS=${1:-5}
 REPS=${2:-3}
@@ -98,6 +101,25 @@ run_wrk() {
     'BEGIN { printf "%.0f %.1f %.0f %.0f %.2f %d\n", r, m, a, b, (r > 0 ? t / hz * 1e6 / (r * s) : 0), rss }'
 }
 
+# One oha run (one worker thread, on the client core), same columns as run_wrk.
+# Its MB/s counts body bytes only.
+run_oha() {
+  local before after out hz
+  hz=$(getconf CLK_TCK)
+  before=$(cpu_ticks)
+  out=$(taskset -c 0 oha --no-tui --worker-threads 1 --output-format json -z "${SECS}s" "$@")
+  after=$(cpu_ticks)
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); s = d["summary"]; p = d["latencyPercentiles"]
+ticks, hz, secs, rss = (float(x) for x in sys.argv[2:])
+rps = s["requestsPerSec"] or 0
+cpu = ticks / hz * 1e6 / (rps * secs) if rps else 0
+p50, p99 = (p["p50"] or 0) * 1e6, (p["p99"] or 0) * 1e6
+print("%.0f %.1f %.0f %.0f %.2f %.0f" % (rps, s["sizePerSec"] / 1e6, p50, p99, cpu, rss))
+' "$out" $((after - before)) "$hz" "$SECS" "$(peak_rss_kib)"
+}
+
 URL=http://127.0.0.1:$PORT
 scenario() { # the wrk arguments of each scenario
   case "$1" in
@@ -106,21 +128,30 @@ scenario() { # the wrk arguments of each scenario
     S3) run_wrk -c16 --timeout 10s "$URL/1m.bin" ;;
     S5) run_wrk -c64 -s "$HERE/benches/pipeline.lua" "$URL/1k.bin" -- 16 ;;
     S6) run_wrk -c10000 --timeout 10s "$URL/1k.bin" ;;
+    S1oha) run_oha -c 64 "$URL/1k.bin" ;;
+    S2oha) run_oha -c 64 --disable-keepalive "$URL/1k.bin" ;;
   esac
 }
+SCENARIOS=(S1 S2 S3 S5 S6)
+command -v oha >/dev/null && SCENARIOS+=(S1oha S2oha)
+UPLOADS=yes
+if [ -n "${ONLY:-}" ]; then
+  [[ " $ONLY " == *" S7 "* ]] || UPLOADS=no
+  read -ra SCENARIOS <<<"${ONLY//S7/}"
+fi
 SERVERS=(rill)
 command -v lighttpd >/dev/null && SERVERS+=(lighttpd)
 command -v nginx >/dev/null && SERVERS+=(nginx)
 RESULTS=$(mktemp)
 for rep in $(seq "$REPS"); do
-  for scenario in S1 S2 S3 S5 S6; do
+  for scenario in "${SCENARIOS[@]}"; do
     for server in "${SERVERS[@]}"; do
       start_server "$server"
       echo "$scenario $server $(scenario "$scenario")" >>"$RESULTS"
       stop_server
     done
   done
-  if command -v curl >/dev/null; then # uploads: 256 MiB, PUT and multipart, next to dd
+  if [ "$UPLOADS" = yes ] && command -v curl >/dev/null; then # uploads: 256 MiB, PUT and multipart, next to dd
     for server in "${SERVERS[@]}"; do
       [ "$server" = lighttpd ] && continue
       start_server "$server"
@@ -151,10 +182,12 @@ from collections import defaultdict
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
     s, server, *v = line.split()
+    if len(v) != 6:  # a run that failed has said so on stderr; leave it out
+        continue
     rows[(s, server)].append([float(x) for x in v])
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
 print(f"{'scenario':8} {'server':9} {'req/s':>9} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} {'CPU us/req':>10} {'peak RSS MiB':>12} {'ratio':>7}")
-for s in ["S1", "S2", "S3", "S5", "S6", "S7put", "S7form"]:
+for s in ["S1", "S2", "S3", "S5", "S6", "S1oha", "S2oha", "S7put", "S7form"]:
     base = med.get((s, "lighttpd")) or med.get((s, "dd"))
     for (scen, server), m in sorted(med.items()):
         if scen != s:
