@@ -1,5 +1,7 @@
 //! Criterion benches for the sans-IO parts: parsing a request head, rendering
-//! a response head, decoding a chunked body and scanning a multipart body
+//! a response head, answering a request for a cached file (parse, look up,
+//! write head and body: all of a keep-alive request's work except the system
+//! calls and the loop), decoding a chunked body and scanning a multipart body
 //! (the last two in MB/s). Run with `cargo bench --bench http`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -7,6 +9,10 @@ use rill::http::chunked::ChunkedDecoder;
 use rill::http::multipart::{Event, MultipartParser};
 use rill::http::request::{parse_head, Parsed};
 use rill::http::response::{CommonHeaders, HeadWriter, Status};
+use rill::respond::{respond, Context};
+use rill::site::Site;
+use std::cell::Cell;
+use std::time::Instant;
 
 /// What wrk sends: the smallest realistic head.
 const WRK_HEAD: &[u8] = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n";
@@ -57,6 +63,46 @@ fn render(c: &mut Criterion) {
             out.len()
         })
     });
+}
+
+/// wrk's request for a 1 KiB file that the site's cache already holds: the
+/// answer the connection sends for S1, built the way `Connection::answer`
+/// builds it (head, then the cached body copied behind it).
+fn answer(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("rill-bench-site-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1k.bin"), noise(1024)).unwrap();
+    let site = Site::new(&dir).unwrap();
+    let config = rill::config::Config::new(dir.clone());
+    let path_buffer = Cell::new(Vec::new());
+    // One instant for every iteration: the cache entry stays fresh, as it
+    // does under load (it is revalidated once a second).
+    let ctx = Context {
+        site: &site,
+        config: &config,
+        now: Instant::now(),
+        date: "Sun, 06 Nov 1994 08:49:37 GMT",
+        common: CommonHeaders {
+            keep_alive: true,
+            http10: false,
+            cors: false,
+        },
+        path_buffer: &path_buffer,
+    };
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("answer_cached_1KiB_file", |b| {
+        b.iter(|| {
+            out.clear();
+            let Ok(Parsed::Complete(request, _)) = parse_head(black_box(WRK_HEAD)) else {
+                panic!("wrk's head did not parse");
+            };
+            let reply = respond(&request, &ctx, &mut out);
+            let body = reply.file.expect("a file body");
+            out.extend_from_slice(body.file.bytes.as_deref().expect("cached bytes"));
+            out.len()
+        })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Pseudo-random bytes, so the scanners see realistic (incompressible) data
@@ -144,5 +190,5 @@ fn multipart(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, render, chunked, multipart);
+criterion_group!(benches, parse, render, answer, chunked, multipart);
 criterion_main!(benches);
