@@ -130,6 +130,7 @@ scenario() { # the wrk arguments of each scenario
     S6) run_wrk -c10000 --timeout 10s "$URL/1k.bin" ;;
     S1oha) run_oha -c 64 "$URL/1k.bin" ;;
     S2oha) run_oha -c 64 --disable-keepalive "$URL/1k.bin" ;;
+    *) echo "unknown scenario $1 (S1 S2 S3 S5 S6 S1oha S2oha; S7 for uploads)" >&2 ;;
   esac
 }
 SCENARIOS=(S1 S2 S3 S5 S6)

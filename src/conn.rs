@@ -1203,7 +1203,7 @@ impl Connection {
     /// held nothing more at the last read, and the client either said it
     /// will send nothing more or has already shut its side. Then `Sending`
     /// closes at once instead of lingering in `Closing` (a `shutdown`, a
-    /// `read` and a wait saved per `Connection: close`), and the last write
+    /// `recv` and a wait saved per `Connection: close`), and the last write
     /// may hold its tail back with `MSG_MORE` for the FIN to join. Both
     /// decisions ask this one question, so they cannot drift apart.
     fn closes_without_lingering(&self) -> bool {
