@@ -105,7 +105,9 @@ pub struct Site {
     root_dir: File,
     /// Cleared the first time the kernel says it has no `openat2`.
     has_openat2: Cell<bool>,
-    cache: RefCell<HashMap<PathBuf, CacheEntry>>,
+    /// Keyed by the path's bytes: hashing and comparing a `Path` walks its
+    /// components, which cost more than the rest of the lookup.
+    cache: RefCell<HashMap<Box<[u8]>, CacheEntry>>,
 }
 
 impl std::fmt::Debug for Site {
@@ -214,7 +216,8 @@ impl Site {
 
     /// The cache in front of [`Site::find_relative`].
     fn find_cached(&self, relative: &Path, now: Instant) -> Result<Found, Missing> {
-        let cached = self.cache.borrow().get(relative).map(|entry| {
+        let key = relative.as_os_str().as_bytes();
+        let cached = self.cache.borrow().get(key).map(|entry| {
             let fresh = now.saturating_duration_since(entry.checked) < REVALIDATE_AFTER;
             (Rc::clone(&entry.file), fresh)
         });
@@ -230,12 +233,12 @@ impl Site {
                     Some((old, _)) if old.same_version(&opened) => old,
                     _ => opened,
                 };
-                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(relative) {
+                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(key) {
                     // Bounded, and simple: a full cache starts over.
                     cache.clear();
                 }
                 cache.insert(
-                    relative.to_path_buf(),
+                    Box::from(key),
                     CacheEntry {
                         file: Rc::clone(&file),
                         checked: now,
@@ -244,7 +247,7 @@ impl Site {
                 Ok(Found::File(file))
             }
             other => {
-                cache.remove(relative);
+                cache.remove(key);
                 other
             }
         }
