@@ -81,11 +81,17 @@ impl RequestPath {
         if !target.starts_with('/') {
             return Err(PathError::NotAPath);
         }
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
+        // One pass for both ends of the path: a query, or a fragment (which
+        // clients should not send, and which ends the path if they do).
+        let (path, query) = match target.bytes().position(|b| b == b'?' || b == b'#') {
+            Some(end) if target.as_bytes()[end] == b'?' => {
+                let query = &target[end + 1..];
+                let query = query.split_once('#').map_or(query, |(before, _)| before);
+                (&target[..end], Some(query))
+            }
+            Some(end) => (&target[..end], None),
             None => (target, None),
         };
-        let path = path.split_once('#').map_or(path, |(before, _)| before);
         buffer.clear();
         buffer.reserve(path.len());
         buffer.extend(percent_decode_str(path));
@@ -291,6 +297,17 @@ mod tests {
         assert!(RequestPath::parse("/a?x=1&download=1").unwrap().download);
         assert!(!RequestPath::parse("/a?downloads").unwrap().download);
         assert!(RequestPath::parse("/a/b/..").unwrap().trailing_slash);
+    }
+
+    #[test]
+    fn a_fragment_ends_the_path_and_the_query() {
+        let fragment = RequestPath::parse("/a#b?download").unwrap();
+        assert_eq!(fragment.normalized, b"a");
+        assert!(!fragment.download);
+        let query = RequestPath::parse("/a/?download#b").unwrap();
+        assert_eq!(query.normalized, b"a");
+        assert!(query.trailing_slash && query.download);
+        assert_eq!(RequestPath::parse("/a%3Fb").unwrap().normalized, b"a?b");
     }
 
     #[test]
