@@ -1,5 +1,6 @@
 //! The command line: `rill [OPTIONS] [ROOT]`, parsed into a [`Config`].
 
+use crate::route::{sort_routes, Route};
 use lexopt::prelude::*;
 use log::LevelFilter;
 use std::ffi::OsString;
@@ -34,6 +35,15 @@ Options:
                           nothing of its answer, is closed after this long (default 60)
       --max-connections N  most connections at once; more get 503 (default 10000, capped by
                           the open-file limit)
+      --route PREFIX=UPSTREAM  send paths under PREFIX to another server (repeatable; the
+                          longest PREFIX wins; other paths are served from ROOT).
+                          UPSTREAM = HOST:PORT passes the path unchanged; HOST:PORT/PATH
+                          replaces PREFIX with /PATH
+      --proxy-connect-timeout SECS  a backend that does not accept in this long: 504 (default 3)
+      --proxy-timeout SECS  a backend silent this long while rill waits for its answer:
+                          504 before the head, close after (default 60)
+      --tunnel-timeout SECS  an upgraded connection (WebSocket) with no bytes either way
+                          is closed after this long (default 600)
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -62,6 +72,14 @@ pub struct Config {
     pub stats: bool,
     /// Send file bodies with read+write rather than `sendfile(2)`.
     pub no_sendfile: bool,
+    /// `--route`s, longest prefix first.
+    pub routes: Vec<Route>,
+    /// How long a backend may take to accept a connection.
+    pub proxy_connect_timeout: Duration,
+    /// How long a backend may stay silent while rill waits for its answer.
+    pub proxy_timeout: Duration,
+    /// How long an upgraded connection may carry no bytes either way.
+    pub tunnel_timeout: Duration,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -83,6 +101,10 @@ impl Config {
             max_connections: 10_000,
             stats: false,
             no_sendfile: false,
+            routes: Vec::new(),
+            proxy_connect_timeout: Duration::from_secs(3),
+            proxy_timeout: Duration::from_secs(60),
+            tunnel_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -142,6 +164,19 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("invalid --max-connections '{text}'"))?;
             }
+            Long("route") => config
+                .routes
+                .push(Route::parse(&string_value(&mut parser, "--route")?)?),
+            Long("proxy-connect-timeout") => {
+                config.proxy_connect_timeout =
+                    seconds(&string_value(&mut parser, "--proxy-connect-timeout")?)?
+            }
+            Long("proxy-timeout") => {
+                config.proxy_timeout = seconds(&string_value(&mut parser, "--proxy-timeout")?)?
+            }
+            Long("tunnel-timeout") => {
+                config.tunnel_timeout = seconds(&string_value(&mut parser, "--tunnel-timeout")?)?
+            }
             Value(value) if root.is_none() => root = Some(PathBuf::from(value)),
             Value(value) => {
                 return Err(format!(
@@ -156,6 +191,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
         config.root = root;
     }
     config.listen = parse_listen(&listen)?;
+    sort_routes(&mut config.routes)?;
     Ok(Command::Serve(config))
 }
 
@@ -284,6 +320,36 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(parse(&["-h"]), Ok(Command::Help));
         assert_eq!(parse(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn routes_and_proxy_timeouts() {
+        let Ok(Command::Serve(config)) = parse(&[
+            "--route",
+            "/api=127.0.0.1:3000",
+            "--route=/api/v2=127.0.0.1:3001/v2",
+            "--proxy-connect-timeout",
+            "0.5",
+            "--proxy-timeout",
+            "5",
+            "--tunnel-timeout",
+            "30",
+        ]) else {
+            panic!("expected a config")
+        };
+        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
+        assert_eq!(prefixes, ["/api/v2", "/api"], "longest first");
+        assert_eq!(config.proxy_connect_timeout, Duration::from_millis(500));
+        assert_eq!(config.proxy_timeout, Duration::from_secs(5));
+        assert_eq!(config.tunnel_timeout, Duration::from_secs(30));
+        let Ok(Command::Serve(defaults)) = parse(&[]) else {
+            panic!("expected a config")
+        };
+        assert_eq!(defaults.proxy_connect_timeout, Duration::from_secs(3));
+        assert_eq!(defaults.proxy_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.tunnel_timeout, Duration::from_secs(600));
+        assert!(parse(&["--route", "/a=127.0.0.1:1", "--route", "/a/=127.0.0.1:2"]).is_err());
+        assert!(parse(&["--route", "nowhere"]).is_err());
     }
 
     #[test]

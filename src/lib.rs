@@ -21,6 +21,7 @@ pub mod listing;
 pub mod mime;
 pub mod path;
 pub mod respond;
+pub mod route;
 pub mod server;
 pub mod site;
 pub mod stats;

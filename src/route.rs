@@ -1,0 +1,391 @@
+//! Where a request goes, decided in one place and without I/O: to a backend
+//! (a `--route` whose prefix covers its path), to the loop's own `/.rill/`
+//! pages, into ROOT as an upload, or to the file server.
+//!
+//! The connection asks [`decide`] once per request head and acts on the
+//! answer, so every rule about routing is here and unit-tested on strings:
+//!
+//! - a prefix covers **whole path segments** only: `/api` covers `/api`,
+//!   `/api/x` and `/api?q`, never `/apiary` or `/api../x`;
+//! - segments are compared percent-decoded (`/%61pi` is `/api`), but a `%2F`
+//!   stays inside its segment, so `/api%2Fx` is not under `/api`;
+//! - a path with dot segments (`.`, `..`, or their encoded forms) is resolved
+//!   first (RFC 3986 §5.2.4), matched as resolved, and sent to the backend as
+//!   resolved: `/api/../x` is `/x`, so it is not routed to `/api`, and no
+//!   backend ever sees a `..` that rill read differently;
+//! - the longest prefix wins; `/.rill/` stays the loop's own under `--stats`.
+
+use crate::config::Config;
+use crate::http::request::{Method, Request};
+use crate::stats;
+use std::borrow::Cow;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// One `--route PREFIX=UPSTREAM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The path prefix, without a trailing slash; empty for `/` (every path).
+    pub prefix: String,
+    /// The backend as written on the command line (`localhost:3000`).
+    pub authority: String,
+    /// Where the backend listens, resolved once at start.
+    pub addr: SocketAddr,
+    /// `HOST:PORT/PATH` replaces the prefix with `/PATH` (stored without a
+    /// trailing slash, empty for `/`); `None` passes paths unchanged.
+    pub path: Option<String>,
+}
+
+impl Route {
+    /// Parses `PREFIX=HOST:PORT` or `PREFIX=HOST:PORT/PATH`, resolving HOST.
+    pub fn parse(text: &str) -> Result<Route, String> {
+        let (prefix, upstream) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--route '{text}' needs PREFIX=HOST:PORT"))?;
+        if !prefix.starts_with('/') {
+            return Err(format!("--route prefix '{prefix}' must start with /"));
+        }
+        let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+        if segments
+            .iter()
+            .any(|s| *s == "." || *s == ".." || s.contains(['?', '#', '%']))
+        {
+            return Err(format!(
+                "--route prefix '{prefix}' must be a plain path (no . or .. segments, ? # or %)"
+            ));
+        }
+        let prefix = segments.iter().fold(String::new(), |mut p, s| {
+            p.push('/');
+            p.push_str(s);
+            p
+        });
+        let (authority, path) = match upstream.find('/') {
+            Some(at) => {
+                let path = upstream[at..].trim_end_matches('/');
+                (&upstream[..at], Some(path.to_owned()))
+            }
+            None => (upstream, None),
+        };
+        if path.as_deref().is_some_and(|p| p.contains(['?', '#'])) {
+            return Err(format!("--route path in '{upstream}' must not have ? or #"));
+        }
+        let addr = authority
+            .to_socket_addrs()
+            .map_err(|e| format!("--route backend '{authority}' (want HOST:PORT): {e}"))?
+            .next()
+            .ok_or_else(|| format!("--route backend '{authority}' resolves to nothing"))?;
+        Ok(Route {
+            prefix,
+            authority: authority.to_owned(),
+            addr,
+            path,
+        })
+    }
+
+    /// The backend's own origins, as it may name itself in a `Location`:
+    /// the authority as written and the address it resolved to.
+    pub fn backend_origins(&self) -> Vec<String> {
+        let mut origins = vec![format!("http://{}", self.authority)];
+        let resolved = format!("http://{}", self.addr);
+        if resolved != origins[0] {
+            origins.push(resolved);
+        }
+        origins
+    }
+}
+
+/// Orders routes so that the first match is the longest prefix, and refuses
+/// two routes for one prefix.
+pub fn sort_routes(routes: &mut [Route]) -> Result<(), String> {
+    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    for pair in routes.windows(2) {
+        if pair[0].prefix == pair[1].prefix {
+            let shown = if pair[0].prefix.is_empty() {
+                "/"
+            } else {
+                &pair[0].prefix
+            };
+            return Err(format!("two --route options for the prefix {shown}"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// `/.rill/…` with `--stats`.
+    Stats(stats::Route),
+    /// To the backend of `config.routes[route]`, asking for `target`.
+    Proxy { route: usize, target: Cow<'a, str> },
+    /// A POST or PUT into ROOT, with `--uploads`.
+    Upload,
+    /// The file server (which also answers the methods it refuses).
+    File,
+}
+
+/// Decides where `request` goes.
+pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
+    let target: &'a str = &request.target;
+    if config.stats {
+        if let Some(page) = stats::route(target) {
+            if matches!(request.method, Method::Get | Method::Head) {
+                return Destination::Stats(page);
+            }
+            // Never proxied, never an upload: the file server refuses it.
+            return Destination::File;
+        }
+    }
+    if !config.routes.is_empty() && target.starts_with('/') {
+        if let Some((route, target)) = find_route(&config.routes, target) {
+            return Destination::Proxy { route, target };
+        }
+    }
+    if config.uploads && matches!(request.method, Method::Post | Method::Put) {
+        return Destination::Upload;
+    }
+    Destination::File
+}
+
+/// The first route (routes are sorted longest prefix first) whose prefix
+/// covers the target's path, and the target to send its backend.
+fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, str>)> {
+    let split = target.find(['?', '#']).unwrap_or(target.len());
+    let (raw_path, query) = target.split_at(split);
+    let path = resolve_dot_segments(raw_path);
+    let (index, rest) = routes
+        .iter()
+        .enumerate()
+        .find_map(|(i, route)| strip_prefix(&path, &route.prefix).map(|rest| (i, rest)))?;
+    // A fragment is the client's own business (and should not be sent).
+    let query = query.split('#').next().unwrap_or_default();
+    let target = match &routes[index].path {
+        None if matches!(path, Cow::Borrowed(_)) && query.len() == target.len() - split => {
+            Cow::Borrowed(target)
+        }
+        None => Cow::Owned(format!("{path}{query}")),
+        Some(replacement) => {
+            let mut rewritten = String::with_capacity(replacement.len() + rest.len() + query.len());
+            rewritten.push_str(replacement);
+            rewritten.push_str(rest);
+            if rewritten.is_empty() {
+                rewritten.push('/');
+            }
+            rewritten.push_str(query);
+            Cow::Owned(rewritten)
+        }
+    };
+    Some((index, target))
+}
+
+/// If `prefix` (no trailing slash, empty for `/`) covers `path` on segment
+/// boundaries, the rest of the path after it: empty or starting with `/`.
+/// Segments are compared percent-decoded; the prefix itself has no `%`.
+fn strip_prefix<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    let mut at = 0;
+    for want in prefix.split('/').skip(1) {
+        // `path` is at a `/` here: take the next raw segment.
+        let rest = path.get(at..)?.strip_prefix('/')?;
+        let len = rest.find('/').unwrap_or(rest.len());
+        if !decoded_eq(&rest[..len], want) {
+            return None;
+        }
+        at += 1 + len;
+    }
+    Some(&path[at..])
+}
+
+/// Whether a raw path segment, percent-decoded, is exactly `plain`.
+fn decoded_eq(raw: &str, plain: &str) -> bool {
+    let mut decoded = percent_encoding::percent_decode_str(raw);
+    plain.bytes().all(|b| decoded.next() == Some(b)) && decoded.next().is_none()
+}
+
+/// How many dots a raw segment is made of when it is `.` or `..`, also when
+/// written `%2e`; `None` for any other segment. Looked at on every routed
+/// request, so it reads bytes instead of decoding into a buffer.
+fn dot_segment(raw: &str) -> Option<usize> {
+    let mut bytes = raw.as_bytes();
+    let mut dots = 0;
+    while !bytes.is_empty() && dots < 3 {
+        bytes = match bytes {
+            [b'.', rest @ ..] | [b'%', b'2', b'e' | b'E', rest @ ..] => rest,
+            _ => return None,
+        };
+        dots += 1;
+    }
+    (bytes.is_empty() && (1..=2).contains(&dots)).then_some(dots)
+}
+
+/// The path with `.` and `..` segments resolved (RFC 3986 §5.2.4), as raw
+/// (still encoded) segments; borrowed unchanged when it has none.
+fn resolve_dot_segments(path: &str) -> Cow<'_, str> {
+    if !path.split('/').any(|s| dot_segment(s).is_some()) {
+        return Cow::Borrowed(path);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = path.split('/').skip(1).peekable();
+    let mut ends_in_dir = false;
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match dot_segment(segment) {
+            Some(1) => ends_in_dir = last,
+            Some(_) => {
+                kept.pop();
+                ends_in_dir = last;
+            }
+            _ => {
+                kept.push(segment);
+                ends_in_dir = false;
+            }
+        }
+    }
+    let mut resolved = String::with_capacity(path.len());
+    for segment in &kept {
+        resolved.push('/');
+        resolved.push_str(segment);
+    }
+    if ends_in_dir || resolved.is_empty() {
+        resolved.push('/');
+    }
+    Cow::Owned(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse_head, Parsed};
+    use std::path::PathBuf;
+
+    fn config(routes: &[&str]) -> Config {
+        let mut config = Config::new(PathBuf::from("."));
+        config.routes = routes.iter().map(|r| Route::parse(r).unwrap()).collect();
+        sort_routes(&mut config.routes).unwrap();
+        config
+    }
+
+    /// Where `METHOD target` goes: the route's prefix and the target sent,
+    /// or a word for the other destinations.
+    fn destination(config: &Config, method: &str, target: &str) -> String {
+        let raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else {
+            panic!("{raw:?} does not parse");
+        };
+        match decide(&request, config) {
+            Destination::Proxy { route, target } => {
+                format!("{} {target}", config.routes[route].prefix)
+            }
+            Destination::Stats(page) => format!("stats {page:?}"),
+            Destination::Upload => "upload".into(),
+            Destination::File => "file".into(),
+        }
+    }
+
+    #[test]
+    fn prefixes_cover_whole_segments_only() {
+        let config = config(&["/api=127.0.0.1:3000"]);
+        let go = |target| destination(&config, "GET", target);
+        assert_eq!(go("/api"), "/api /api");
+        assert_eq!(go("/api/"), "/api /api/");
+        assert_eq!(go("/api/x/y?q=1"), "/api /api/x/y?q=1");
+        assert_eq!(go("/api?q"), "/api /api?q");
+        assert_eq!(go("/apiary"), "file");
+        assert_eq!(go("/api../x"), "file");
+        assert_eq!(go("/ap"), "file");
+        assert_eq!(go("/"), "file");
+        assert_eq!(go("/x/api"), "file");
+        // Decoded segments compare, an encoded slash stays in its segment.
+        assert_eq!(go("/%61pi/x"), "/api /%61pi/x");
+        assert_eq!(go("/api%2Fx"), "file");
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_before_matching_and_sending() {
+        let config = config(&["/api=127.0.0.1:3000", "/=127.0.0.1:3001"]);
+        let go = |target| destination(&config, "GET", target);
+        assert_eq!(go("/api/../x"), " /x");
+        assert_eq!(go("/api/%2e%2e/x"), " /x");
+        assert_eq!(go("/api/.%2E/x?q"), " /x?q");
+        assert_eq!(go("/x/../api/y"), "/api /api/y");
+        assert_eq!(go("/api/./y/."), "/api /api/y/");
+        assert_eq!(go("/../../etc"), " /etc");
+        assert_eq!(go("/api/.."), " /");
+        // Not dot segments: names that merely contain dots.
+        assert_eq!(go("/api/..x/.y"), "/api /api/..x/.y");
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let config = config(&[
+            "/=127.0.0.1:3000",
+            "/api/v2=127.0.0.1:3002",
+            "/api=127.0.0.1:3001",
+        ]);
+        let go = |target| destination(&config, "GET", target);
+        assert_eq!(go("/api/v2/x"), "/api/v2 /api/v2/x");
+        assert_eq!(go("/api/v3"), "/api /api/v3");
+        assert_eq!(go("/index.html"), " /index.html");
+        assert!(Route::parse("/x=127.0.0.1:1").is_ok());
+        let mut twice = vec![
+            Route::parse("/a/=127.0.0.1:1").unwrap(),
+            Route::parse("/a=127.0.0.1:2").unwrap(),
+        ];
+        assert!(sort_routes(&mut twice).is_err());
+    }
+
+    #[test]
+    fn a_path_replaces_the_prefix() {
+        let config = config(&["/api=127.0.0.1:3000/v1", "/root=127.0.0.1:3001/"]);
+        let go = |target| destination(&config, "GET", target);
+        assert_eq!(go("/api/x?q"), "/api /v1/x?q");
+        assert_eq!(go("/api"), "/api /v1");
+        assert_eq!(go("/api/"), "/api /v1/");
+        assert_eq!(go("/api?q"), "/api /v1?q");
+        // The nginx trap: `/root/x` with `/` must not become `//x`.
+        assert_eq!(go("/root/x"), "/root /x");
+        assert_eq!(go("/root"), "/root /");
+        assert_eq!(go("/rootx"), "file");
+    }
+
+    #[test]
+    fn the_loops_pages_uploads_and_files() {
+        let mut config = config(&["/=127.0.0.1:3000"]);
+        config.stats = true;
+        config.uploads = true;
+        assert_eq!(destination(&config, "GET", "/.rill/stats"), "stats Json");
+        assert_eq!(destination(&config, "HEAD", "/.rill/"), "stats Page");
+        assert_eq!(destination(&config, "POST", "/.rill/stats"), "file");
+        assert_eq!(destination(&config, "POST", "/up"), " /up");
+        config.routes.clear();
+        assert_eq!(destination(&config, "POST", "/up"), "upload");
+        assert_eq!(destination(&config, "PUT", "/up/a.txt"), "upload");
+        assert_eq!(destination(&config, "GET", "/up"), "file");
+        config.uploads = false;
+        assert_eq!(destination(&config, "POST", "/up"), "file");
+        config.stats = false;
+        assert_eq!(destination(&config, "GET", "/.rill/stats"), "file");
+    }
+
+    #[test]
+    fn route_syntax() {
+        let route = Route::parse("/api/=localhost:3000/v1/").unwrap();
+        assert_eq!(route.prefix, "/api");
+        assert_eq!(route.authority, "localhost:3000");
+        assert_eq!(route.path.as_deref(), Some("/v1"));
+        assert_eq!(route.addr.port(), 3000);
+        assert!(route
+            .backend_origins()
+            .contains(&"http://localhost:3000".to_string()));
+        assert_eq!(Route::parse("/=127.0.0.1:1").unwrap().prefix, "");
+        for bad in [
+            "api=127.0.0.1:1",
+            "/api",
+            "/api=127.0.0.1",
+            "/api=127.0.0.1:x",
+            "/a/../b=127.0.0.1:1",
+            "/a%20=127.0.0.1:1",
+            "/a=127.0.0.1:1/p?q",
+        ] {
+            assert!(Route::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
