@@ -1,5 +1,5 @@
 //! Decoding `Transfer-Encoding: chunked` bodies (RFC 9112 §7.1), one byte
-//! slice at a time.
+//! slice at a time, and the two pieces an encoder needs.
 //!
 //! The decoder is a state machine that can be fed any split of the body — a
 //! chunk-size line cut in half, a CRLF split across two reads — and produces
@@ -21,6 +21,33 @@ const MAX_EXTENSION: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Most hex digits in a chunk size: 15 digits cannot overflow a u64.
 const MAX_SIZE_DIGITS: u8 = 15;
+
+/// The end of a chunked body without trailers: the last chunk and the empty
+/// line that ends the (empty) trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends the size line of a chunk of `len` bytes, `{len:x}\r\n`, to `out`.
+///
+/// A `len` of 0 writes the last-chunk line `0\r\n`: follow it with the trailer
+/// field lines, if any, and a final `\r\n` (or write [`LAST_CHUNK`] instead
+/// when there are no trailers). Never call it with 0 for an empty piece of
+/// payload in the middle of a body: that would end the body.
+pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 2 * std::mem::size_of::<usize>()];
+    let mut at = digits.len();
+    let mut rest = len;
+    loop {
+        at -= 1;
+        digits[at] = HEX[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Where the decoder is within the chunked framing. The size being read
 /// lives in the decoder, not here, since every state of a size line needs it.
@@ -531,7 +558,7 @@ mod tests {
             many.resize(many.len() + MAX_EXTENSION - 3, b'b');
             many.extend_from_slice(b"\r\nx\r\n");
         }
-        many.extend_from_slice(b"0\r\n\r\n");
+        many.extend_from_slice(LAST_CHUNK);
         assert_eq!(decode_all(&many).unwrap().0, b"xxx");
     }
 
@@ -648,6 +675,29 @@ mod tests {
         assert!(!decoder.is_done());
         let decoded = decoder.decode(b"lo\r\n0\r\n\r\n").unwrap();
         assert_eq!(decoded.data, b"lo");
+    }
+
+    #[test]
+    fn chunk_headers_are_lowercase_hex() {
+        for (len, line) in [
+            (0, &b"0\r\n"[..]),
+            (1, b"1\r\n"),
+            (9, b"9\r\n"),
+            (10, b"a\r\n"),
+            (15, b"f\r\n"),
+            (16, b"10\r\n"),
+            (255, b"ff\r\n"),
+            (4096, b"1000\r\n"),
+            (0xdead_beef, b"deadbeef\r\n"),
+        ] {
+            let mut out = b"x".to_vec();
+            write_chunk_header(&mut out, len);
+            assert_eq!(&out[1..], line, "{len}");
+        }
+        let mut out = Vec::new();
+        write_chunk_header(&mut out, usize::MAX);
+        assert_eq!(out, format!("{:x}\r\n", usize::MAX).as_bytes());
+        assert_eq!(decode_all(LAST_CHUNK), Ok((Vec::new(), LAST_CHUNK.len())));
     }
 
     fn encode(payload: &[u8], sizes: &[usize]) -> Vec<u8> {
@@ -780,6 +830,21 @@ mod tests {
         })
     }
 
+    /// Well-formed trailer field lines, CRLFs included.
+    fn trailer_section() -> impl Strategy<Value = Vec<u8>> {
+        let name = "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,10}";
+        let value = prop::collection::vec(
+            prop_oneof![0x21u8..=0x7e, 0x80u8..=0xff, Just(b' '), Just(b'\t')],
+            0..20,
+        );
+        prop::collection::vec((name, value), 0..5).prop_map(|fields| {
+            fields
+                .into_iter()
+                .flat_map(|(name, value)| [name.as_bytes(), b":", &value, b"\r\n"].concat())
+                .collect()
+        })
+    }
+
     proptest! {
         #[test]
         fn any_split_gives_the_same_payload(
@@ -889,6 +954,43 @@ mod tests {
                 .map_err(|e| TestCaseError::fail(format!("{e:?} on {:?}", String::from_utf8_lossy(&body))))?;
             prop_assert!(decoder.is_done());
             prop_assert_eq!(out, payload);
+        }
+
+        #[test]
+        fn encode_then_decode_round_trips(
+            payload in proptest::collection::vec(any::<u8>(), 0..2000),
+            sizes in proptest::collection::vec(1usize..300, 0..20),
+            trailers in trailer_section(),
+            splits in proptest::collection::vec(1usize..64, 1..200),
+        ) {
+            let mut body = Vec::new();
+            let mut rest = payload.as_slice();
+            let mut size = sizes.iter().cycle();
+            while !rest.is_empty() {
+                let len = size.next().copied().unwrap_or(7).min(rest.len());
+                write_chunk_header(&mut body, len);
+                body.extend_from_slice(&rest[..len]);
+                body.extend_from_slice(b"\r\n");
+                rest = &rest[len..];
+            }
+            if trailers.is_empty() {
+                body.extend_from_slice(LAST_CHUNK);
+            } else {
+                write_chunk_header(&mut body, 0);
+                body.extend_from_slice(&trailers);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"NEXT");
+            let (out, decoder) =
+                decode_split(ChunkedDecoder::keeping_trailers(), &body[..body.len() - 4], &splits)
+                    .unwrap();
+            prop_assert!(decoder.is_done());
+            prop_assert_eq!(out, payload.clone());
+            prop_assert_eq!(decoder.trailers(), trailers.as_slice());
+            let (whole, used, kept) = decode_keeping(&body).unwrap();
+            prop_assert_eq!(whole, payload);
+            prop_assert_eq!(&body[used..], b"NEXT");
+            prop_assert_eq!(kept, trailers);
         }
     }
 }
