@@ -68,6 +68,8 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         ("HTTP/1.2", format!("GET / HTTP/1.2\r\n{h}\r\n"), Status(505)),
         ("HTTP/9.9", format!("GET / HTTP/9.9\r\n{h}\r\n"), Status(505)),
         ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), Status(505)),
+        ("space inside the target", format!("GET /a b HTTP/1.1\r\n{h}\r\n"), Status(400)),
+        ("HTTP/2.0 after a blank line", format!("\r\nGET / HTTP/2.0\r\n{h}\r\n"), Status(505)),
         ("header over 16 KiB", long_header, Status(431)),
         ("100 header fields", many_headers, Status(431)),
         ("target over 8 KiB", long_target, Status(414)),

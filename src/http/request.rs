@@ -276,20 +276,44 @@ fn partial_verdict(buf: &[u8]) -> Result<Parsed<'static>, HeadError> {
 }
 
 /// httparse calls any version other than 1.0 and 1.1 an error. A well-formed
-/// `HTTP/d.d` gets 505; anything else is plain garbage, 400.
+/// request line with a `HTTP/d.d` version gets 505; anything else is plain
+/// garbage, 400.
+///
+/// httparse also reports a version error whenever the target is followed by
+/// anything but a version, so `GET /a b HTTP/1.1` (a space inside the target)
+/// lands here too. Looking only at the last word would call that a version
+/// problem; a request line is `method SP target SP version` with exactly two
+/// single spaces, and anything else is malformed.
 fn version_error(buf: &[u8]) -> HeadError {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end]
+    let malformed = reject(Status::BAD_REQUEST, "malformed request line");
+    // httparse skips empty lines before the request line, so they are not it.
+    let mut rest = buf;
+    while let Some(after) = rest
+        .strip_prefix(b"\r\n")
+        .or_else(|| rest.strip_prefix(b"\n"))
+    {
+        rest = after;
+    }
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = rest[..line_end]
         .strip_suffix(b"\r")
-        .unwrap_or(&buf[..line_end]);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+        .unwrap_or(&rest[..line_end]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return malformed;
+    };
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+            if !method.is_empty()
+                && !target.is_empty()
+                && major.is_ascii_digit()
+                && minor.is_ascii_digit() =>
         {
             reject(Status::VERSION_NOT_SUPPORTED, "HTTP version not supported")
         }
-        _ => reject(Status::BAD_REQUEST, "malformed request line"),
+        _ => malformed,
     }
 }
 
@@ -495,10 +519,31 @@ mod tests {
         assert_eq!(status_of("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status_of("GET / HTTX/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status_of("GET /\r\n\r\n"), 400);
+        assert_eq!(status_of("\r\nGET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status_of("\n\r\nGET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(
             status_of("\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03\r\n\r\n"),
             400
         );
+    }
+
+    #[test]
+    fn space_inside_the_target_is_malformed_not_a_version() {
+        for line in [
+            "GET /a b HTTP/1.1",
+            "GET /a b HTTP/1.0",
+            "GET /a b HTTP/2.0",
+            "GET /a%20b c d HTTP/1.1",
+            "GET / HTTP/2.0 HTTP/2.0",
+            "\r\nGET /a b HTTP/1.1",
+        ] {
+            let err = parse_head(format!("{line}\r\nHost: x\r\n\r\n").as_bytes()).expect_err(line);
+            assert_eq!(err.status.code(), 400, "{line:?}");
+            assert_eq!(err.reason, "malformed request line", "{line:?}");
+        }
+        // Still incomplete: the verdict must not wait for the line's end.
+        let err = parse_head(b"GET /a b HTTP/1.1").unwrap_err();
+        assert_eq!(err.status.code(), 400);
     }
 
     #[test]
