@@ -69,6 +69,9 @@ pub struct Stats {
     pub refused: Cell<u64>,
     open: Cell<u64>,
     in_phase: [Cell<u64>; 7],
+    /// Request heads parsed, whatever their answer. Kept apart from the
+    /// responses, which also count the answers to heads that never parsed.
+    pub requests: Cell<u64>,
     responses: [Cell<u64>; 5],
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
@@ -98,6 +101,7 @@ impl Stats {
             refused: Cell::new(0),
             open: Cell::new(0),
             in_phase: Default::default(),
+            requests: Cell::new(0),
             responses: Default::default(),
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
@@ -182,7 +186,11 @@ impl Stats {
                 self.in_phase[i].get()
             );
         }
-        json.push_str("}},\"responses\":{");
+        let _ = write!(
+            json,
+            "}}}},\"requests\":{},\"responses\":{{",
+            self.requests.get()
+        );
         for (i, count) in self.responses.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
             let _ = write!(json, "{comma}\"{}xx\":{}", i + 1, count.get());
@@ -256,6 +264,7 @@ mod tests {
         stats.response(200);
         stats.response(404);
         stats.response(101);
+        add(&stats.requests, 2);
         let json = stats.to_json(t0 + std::time::Duration::from_millis(1500));
         for needle in [
             "\"uptime_secs\":1.500",
@@ -264,7 +273,7 @@ mod tests {
             "\"64+\":1",
             "\"open\":1,\"by_state\":{\"reading_head\":0,\"idle_keep_alive\":0",
             "\"sending\":1",
-            "\"responses\":{\"1xx\":1,\"2xx\":1,\"3xx\":0,\"4xx\":1,\"5xx\":0}",
+            "\"requests\":2,\"responses\":{\"1xx\":1,\"2xx\":1,\"3xx\":0,\"4xx\":1,\"5xx\":0}",
         ] {
             assert!(json.contains(needle), "{needle} not in {json}");
         }
