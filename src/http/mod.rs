@@ -8,3 +8,4 @@ pub mod forward;
 pub mod multipart;
 pub mod request;
 pub mod response;
+pub mod upstream;

@@ -1,0 +1,1201 @@
+//! Reading a backend's response head and writing the head rill sends the
+//! client in its place: the response half of rill's reverse-proxy routes.
+//!
+//! [`parse_response_head`] decides, from the backend's bytes alone, how long
+//! the body is (RFC 9112 §6.3) and whether the backend connection can carry
+//! another request. It is strict where a lenient reading lets two parties
+//! frame one message differently: no obs-fold, no space before a colon, no
+//! `Transfer-Encoding` beside `Content-Length`, no disagreeing lengths. What
+//! it refuses, rill answers with 502.
+//!
+//! [`write_client_head`] then rebuilds the head for the client, never copies
+//! it: hop-by-hop fields stay on the backend's hop, the framing is rill's own
+//! (a close-delimited body is re-chunked so that an HTTP/1.1 client keeps its
+//! connection), and a `Location` pointing at the backend is turned into one
+//! pointing at rill.
+
+use std::io::Write;
+use std::mem::MaybeUninit;
+
+/// Largest backend response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// Most header fields accepted in one backend response head.
+pub const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// How the backend delimits the response body (RFC 9112 §6.3, in that order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// No body: a response to HEAD, a 1xx, 204 or 304.
+    None,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body ends when the backend closes the connection.
+    UntilClose,
+}
+
+/// A parsed backend response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code, 100 to 599.
+    pub status: u16,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// How many bytes of the buffer the head took; the body (or, after a 1xx,
+    /// the next head) starts there.
+    pub head_len: usize,
+    /// How the body is delimited.
+    pub body: ResponseBody,
+    /// The backend connection may carry another request after this response:
+    /// HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection:
+    /// keep-alive`; never for [`ResponseBody::UntilClose`], never for 101.
+    /// For an interim 1xx it is the final response's value that counts.
+    pub reusable: bool,
+}
+
+/// Why a response cannot be relayed: rill answers 502 (if nothing was sent
+/// yet) and drops the backend connection, whose framing is now unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadResponse(pub &'static str);
+
+/// Parses one response head from the start of `buf`; `Ok(None)` means more
+/// bytes are needed.
+///
+/// `request_was_head` says the request was HEAD, whose response has no body
+/// whatever its fields say. After a 1xx other than 101 the next head starts
+/// at `head_len`.
+pub fn parse_response_head(
+    buf: &[u8],
+    request_was_head: bool,
+) -> Result<Option<ResponseHead>, BadResponse> {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let Some(parsed) = parse(buf, &mut headers)? else {
+        return Ok(None);
+    };
+    let fields: &[httparse::Header] = parsed.response.headers;
+    let status = parsed.status;
+    if !(100..=599).contains(&status) {
+        return Err(BadResponse("invalid status code"));
+    }
+
+    let bodiless = request_was_head || status < 200 || status == 204 || status == 304;
+    let body = if bodiless {
+        ResponseBody::None
+    } else {
+        match (transfer_coding(fields)?, content_length(fields)?) {
+            (Some(_), Some(_)) => {
+                return Err(BadResponse("both Content-Length and Transfer-Encoding"))
+            }
+            // RFC 9112 §6.1: an HTTP/1.0 message cannot use it, so its
+            // framing is faulty.
+            (Some(_), None) if parsed.minor_version == 0 => {
+                return Err(BadResponse("Transfer-Encoding in HTTP/1.0"))
+            }
+            (Some(body), None) => body,
+            (None, Some(length)) => ResponseBody::Length(length),
+            (None, None) => ResponseBody::UntilClose,
+        }
+    };
+
+    let (mut close, mut keep_alive) = (false, false);
+    for token in field_tokens(fields, "connection") {
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+    let persistent = match parsed.minor_version {
+        1 => !close,
+        _ => keep_alive && !close,
+    };
+    Ok(Some(ResponseHead {
+        status,
+        minor_version: parsed.minor_version,
+        head_len: parsed.head_len,
+        body,
+        reusable: persistent && status != 101 && body != ResponseBody::UntilClose,
+    }))
+}
+
+/// The value of the `Upgrade` field of the head at the start of `buf`
+/// (which [`parse_response_head`] read as `head`): for a 101, the protocol
+/// the backend switched to. `None` when there is none or it is not text.
+pub fn upgrade_protocol<'b>(buf: &'b [u8], head: &ResponseHead) -> Option<&'b str> {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let parsed = parse(buf.get(..head.head_len)?, &mut headers).ok()??;
+    let fields: &[httparse::Header<'b>] = parsed.response.headers;
+    let value = fields
+        .iter()
+        .find(|field| field.name.eq_ignore_ascii_case("upgrade"))?
+        .value;
+    std::str::from_utf8(value.trim_ascii())
+        .ok()
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether the protocol a server chose (the first in its `Upgrade` value) is
+/// among the client's comma-separated `Upgrade` offers (RFC 9110 §7.8).
+///
+/// Names compare case-insensitively. An offer without a version accepts any
+/// version of that protocol; an offer with one needs the same version.
+pub fn offered(client_upgrade: &str, chosen: &str) -> bool {
+    let Some(chosen) = chosen.split(',').map(str::trim).find(|p| !p.is_empty()) else {
+        return false;
+    };
+    let (chosen_name, chosen_version) = split_protocol(chosen);
+    client_upgrade
+        .split(',')
+        .map(str::trim)
+        .filter(|offer| !offer.is_empty())
+        .any(|offer| {
+            let (name, version) = split_protocol(offer);
+            name.eq_ignore_ascii_case(chosen_name)
+                && version.is_none_or(|version| {
+                    chosen_version.is_some_and(|chosen| chosen.eq_ignore_ascii_case(version))
+                })
+        })
+}
+
+fn split_protocol(protocol: &str) -> (&str, Option<&str>) {
+    match protocol.split_once('/') {
+        Some((name, version)) => (name.trim(), Some(version.trim())),
+        None => (protocol, None),
+    }
+}
+
+/// What rill knows about the client a response goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientView<'a> {
+    /// The client speaks HTTP/1.0: no 1xx, no chunked.
+    pub client_http10: bool,
+    /// rill keeps the client connection open after this response.
+    pub keep_alive: bool,
+    /// How to rewrite a `Location` or `Content-Location` that points at the
+    /// backend; `None` leaves them as they are.
+    pub rewrite: Option<LocationRewrite<'a>>,
+}
+
+/// Turns a URL on the backend into the same URL on rill.
+///
+/// A `Location` (or `Content-Location`) value that starts with one of
+/// `backend_origins` (ASCII case-insensitive) followed by `backend_path` at a
+/// path-segment boundary — the next byte is the end, `/`, `?` or `#` —
+/// becomes `client_origin` + `client_prefix` + the rest. Anything else,
+/// relative references included, is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocationRewrite<'a> {
+    /// The backend's origins as it may name itself, e.g.
+    /// `http://127.0.0.1:3001` and `http://localhost:3001`.
+    pub backend_origins: &'a [String],
+    /// The path the route maps its prefix to on the backend, e.g. `/v1`, or
+    /// `""` when paths pass unchanged. No trailing `/`.
+    pub backend_path: &'a str,
+    /// The origin the client used, e.g. `http://example.com:4000`.
+    pub client_origin: &'a str,
+    /// The route's prefix on rill, e.g. `/api`, or `""` when paths pass
+    /// unchanged.
+    pub client_prefix: &'a str,
+}
+
+/// How rill frames the body it sends to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBody {
+    /// No body follows the head.
+    None,
+    /// Exactly this many bytes, relayed as they come.
+    Length(u64),
+    /// rill chunks what the backend sends (after decoding the backend's own
+    /// chunking, if any).
+    Chunked,
+    /// Relayed as it comes, then the client connection is closed.
+    UntilClose,
+}
+
+/// Fields that describe one hop, or the framing rill replaces with its own.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "content-length",
+];
+
+/// Writes the head rill sends the client for the backend's head `head`,
+/// read from the start of `raw`, into `out`, and returns how the body that
+/// follows must be framed.
+///
+/// Should `raw` not hold the head `head` came from, the head is written from
+/// `head` alone, without the backend's fields.
+pub fn write_client_head(
+    raw: &[u8],
+    head: &ResponseHead,
+    view: &ClientView,
+    out: &mut Vec<u8>,
+) -> ClientBody {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let parsed = parse(raw, &mut headers).ok().flatten();
+    let (reason, fields): (&str, &[httparse::Header]) = match &parsed {
+        Some(parsed) => (
+            parsed.response.reason.unwrap_or(""),
+            parsed.response.headers,
+        ),
+        None => ("", &[]),
+    };
+    let status = head.status;
+    let client_body = match head.body {
+        ResponseBody::None => ClientBody::None,
+        ResponseBody::Length(length) => ClientBody::Length(length),
+        ResponseBody::Chunked | ResponseBody::UntilClose if view.client_http10 => {
+            ClientBody::UntilClose
+        }
+        ResponseBody::Chunked | ResponseBody::UntilClose => ClientBody::Chunked,
+    };
+
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let _ = write!(out, "{status:03} ");
+    let printable = !reason.is_empty() && reason.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    out.extend_from_slice(if printable {
+        reason.as_bytes()
+    } else {
+        standard_reason(status).as_bytes()
+    });
+    out.extend_from_slice(b"\r\n");
+
+    let has_connection = fields
+        .iter()
+        .any(|field| field.name.eq_ignore_ascii_case("connection"));
+    for field in fields {
+        let name = field.name;
+        let is = |other: &str| name.eq_ignore_ascii_case(other);
+        if HOP_BY_HOP.iter().any(|&hop| is(hop))
+            || (is("upgrade") && status != 101)
+            || (is("trailer") && client_body != ClientBody::Chunked)
+        {
+            continue;
+        }
+        // A 101 names Upgrade in Connection, and the client needs it.
+        if has_connection
+            && !(is("upgrade") && status == 101)
+            && field_tokens(fields, "connection")
+                .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        let rest = match view.rewrite {
+            Some(rewrite) if is("location") || is("content-location") => {
+                rewritten(field.value, &rewrite).map(|rest| (rewrite, rest))
+            }
+            _ => None,
+        };
+        match rest {
+            Some((rewrite, rest)) => {
+                out.extend_from_slice(rewrite.client_origin.as_bytes());
+                out.extend_from_slice(rewrite.client_prefix.as_bytes());
+                out.extend_from_slice(rest);
+            }
+            None => out.extend_from_slice(field.value),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Via: 1.1 rill\r\n");
+
+    match client_body {
+        ClientBody::Length(length) => {
+            let _ = write!(out, "Content-Length: {length}\r\n");
+        }
+        ClientBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientBody::UntilClose => {}
+        // A response to HEAD, or a 304, states the length of the body it
+        // stands for (RFC 9110 §8.6); a 204 or 1xx has none to state.
+        ClientBody::None if status >= 200 && status != 204 => {
+            if let Ok(Some(length)) = content_length(fields) {
+                let _ = write!(out, "Content-Length: {length}\r\n");
+            }
+        }
+        ClientBody::None => {}
+    }
+
+    if status == 101 {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if status >= 200 {
+        if !view.keep_alive || client_body == ClientBody::UntilClose {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if view.client_http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    client_body
+}
+
+/// The rest of `value` after a backend origin and path, when `value` is a
+/// URL on the backend under the route's path.
+fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<&'v [u8]> {
+    // What goes into the field instead must not be able to break the line.
+    let clean = |text: &str| text.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if rewrite.client_origin.is_empty()
+        || !clean(rewrite.client_origin)
+        || !clean(rewrite.client_prefix)
+    {
+        return None;
+    }
+    rewrite.backend_origins.iter().find_map(|origin| {
+        let origin = origin.as_bytes();
+        let start = value.get(..origin.len())?;
+        if origin.is_empty() || !start.eq_ignore_ascii_case(origin) {
+            return None;
+        }
+        let rest = value[origin.len()..].strip_prefix(rewrite.backend_path.as_bytes())?;
+        matches!(rest.first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
+    })
+}
+
+/// A response head as httparse read it, with the fields rill needs checked.
+struct Parsed<'h, 'b> {
+    response: httparse::Response<'h, 'b>,
+    status: u16,
+    minor_version: u8,
+    head_len: usize,
+}
+
+/// httparse with its strict defaults, plus the size limit.
+fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<Parsed<'h, 'b>>, BadResponse> {
+    let too_large = BadResponse("response head too large");
+    let mut response = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        headers,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // It will never fit; waiting for the rest would only buffer without end.
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(too_large),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(BadResponse("too many header fields")),
+        // httparse says Version for anything that does not start `HTTP/1.x`.
+        Err(httparse::Error::Version) if buf.trim_ascii_start().starts_with(b"HTTP/") => {
+            return Err(BadResponse("unsupported HTTP version"))
+        }
+        Err(_) => return Err(BadResponse("malformed response head")),
+    };
+    if head_len > MAX_RESPONSE_HEAD {
+        return Err(too_large);
+    }
+    // httparse fills these in whenever it returns Complete.
+    let (Some(status), Some(minor_version)) = (response.code, response.version) else {
+        return Err(BadResponse("malformed status line"));
+    };
+    Ok(Some(Parsed {
+        response,
+        status,
+        minor_version,
+        head_len,
+    }))
+}
+
+/// The body framing `Transfer-Encoding` gives, if there is one. Repeated
+/// fields count as one list (RFC 9110 §5.3).
+fn transfer_coding(fields: &[httparse::Header]) -> Result<Option<ResponseBody>, BadResponse> {
+    let mut present = false;
+    let mut codings = 0usize;
+    let mut last_chunked = false;
+    for field in fields {
+        if !field.name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        present = true;
+        for coding in comma_list(field.value) {
+            // Parameters (`;q=...`) do not change which coding it is.
+            let name = coding
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            codings += 1;
+            last_chunked = name.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    match (present, codings, last_chunked) {
+        (false, _, _) => Ok(None),
+        (true, 0, _) => Err(BadResponse("empty Transfer-Encoding")),
+        (true, 1, true) => Ok(Some(ResponseBody::Chunked)),
+        // RFC 9112 §6.3 rule 4: without chunked last, the close ends it.
+        (true, _, false) => Ok(Some(ResponseBody::UntilClose)),
+        // Chunked over another coding: rill would have to decode that coding
+        // to re-frame the body, and does not relay transfer-codings.
+        (true, _, true) => Err(BadResponse("unsupported transfer-coding")),
+    }
+}
+
+/// The length every `Content-Length` field and list element agrees on
+/// (RFC 9110 §8.6 lets `5, 5` stand for `5`).
+fn content_length(fields: &[httparse::Header]) -> Result<Option<u64>, BadResponse> {
+    let mut length = None;
+    for field in fields {
+        if !field.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        for item in field.value.split(|&b| b == b',') {
+            let value = decimal(item.trim_ascii()).ok_or(BadResponse("invalid Content-Length"))?;
+            if length.is_some_and(|seen| seen != value) {
+                return Err(BadResponse("conflicting Content-Length"));
+            }
+            length = Some(value);
+        }
+    }
+    Ok(length)
+}
+
+/// 1*DIGIT: no sign, no hex, no spaces inside, no overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &digit| {
+        acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
+/// The comma-separated tokens of every field called `name`.
+fn field_tokens<'f, 'b: 'f>(
+    fields: &'f [httparse::Header<'b>],
+    name: &'f str,
+) -> impl Iterator<Item = &'b [u8]> + 'f {
+    fields
+        .iter()
+        .filter(move |field| field.name.eq_ignore_ascii_case(name))
+        .flat_map(|field| comma_list(field.value))
+}
+
+fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+/// The reason phrase for a status line whose backend gave none that can be
+/// relayed; empty (which the grammar allows) for codes without one.
+fn standard_reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<ResponseHead, BadResponse> {
+        let head = parse_response_head(raw.as_bytes(), false)?.expect("complete");
+        assert_eq!(head.head_len, raw.len(), "head length of {raw:?}");
+        Ok(head)
+    }
+
+    fn body_of(fields: &str) -> Result<ResponseBody, BadResponse> {
+        head(&format!("HTTP/1.1 200 OK\r\n{fields}\r\n")).map(|head| head.body)
+    }
+
+    fn bad(raw: &str) -> &'static str {
+        match parse_response_head(raw.as_bytes(), false) {
+            Err(BadResponse(reason)) => reason,
+            other => panic!("{raw:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_table() {
+        use ResponseBody::*;
+        let cases: &[(&str, Result<ResponseBody, &str>)] = &[
+            ("Content-Length: 5\r\n", Ok(Length(5))),
+            ("Content-Length: 0\r\n", Ok(Length(0))),
+            ("Content-Length: 5\r\nContent-Length: 5\r\n", Ok(Length(5))),
+            ("Content-Length: 5, 5\r\n", Ok(Length(5))),
+            (
+                "Content-Length: 18446744073709551615\r\n",
+                Ok(Length(u64::MAX)),
+            ),
+            ("Transfer-Encoding: chunked\r\n", Ok(Chunked)),
+            ("transfer-encoding: CHUNKED\r\n", Ok(Chunked)),
+            ("Transfer-Encoding: gzip\r\n", Ok(UntilClose)),
+            ("Transfer-Encoding: chunked, gzip\r\n", Ok(UntilClose)),
+            ("", Ok(UntilClose)),
+            ("Content-Type: text/plain\r\n", Ok(UntilClose)),
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                Err("both Content-Length and Transfer-Encoding"),
+            ),
+            (
+                "Content-Length: 5\r\nContent-Length: 6\r\n",
+                Err("conflicting Content-Length"),
+            ),
+            (
+                "Content-Length: 5, 6\r\n",
+                Err("conflicting Content-Length"),
+            ),
+            ("Content-Length: +5\r\n", Err("invalid Content-Length")),
+            ("Content-Length: -1\r\n", Err("invalid Content-Length")),
+            ("Content-Length: 0x5\r\n", Err("invalid Content-Length")),
+            ("Content-Length: 1 2\r\n", Err("invalid Content-Length")),
+            ("Content-Length: \r\n", Err("invalid Content-Length")),
+            ("Content-Length: 5,\r\n", Err("invalid Content-Length")),
+            (
+                "Content-Length: 18446744073709551616\r\n",
+                Err("invalid Content-Length"),
+            ),
+            (
+                "Content-Length: 99999999999999999999999\r\n",
+                Err("invalid Content-Length"),
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n",
+                Err("unsupported transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                Err("unsupported transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: chunked, chunked\r\n",
+                Err("unsupported transfer-coding"),
+            ),
+            ("Transfer-Encoding: \r\n", Err("empty Transfer-Encoding")),
+        ];
+        for (fields, expected) in cases {
+            assert_eq!(
+                body_of(fields).map_err(|BadResponse(reason)| reason),
+                *expected,
+                "{fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodiless_responses_ignore_their_framing() {
+        let framing = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n";
+        for status in [
+            "100 Continue",
+            "103 Early Hints",
+            "204 No Content",
+            "304 Not Modified",
+        ] {
+            let raw = format!("HTTP/1.1 {status}\r\n{framing}\r\n");
+            assert_eq!(head(&raw).unwrap().body, ResponseBody::None, "{status}");
+        }
+        let raw = format!("HTTP/1.1 200 OK\r\n{framing}\r\n");
+        let to_head = parse_response_head(raw.as_bytes(), true).unwrap().unwrap();
+        assert_eq!(to_head.body, ResponseBody::None);
+        assert!(to_head.reusable);
+    }
+
+    #[test]
+    fn switching_protocols_is_never_reusable() {
+        let raw =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let parsed = head(raw).unwrap();
+        assert_eq!(
+            (parsed.status, parsed.body, parsed.reusable),
+            (101, ResponseBody::None, false)
+        );
+        assert_eq!(upgrade_protocol(raw.as_bytes(), &parsed), Some("websocket"));
+        let plain = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert_eq!(
+            upgrade_protocol(plain.as_bytes(), &head(plain).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn reuse_rules() {
+        let cases = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", true),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: foo, Close\r\n",
+                false,
+            ),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n", false),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n",
+                true,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive, close\r\n",
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", true),
+            ("HTTP/1.1 200 OK\r\n", false),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n", false),
+            ("HTTP/1.1 204 No Content\r\n", true),
+            ("HTTP/1.1 304 Not Modified\r\nConnection: close\r\n", false),
+        ];
+        for (raw, reusable) in cases {
+            assert_eq!(
+                head(&format!("{raw}\r\n")).unwrap().reusable,
+                reusable,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            bad("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "Transfer-Encoding in HTTP/1.0"
+        );
+    }
+
+    #[test]
+    fn malformed_heads_are_bad() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 OK\r\n\r\n",
+            "hello\r\n\r\n",
+        ] {
+            assert_eq!(bad(raw), "malformed response head", "{raw:?}");
+        }
+        assert_eq!(bad("hello"), "malformed response head");
+        assert_eq!(bad("HTTP/2 200 OK\r\n\r\n"), "unsupported HTTP version");
+        assert_eq!(bad("HTTP/1.1 099 Odd\r\n\r\n"), "invalid status code");
+        assert_eq!(bad("HTTP/1.1 600 Odd\r\n\r\n"), "invalid status code");
+        let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            bad(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")),
+            "too many header fields"
+        );
+    }
+
+    #[test]
+    fn size_limit() {
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n",
+            "a".repeat(MAX_RESPONSE_HEAD)
+        );
+        assert_eq!(bad(&big), "response head too large");
+        assert_eq!(bad(&format!("{big}\r\n")), "response head too large");
+        // Just under the limit is fine, with a body after it.
+        let fits = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_RESPONSE_HEAD - "HTTP/1.1 200 OK\r\nX: \r\n\r\n".len())
+        );
+        assert_eq!(fits.len(), MAX_RESPONSE_HEAD);
+        let with_body = format!("{fits}{}", "b".repeat(100));
+        let parsed = parse_response_head(with_body.as_bytes(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.head_len, MAX_RESPONSE_HEAD);
+    }
+
+    #[test]
+    fn interim_then_final_in_one_buffer() {
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+        let last = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let buf = format!("{interim}{last}");
+        let first = parse_response_head(buf.as_bytes(), false).unwrap().unwrap();
+        assert_eq!((first.status, first.head_len), (100, interim.len()));
+        let next = parse_response_head(&buf.as_bytes()[first.head_len..], false)
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.status, next.body), (200, ResponseBody::Length(2)));
+        assert_eq!(&last[next.head_len..], "hi");
+    }
+
+    #[test]
+    fn offers() {
+        assert!(offered("websocket", "websocket"));
+        assert!(offered("h2c, WebSocket", "websocket"));
+        assert!(offered("foo/2, websocket", "Foo/2"));
+        assert!(offered("foo", "foo/3"));
+        assert!(offered("websocket", "websocket, tls"));
+        assert!(!offered("foo/2", "foo/3"));
+        assert!(!offered("foo/2", "foo"));
+        assert!(!offered("websocket", "h2c"));
+        assert!(!offered("websocket", ""));
+        assert!(!offered("", "websocket"));
+        assert!(!offered("websocketx", "websocket"));
+    }
+
+    // --- write_client_head ---
+
+    const ORIGINS: &[&str] = &["http://127.0.0.1:3001", "http://localhost:3001"];
+
+    fn client(raw: &str, request_was_head: bool, view: &ClientView) -> (String, ClientBody) {
+        let parsed = parse_response_head(raw.as_bytes(), request_was_head)
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        let body = write_client_head(raw.as_bytes(), &parsed, view, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS + 8];
+        let mut check = httparse::Response::new(&mut headers);
+        assert_eq!(
+            check.parse(text.as_bytes()),
+            Ok(httparse::Status::Complete(text.len())),
+            "{text}"
+        );
+        (text, body)
+    }
+
+    fn http11(keep_alive: bool) -> ClientView<'static> {
+        ClientView {
+            client_http10: false,
+            keep_alive,
+            rewrite: None,
+        }
+    }
+
+    fn http10(keep_alive: bool) -> ClientView<'static> {
+        ClientView {
+            client_http10: true,
+            ..http11(keep_alive)
+        }
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.trim_end_matches("\r\n").split("\r\n").collect()
+    }
+
+    #[test]
+    fn fields_are_copied_and_via_added() {
+        let (text, body) = client(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 cache\r\nSet-Cookie: a=1\r\n\
+             Content-Length: 5\r\n\r\nhello",
+            false,
+            &http11(true),
+        );
+        assert_eq!(body, ClientBody::Length(5));
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 cache\r\nSet-Cookie: a=1\r\n\
+             Via: 1.1 rill\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn reason_phrase() {
+        let (text, _) = client(
+            "HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(text.starts_with("HTTP/1.1 404 Nope\r\n"));
+        let (text, _) = client(
+            "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        let (text, _) = client(
+            "HTTP/1.1 404 Nicht\u{e4} \r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+        let (text, _) = client(
+            "HTTP/1.1 599\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(text.starts_with("HTTP/1.1 599 \r\n"));
+        // An HTTP/1.0 backend is relayed as rill's own version.
+        let (text, _) = client(
+            "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_dropped() {
+        let (text, _) = client(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+             Proxy-Connection: keep-alive\r\nTE: trailers\r\nX-Hop: 1\r\nUpgrade: h2c\r\n\
+             X-End: 2\r\nConnection: x-other\r\nX-Other: 3\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert_eq!(
+            lines(&text),
+            [
+                "HTTP/1.1 200 OK",
+                "X-End: 2",
+                "Via: 1.1 rill",
+                "Content-Length: 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn framing_to_the_client() {
+        use ClientBody::*;
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n";
+        let close = "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\n\r\n";
+        let cases = [
+            (
+                chunked,
+                http11(true),
+                Chunked,
+                &["Trailer: X-Sum", "Transfer-Encoding: chunked"][..],
+            ),
+            (
+                close,
+                http11(true),
+                Chunked,
+                &["Trailer: X-Sum", "Transfer-Encoding: chunked"],
+            ),
+            (chunked, http10(true), UntilClose, &["Connection: close"]),
+            (close, http10(false), UntilClose, &["Connection: close"]),
+            (
+                close,
+                http11(false),
+                Chunked,
+                &[
+                    "Trailer: X-Sum",
+                    "Transfer-Encoding: chunked",
+                    "Connection: close",
+                ],
+            ),
+        ];
+        for (raw, view, expected_body, expected) in cases {
+            let (text, body) = client(raw, false, &view);
+            assert_eq!(body, expected_body, "{raw:?} {view:?}");
+            let fields: Vec<_> = lines(&text)
+                .into_iter()
+                .skip(1)
+                .filter(|line| *line != "Via: 1.1 rill")
+                .collect();
+            assert_eq!(fields, expected, "{raw:?} {view:?}");
+        }
+    }
+
+    #[test]
+    fn bodiless_framing_to_the_client() {
+        let framed = "Content-Length: 42\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n";
+        let cases = [
+            ("200 OK", true, Some("Content-Length: 42")),
+            ("304 Not Modified", false, Some("Content-Length: 42")),
+            ("204 No Content", false, None),
+            ("103 Early Hints", false, None),
+        ];
+        for (status, request_was_head, length) in cases {
+            // CL beside TE is only tolerable because neither frames anything here.
+            let raw = format!("HTTP/1.1 {status}\r\nLink: </a>\r\n{framed}\r\n");
+            let (text, body) = client(&raw, request_was_head, &http11(true));
+            assert_eq!(body, ClientBody::None);
+            let expected: Vec<_> = ["Link: </a>", "Via: 1.1 rill"]
+                .into_iter()
+                .chain(length)
+                .collect();
+            assert_eq!(lines(&text)[1..], expected, "{status}");
+        }
+        // A would-be length that is not one is not passed on.
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n";
+        let (text, _) = client(raw, true, &http11(true));
+        assert!(!text.contains("Content-Length"));
+    }
+
+    #[test]
+    fn connection_field() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let cases = [
+            (http11(true), None),
+            (http11(false), Some("Connection: close")),
+            (http10(true), Some("Connection: keep-alive")),
+            (http10(false), Some("Connection: close")),
+        ];
+        for (view, line) in cases {
+            let (text, _) = client(ok, false, &view);
+            let connection: Vec<_> = lines(&text)
+                .into_iter()
+                .filter(|l| l.starts_with("Connection"))
+                .collect();
+            assert_eq!(connection, line.into_iter().collect::<Vec<_>>(), "{view:?}");
+        }
+        let (text, _) = client("HTTP/1.1 100 Continue\r\n\r\n", false, &http11(false));
+        assert_eq!(text, "HTTP/1.1 100 Continue\r\nVia: 1.1 rill\r\n\r\n");
+        let (text, _) = client(
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: close\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 rill\r\n\r\n"
+        );
+        let (text, body) = client(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Accept: x\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert_eq!(body, ClientBody::None);
+        assert_eq!(
+            text,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\
+             Via: 1.1 rill\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    fn rewriting<'a>(
+        origins: &'a [String],
+        backend_path: &'a str,
+        client_prefix: &'a str,
+    ) -> ClientView<'a> {
+        ClientView {
+            client_http10: false,
+            keep_alive: true,
+            rewrite: Some(LocationRewrite {
+                backend_origins: origins,
+                backend_path,
+                client_origin: "http://example.com:4000",
+                client_prefix,
+            }),
+        }
+    }
+
+    fn location(view: &ClientView, value: &str) -> String {
+        let raw = format!("HTTP/1.1 302 Found\r\nLocation: {value}\r\nContent-Location: {value}\r\nContent-Length: 0\r\n\r\n");
+        let (text, _) = client(&raw, false, view);
+        let found: Vec<_> = lines(&text)
+            .into_iter()
+            .filter_map(|line| {
+                line.strip_prefix("Location: ")
+                    .or(line.strip_prefix("Content-Location: "))
+            })
+            .collect();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0], found[1]);
+        found[0].to_string()
+    }
+
+    #[test]
+    fn location_rewriting() {
+        let origins: Vec<String> = ORIGINS.iter().map(|o| o.to_string()).collect();
+        let api = rewriting(&origins, "/v1", "/api");
+        let cases = [
+            (
+                "http://127.0.0.1:3001/v1/users?a=1",
+                "http://example.com:4000/api/users?a=1",
+            ),
+            ("HTTP://LOCALHOST:3001/v1", "http://example.com:4000/api"),
+            (
+                "http://localhost:3001/v1?x",
+                "http://example.com:4000/api?x",
+            ),
+            (
+                "http://localhost:3001/v1#top",
+                "http://example.com:4000/api#top",
+            ),
+            ("http://localhost:3001/v1x", "http://localhost:3001/v1x"),
+            ("http://localhost:3001/V1/a", "http://localhost:3001/V1/a"),
+            ("http://localhost:3001/other", "http://localhost:3001/other"),
+            ("http://localhost:30011/v1/a", "http://localhost:30011/v1/a"),
+            ("http://elsewhere.org/v1/a", "http://elsewhere.org/v1/a"),
+            ("/v1/relative", "/v1/relative"),
+            ("//localhost:3001/v1/a", "//localhost:3001/v1/a"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(location(&api, value), expected, "{value}");
+        }
+        let unchanged = rewriting(&origins, "", "");
+        assert_eq!(
+            location(&unchanged, "http://127.0.0.1:3001/a/b"),
+            "http://example.com:4000/a/b"
+        );
+        assert_eq!(
+            location(&unchanged, "http://127.0.0.1:3001"),
+            "http://example.com:4000"
+        );
+        assert_eq!(
+            location(&unchanged, "http://127.0.0.1:30010/"),
+            "http://127.0.0.1:30010/"
+        );
+        let prefixed = rewriting(&origins, "", "/api");
+        assert_eq!(
+            location(&prefixed, "http://127.0.0.1:3001/a"),
+            "http://example.com:4000/api/a"
+        );
+        assert_eq!(
+            location(&http11(true), "http://127.0.0.1:3001/a"),
+            "http://127.0.0.1:3001/a"
+        );
+    }
+
+    #[test]
+    fn unparsable_raw_still_gives_a_head() {
+        let parsed = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let body = write_client_head(b"garbage", &parsed, &http11(true), &mut out);
+        assert_eq!(body, ClientBody::Length(3));
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nVia: 1.1 rill\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const FIELDS: &[&str] = &[
+            "Content-Length: 12",
+            "Content-Length: 12, 12",
+            "Transfer-Encoding: chunked",
+            "Transfer-Encoding: gzip",
+            "Connection: close",
+            "Connection: keep-alive, x-a",
+            "X-A: 1",
+            "Location: http://localhost:3001/v1/a",
+            "Upgrade: websocket",
+            "Trailer: X-Sum",
+        ];
+
+        fn response_head() -> impl Strategy<Value = String> {
+            let status = prop_oneof![
+                Just("100 Continue"),
+                Just("101 Switching Protocols"),
+                Just("200 OK"),
+                Just("204 No Content"),
+                Just("304 Not Modified"),
+                Just("404 Not Found"),
+                Just("500"),
+            ];
+            let field = prop_oneof![
+                4 => proptest::sample::select(FIELDS).prop_map(str::to_string),
+                1 => "[A-Za-z-]{1,12}: [ -~]{0,30}",
+            ];
+            (
+                status,
+                any::<bool>(),
+                proptest::collection::vec(field, 0..12),
+            )
+                .prop_map(|(status, http10, fields)| {
+                    let mut raw = format!("HTTP/1.{} {status}\r\n", u8::from(!http10));
+                    for field in fields {
+                        raw.push_str(field.trim_end());
+                        raw.push_str("\r\n");
+                    }
+                    raw.push_str("\r\n");
+                    raw
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_split_is_incomplete_until_the_end(
+                raw in response_head(),
+                request_was_head in any::<bool>(),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                let whole = parse_response_head(raw.as_bytes(), request_was_head);
+                let cut = cut.index(raw.len());
+                prop_assert_eq!(parse_response_head(&raw.as_bytes()[..cut], request_was_head), Ok(None));
+                let mut longer = raw.clone().into_bytes();
+                longer.extend_from_slice(b"body bytes");
+                prop_assert_eq!(parse_response_head(&longer, request_was_head), whole);
+                if let Ok(Some(parsed)) = whole {
+                    prop_assert_eq!(parsed.head_len, raw.len());
+                }
+            }
+
+            #[test]
+            fn client_heads_parse_and_frame_once(
+                raw in response_head(),
+                request_was_head in any::<bool>(),
+                client_http10 in any::<bool>(),
+                keep_alive in any::<bool>(),
+            ) {
+                let Ok(Some(parsed)) = parse_response_head(raw.as_bytes(), request_was_head) else {
+                    return Ok(());
+                };
+                let origins = vec!["http://localhost:3001".to_string()];
+                let mut view = rewriting(&origins, "/v1", "/api");
+                view.client_http10 = client_http10;
+                view.keep_alive = keep_alive;
+                let mut out = Vec::new();
+                let body = write_client_head(raw.as_bytes(), &parsed, &view, &mut out);
+                let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS + 8];
+                let mut check = httparse::Response::new(&mut headers);
+                prop_assert_eq!(check.parse(&out), Ok(httparse::Status::Complete(out.len())));
+                let count = |name: &str| check.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count();
+                let (lengths, chunked) = (count("content-length"), count("transfer-encoding"));
+                match body {
+                    ClientBody::Length(_) => prop_assert_eq!((lengths, chunked), (1, 0)),
+                    ClientBody::Chunked => prop_assert_eq!((lengths, chunked), (0, 1)),
+                    ClientBody::UntilClose => prop_assert_eq!((lengths, chunked), (0, 0)),
+                    ClientBody::None => prop_assert!(lengths <= 1 && chunked == 0),
+                }
+                if client_http10 {
+                    prop_assert!(body != ClientBody::Chunked);
+                }
+                prop_assert!(count("connection") <= 1);
+                prop_assert_eq!(count("keep-alive"), 0);
+                if raw.contains("Connection: keep-alive, x-a") {
+                    prop_assert_eq!(count("x-a"), 0);
+                }
+                if parsed.status != 101 {
+                    prop_assert_eq!(count("upgrade"), 0);
+                }
+            }
+        }
+    }
+}
