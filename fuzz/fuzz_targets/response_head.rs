@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rill::http::upstream::{
+use rill::http::relay::{
     offered, parse_response_head, upgrade_protocol, write_client_head, ClientBody, ClientView,
     LocationRewrite, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS,
 };

@@ -46,7 +46,7 @@ pub struct Forwarded {
     /// The client sent an `Upgrade` field.
     pub upgrade_offered: bool,
     /// The value of the client's (first) `Upgrade` field, for
-    /// [`crate::http::upstream::offered`].
+    /// [`crate::http::relay::offered`].
     pub upgrade: Option<Range<usize>>,
     /// The value of the client's `Host` field; `None` when it was absent or
     /// empty. Rill builds the client-facing origin for `Location` rewriting

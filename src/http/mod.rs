@@ -8,4 +8,4 @@ pub mod forward;
 pub mod multipart;
 pub mod request;
 pub mod response;
-pub mod upstream;
+pub mod relay;
