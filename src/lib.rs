@@ -27,3 +27,4 @@ pub mod site;
 pub mod stats;
 pub mod timer;
 pub mod upload;
+pub mod upstream;

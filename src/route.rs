@@ -33,6 +33,9 @@ pub struct Route {
     /// `HOST:PORT/PATH` replaces the prefix with `/PATH` (stored without a
     /// trailing slash, empty for `/`); `None` passes paths unchanged.
     pub path: Option<String>,
+    /// The backend's own origins, as it may name itself in a `Location`:
+    /// `http://` + the authority as written, and + the address it resolved to.
+    pub origins: Vec<String>,
 }
 
 impl Route {
@@ -73,30 +76,25 @@ impl Route {
             .map_err(|e| format!("--route backend '{authority}' (want HOST:PORT): {e}"))?
             .next()
             .ok_or_else(|| format!("--route backend '{authority}' resolves to nothing"))?;
+        let mut origins = vec![format!("http://{authority}")];
+        let resolved = format!("http://{addr}");
+        if resolved != origins[0] {
+            origins.push(resolved);
+        }
         Ok(Route {
             prefix,
             authority: authority.to_owned(),
             addr,
             path,
+            origins,
         })
-    }
-
-    /// The backend's own origins, as it may name itself in a `Location`:
-    /// the authority as written and the address it resolved to.
-    pub fn backend_origins(&self) -> Vec<String> {
-        let mut origins = vec![format!("http://{}", self.authority)];
-        let resolved = format!("http://{}", self.addr);
-        if resolved != origins[0] {
-            origins.push(resolved);
-        }
-        origins
     }
 }
 
 /// Orders routes so that the first match is the longest prefix, and refuses
 /// two routes for one prefix.
 pub fn sort_routes(routes: &mut [Route]) -> Result<(), String> {
-    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
     for pair in routes.windows(2) {
         if pair[0].prefix == pair[1].prefix {
             let shown = if pair[0].prefix.is_empty() {
@@ -372,9 +370,7 @@ mod tests {
         assert_eq!(route.authority, "localhost:3000");
         assert_eq!(route.path.as_deref(), Some("/v1"));
         assert_eq!(route.addr.port(), 3000);
-        assert!(route
-            .backend_origins()
-            .contains(&"http://localhost:3000".to_string()));
+        assert!(route.origins.contains(&"http://localhost:3000".to_string()));
         assert_eq!(Route::parse("/=127.0.0.1:1").unwrap().prefix, "");
         for bad in [
             "api=127.0.0.1:1",

@@ -1,6 +1,12 @@
 //! The event loop: one thread, one `mio::Poll`, one listener, a `Slab` of
-//! connections (each registered under its slab key as its `Token`), a timer
-//! heap, and the signal source.
+//! connections, the backend connections ([`crate::upstream`]), a timer heap,
+//! and the signal source.
+//!
+//! Every event source has a token of its own ([`Source`]): the listener, the
+//! signals, each client socket (by its connection's slab key) and each
+//! backend socket (by its number in [`Upstreams`], which says which
+//! connection it serves, if any). Both sockets of a proxied connection lead
+//! to the same connection.
 //!
 //! Every turn of [`Server::run`]:
 //!
@@ -24,27 +30,62 @@
 //! after a `WouldBlock`: an edge that already passed is never reported again.
 
 use crate::config::Config;
-use crate::conn::{BufferPool, Connection, Next, Shared, State};
+use crate::conn::{BufferPool, Connection, Next, Shared};
 use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
 use crate::site::Site;
 use crate::stats::{self, add, Stats};
 use crate::timer::{poll_timeout, Timeouts, Timers};
+use crate::upstream::{Owner, Upstreams};
 use log::{debug, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The listener's token; connections use their slab keys, which never reach it.
+/// What a readiness event is about, decoded from its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Listener,
+    Signals,
+    /// The client socket of the connection with this slab key.
+    Client(usize),
+    /// The backend socket with this number in [`Upstreams`].
+    Upstream(usize),
+}
+
+/// The listener's token; the keys in the other tokens never reach it.
 const LISTENER: Token = Token(usize::MAX);
 /// The signal source's token.
 const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// A client socket's token: its connection's key, shifted to make room for
+/// the kind of socket in the lowest bit.
+pub fn client_token(key: usize) -> Token {
+    Token(key << 1)
+}
+
+/// A backend socket's token.
+pub fn upstream_token(id: usize) -> Token {
+    Token(id << 1 | 1)
+}
+
+impl Source {
+    /// Which source a token names.
+    pub fn of(token: Token) -> Source {
+        match token {
+            LISTENER => Source::Listener,
+            SIGNALS => Source::Signals,
+            Token(n) if n & 1 == 0 => Source::Client(n >> 1),
+            Token(n) => Source::Upstream(n >> 1),
+        }
+    }
+}
 /// How many readiness events one `poll` call can return.
 const EVENTS_PER_POLL: usize = 1024;
 /// Most connections accepted in one turn of the loop. Each is served at
@@ -56,6 +97,8 @@ const ACCEPTS_PER_TURN: usize = 64;
 const REFUSAL_SLOTS: usize = 64;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often idle backend connections are checked for their age.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long answers in flight may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// File descriptors kept back from the connection limit for the listener,
@@ -91,6 +134,8 @@ struct Env {
     date: DateCache,
     /// Request paths are decoded here, one request at a time.
     path_buffer: Cell<Vec<u8>>,
+    /// Backend connections and the pool of idle ones.
+    upstreams: RefCell<Upstreams>,
 }
 
 impl Env {
@@ -102,6 +147,7 @@ impl Env {
             now,
             date: self.date.as_str(),
             path_buffer: &self.path_buffer,
+            upstreams: &self.upstreams,
         }
     }
 }
@@ -130,6 +176,8 @@ pub struct Server {
     subscribers: Vec<usize>,
     /// When the next event goes to the subscribers.
     next_push: Instant,
+    /// When the pool of idle backend connections is next pruned.
+    next_prune: Instant,
 }
 
 impl Server {
@@ -155,29 +203,30 @@ impl Server {
             config.max_connections = fd_cap.max(1);
         }
         let now = Instant::now();
+        let stats = Rc::new(Stats::new(now));
+        let upstreams = Upstreams::new(poll.registry().try_clone()?, Rc::clone(&stats));
         Ok(Server {
             poll,
             listener: Some(listener),
             signals,
             connections: Slab::new(),
-            timeouts: Timeouts {
-                header: config.header_timeout,
-                idle: config.idle_timeout,
-            },
+            timeouts: Timeouts::from_config(&config),
             env: Env {
                 site,
                 config,
                 pool: BufferPool::default(),
                 date: DateCache::new(SystemTime::now()),
                 path_buffer: Cell::default(),
+                upstreams: RefCell::new(upstreams),
             },
             timers: Timers::new(),
             accepting: Accepting::Yes,
             yielded: Vec::new(),
             accept_pending: false,
-            stats: Rc::new(Stats::new(now)),
+            stats,
             subscribers: Vec::new(),
             next_push: now,
+            next_prune: now,
         })
     }
 
@@ -220,22 +269,26 @@ impl Server {
                     event.is_readable(),
                     event.is_writable()
                 );
-                match event.token() {
-                    LISTENER => self.accept_new(now),
-                    SIGNALS => {
+                match Source::of(event.token()) {
+                    Source::Listener => self.accept_new(now),
+                    Source::Signals => {
                         if self.on_signals(now) {
                             return Ok(());
                         }
                     }
-                    Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            if let Some(slot) = self.connections.get_mut(key) {
+                    Source::Client(key) => {
+                        if let Some(slot) = self.connections.get_mut(key) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 slot.conn
                                     .readable(event.is_read_closed() || event.is_error());
+                            }
+                            if event.is_writable() || event.is_error() {
+                                slot.conn.writable();
                             }
                         }
                         self.drive(key, now);
                     }
+                    Source::Upstream(id) => self.on_upstream_event(id, event, now),
                 }
             }
             if self.accept_pending {
@@ -249,6 +302,10 @@ impl Server {
             if !self.subscribers.is_empty() && self.next_push <= now {
                 self.push_stats(now);
             }
+            if self.next_prune <= now {
+                self.next_prune = now + PRUNE_INTERVAL;
+                self.env.upstreams.borrow_mut().prune(now);
+            }
             match self.accepting {
                 Accepting::PausedUntil(at) if at <= now => {
                     self.accepting = Accepting::Yes;
@@ -260,6 +317,26 @@ impl Server {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// An event on a backend socket: for the connection it serves, or, for
+    /// an idle one in the pool, a sign that the backend closed it.
+    fn on_upstream_event(&mut self, id: usize, event: &mio::event::Event, now: Instant) {
+        let owner = self.env.upstreams.borrow().owner(id);
+        match owner {
+            Some(Owner::Connection(key)) => {
+                if let Some(slot) = self.connections.get_mut(key) {
+                    let failed = event.is_error() || event.is_read_closed();
+                    slot.conn.upstream_event(
+                        event.is_readable() || failed,
+                        event.is_writable() || failed,
+                    );
+                }
+                self.drive(key, now);
+            }
+            Some(Owner::Pool) => self.env.upstreams.borrow_mut().on_idle_event(id),
+            None => {} // closed earlier in this batch of events
         }
     }
 
@@ -371,7 +448,10 @@ impl Server {
             return;
         };
         match next {
-            Next::Wait(interest) if slot.registered == Some(interest) => {}
+            // Registered for more than this already: the connection ignores
+            // the edges it does not need, which costs less than an
+            // `epoll_ctl` each time a proxied exchange starts and ends.
+            Next::Wait(interest) if slot.registered.is_some_and(|r| r.add(interest) == r) => {}
             Next::Wait(interest) => {
                 trace!(
                     "conn {key}: interest {:?} -> {:?}",
@@ -381,8 +461,8 @@ impl Server {
                 let registry = self.poll.registry();
                 let socket = slot.conn.socket();
                 let registered = match slot.registered {
-                    None => registry.register(socket, Token(key), interest),
-                    Some(_) => registry.reregister(socket, Token(key), interest),
+                    None => registry.register(socket, client_token(key), interest),
+                    Some(_) => registry.reregister(socket, client_token(key), interest),
                 };
                 match registered {
                     Ok(()) => slot.registered = Some(interest),
@@ -403,7 +483,7 @@ impl Server {
                 return;
             }
         }
-        if slot.conn.state() == State::StreamingEvents && !self.subscribers.contains(&key) {
+        if slot.conn.is_streaming_events() && !self.subscribers.contains(&key) {
             if self.subscribers.is_empty() {
                 self.next_push = Instant::now() + stats::PUSH_INTERVAL;
             }
@@ -422,7 +502,7 @@ impl Server {
             let Some(slot) = self.connections.get_mut(key) else {
                 continue;
             };
-            if slot.conn.state() != State::StreamingEvents {
+            if !slot.conn.is_streaming_events() {
                 continue; // the key now belongs to another connection
             }
             slot.conn.push_event(event.as_bytes());
@@ -470,11 +550,26 @@ impl Server {
         // Dropping the socket closes it, and closing a descriptor removes
         // it from epoll (rill never duplicates one), so no `deregister`:
         // that would be one more system call per connection.
-        drop(self.connections.try_remove(key));
+        if let Some(mut slot) = self.connections.try_remove(key) {
+            self.release_upstream(&mut slot.conn);
+        }
         if let Accepting::PausedUntil(_) = self.accepting {
             // A descriptor came free: the queued connections may fit now.
             self.accepting = Accepting::Yes;
             self.accept_new(Instant::now());
+        }
+    }
+
+    /// Takes a dropped connection's backend socket out of the books (the
+    /// pool, if it is clean).
+    fn release_upstream(&mut self, conn: &mut Connection) {
+        if let Some((upstream, reusable)) = conn.take_upstream() {
+            let mut upstreams = self.env.upstreams.borrow_mut();
+            if reusable {
+                upstreams.checkin(upstream, Instant::now());
+            } else {
+                upstreams.release(upstream);
+            }
         }
     }
 
@@ -520,7 +615,9 @@ impl Server {
         for (_, slot) in self.connections.iter_mut() {
             let _ = slot.conn.abandon("shutdown");
         }
-        self.connections.clear();
+        for (_, mut slot) in std::mem::take(&mut self.connections) {
+            self.release_upstream(&mut slot.conn);
+        }
         info!("stopped ({why}): {}", self.stats.to_json(Instant::now()));
         info!("{left} connections were cut off by the shutdown");
         let _ = io::stderr().flush();

@@ -28,10 +28,16 @@ pub enum Phase {
     Sending,
     StreamingEvents,
     Closing,
+    /// Waiting for a backend to accept the connection.
+    ProxyConnecting,
+    /// Relaying one request to a backend and its answer back.
+    Proxying,
+    /// Moving bytes both ways after an upgrade.
+    Tunnel,
 }
 
 impl Phase {
-    const ALL: [Phase; 7] = [
+    const ALL: [Phase; 10] = [
         Phase::ReadingHead,
         Phase::IdleKeepAlive,
         Phase::DiscardingBody,
@@ -39,6 +45,9 @@ impl Phase {
         Phase::Sending,
         Phase::StreamingEvents,
         Phase::Closing,
+        Phase::ProxyConnecting,
+        Phase::Proxying,
+        Phase::Tunnel,
     ];
 
     fn name(self) -> &'static str {
@@ -50,6 +59,9 @@ impl Phase {
             Phase::Sending => "sending",
             Phase::StreamingEvents => "streaming_events",
             Phase::Closing => "closing",
+            Phase::ProxyConnecting => "proxy_connecting",
+            Phase::Proxying => "proxying",
+            Phase::Tunnel => "tunnel",
         }
     }
 }
@@ -68,7 +80,7 @@ pub struct Stats {
     pub accepted: Cell<u64>,
     pub refused: Cell<u64>,
     open: Cell<u64>,
-    in_phase: [Cell<u64>; 7],
+    in_phase: [Cell<u64>; 10],
     /// Request heads parsed, whatever their answer. Kept apart from the
     /// responses, which also count the answers to heads that never parsed.
     pub requests: Cell<u64>,
@@ -82,6 +94,25 @@ pub struct Stats {
     pub uploads_aborted: Cell<u64>,
     pub events_pushed: Cell<u64>,
     pub events_dropped: Cell<u64>,
+    /// Requests handed to a backend.
+    pub proxied: Cell<u64>,
+    /// Connections that became tunnels.
+    pub tunnels: Cell<u64>,
+    /// New backend connections opened.
+    pub upstream_connects: Cell<u64>,
+    /// Requests sent on a pooled backend connection.
+    pub upstream_reused: Cell<u64>,
+    /// Requests sent again on a fresh connection after a pooled one died.
+    pub upstream_retries: Cell<u64>,
+    /// Backend connections waiting in the pool now.
+    pub upstream_idle: Cell<u64>,
+    /// Backend failures, by kind: connection refused, too slow (connect or
+    /// answer), an answer rill does not relay, a close or reset before the
+    /// answer's end.
+    pub upstream_refused: Cell<u64>,
+    pub upstream_timeouts: Cell<u64>,
+    pub upstream_bad_answers: Cell<u64>,
+    pub upstream_resets: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -112,6 +143,16 @@ impl Stats {
             uploads_aborted: Cell::new(0),
             events_pushed: Cell::new(0),
             events_dropped: Cell::new(0),
+            proxied: Cell::new(0),
+            tunnels: Cell::new(0),
+            upstream_connects: Cell::new(0),
+            upstream_reused: Cell::new(0),
+            upstream_retries: Cell::new(0),
+            upstream_idle: Cell::new(0),
+            upstream_refused: Cell::new(0),
+            upstream_timeouts: Cell::new(0),
+            upstream_bad_answers: Cell::new(0),
+            upstream_resets: Cell::new(0),
         }
     }
 
@@ -158,7 +199,7 @@ impl Stats {
 
     /// Every counter as one JSON object.
     pub fn to_json(&self, now: Instant) -> String {
-        let mut json = String::with_capacity(900);
+        let mut json = String::with_capacity(1200);
         let _ = write!(
             json,
             "{{\"uptime_secs\":{:.3},\"loop_iterations\":{},\"events\":{},\"events_per_wakeup\":{{",
@@ -199,7 +240,7 @@ impl Stats {
             json,
             "}},\"bytes_in\":{},\"bytes_out\":{},\"partial_writes\":{},\"sendfile_calls\":{},\
              \"timers_fired\":{},\"uploads\":{{\"completed\":{},\"aborted\":{}}},\
-             \"events_pushed\":{},\"events_dropped\":{}}}",
+             \"events_pushed\":{},\"events_dropped\":{},",
             self.bytes_in.get(),
             self.bytes_out.get(),
             self.partial_writes.get(),
@@ -209,6 +250,25 @@ impl Stats {
             self.uploads_aborted.get(),
             self.events_pushed.get(),
             self.events_dropped.get()
+        );
+        let busy = self.in_phase[Phase::Proxying as usize].get()
+            + self.in_phase[Phase::Tunnel as usize].get();
+        let _ = write!(
+            json,
+            "\"upstream\":{{\"connecting\":{},\"busy\":{busy},\"idle\":{},\"connects\":{},\
+             \"reused\":{},\"retries\":{},\"proxied\":{},\"tunnels\":{},\"failures\":{{\
+             \"refused\":{},\"timeout\":{},\"bad_answer\":{},\"reset\":{}}}}}}}",
+            self.in_phase[Phase::ProxyConnecting as usize].get(),
+            self.upstream_idle.get(),
+            self.upstream_connects.get(),
+            self.upstream_reused.get(),
+            self.upstream_retries.get(),
+            self.proxied.get(),
+            self.tunnels.get(),
+            self.upstream_refused.get(),
+            self.upstream_timeouts.get(),
+            self.upstream_bad_answers.get(),
+            self.upstream_resets.get()
         );
         json
     }

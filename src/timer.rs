@@ -77,6 +77,25 @@ pub struct Timeouts {
     /// A keep-alive connection with nothing to do, or a client that reads
     /// nothing of its answer, this long.
     pub idle: Duration,
+    /// A backend that has not accepted a connection this long.
+    pub proxy_connect: Duration,
+    /// A backend silent this long while rill waits for it.
+    pub proxy: Duration,
+    /// A tunnel with no bytes either way this long.
+    pub tunnel: Duration,
+}
+
+impl Timeouts {
+    /// The timeouts `config` asks for.
+    pub fn from_config(config: &crate::config::Config) -> Timeouts {
+        Timeouts {
+            header: config.header_timeout,
+            idle: config.idle_timeout,
+            proxy_connect: config.proxy_connect_timeout,
+            proxy: config.proxy_timeout,
+            tunnel: config.tunnel_timeout,
+        }
+    }
 }
 
 impl Timeouts {

@@ -37,12 +37,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How many bytes of an upload body are buffered at most: one `recv` from the
+/// socket, then one `write` to the file. Large writes let the page cache take
+/// the data in large folios; a 1 GiB PUT cost about half the CPU with 256 KiB
+/// as with 64 KiB (1.0 → 1.7-1.9 GB/s), and 1 MiB gained little more.
+pub const UPLOAD_INPUT: usize = 256 * 1024;
 /// Body bytes an upload may process per turn of the loop.
 pub const BUDGET_PER_TURN: usize = 1 << 20;
 /// Most decoded bytes held between the chunked decoder and the sink: as much
 /// as one read of the socket, so a chunked body is written in writes as large
 /// as a plain one's.
-const STAGING_MAX: usize = crate::conn::UPLOAD_INPUT;
+const STAGING_MAX: usize = UPLOAD_INPUT;
 /// Longest stored file name, in bytes (most file systems allow 255).
 const MAX_NAME_BYTES: usize = 200;
 /// Prefix of temp files; hidden, so never listed or served.

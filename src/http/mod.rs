@@ -6,6 +6,6 @@ pub mod chunked;
 pub mod conditional;
 pub mod forward;
 pub mod multipart;
+pub mod relay;
 pub mod request;
 pub mod response;
-pub mod relay;

@@ -98,6 +98,12 @@ pub struct Request<'a> {
     pub expect: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// The `Host` value, as sent.
+    pub host: Option<&'a str>,
+    /// The protocols of `Upgrade`, when the request asks to upgrade: an
+    /// HTTP/1.1 request with `Upgrade` and `upgrade` among its `Connection`
+    /// options (RFC 9110 §7.8). Only a proxied request can be upgraded.
+    pub upgrade: Option<&'a str>,
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -186,12 +192,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
         expect: None,
         content_type: None,
         accept: None,
+        host: None,
+        upgrade: None,
     };
+    let mut conn_upgrade = false;
+    let mut upgrade = None;
     for header in req.headers.iter() {
         let name = header.name;
         let value = header.value;
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
+            request.host = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("content-length") {
             let length = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != length) {
@@ -209,7 +220,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
             for token in comma_list(value) {
                 conn_close |= token.eq_ignore_ascii_case(b"close");
                 conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                conn_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("range") {
             request.range = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("if-none-match") {
@@ -251,6 +265,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
             transfer_coding(codings)?
         }
     };
+    if minor_version == 1 && conn_upgrade {
+        request.upgrade = upgrade.filter(|protocols| !protocols.is_empty());
+    }
     request.keep_alive = match minor_version {
         1 => !conn_close,
         _ => conn_keep_alive && !conn_close,
@@ -604,6 +621,22 @@ mod tests {
             status_of("GET / HTTP/1.1\r\nHost: x\r\nBad Name: a\r\n\r\n"),
             400
         );
+    }
+
+    #[test]
+    fn host_and_upgrade_are_kept() {
+        let req = parse(
+            "GET /ws HTTP/1.1\r\nHost: a:1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(req.host, Some("a:1"));
+        assert_eq!(req.upgrade, Some("websocket"));
+        // Upgrade without the connection option, or on HTTP/1.0, is no request to upgrade.
+        let req = parse("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").unwrap();
+        assert_eq!(req.upgrade, None);
+        let req =
+            parse("GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n").unwrap();
+        assert_eq!((req.upgrade, req.host), (None, None));
     }
 
     #[test]

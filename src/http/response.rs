@@ -36,8 +36,16 @@ impl Status {
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const BAD_GATEWAY: Status = Status(502);
     pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    pub const GATEWAY_TIMEOUT: Status = Status(504);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+
+    /// Any status, by its code: a backend's answer may carry one rill never
+    /// makes itself.
+    pub const fn from_code(code: u16) -> Status {
+        Status(code)
+    }
 
     /// The numeric code.
     pub fn code(self) -> u16 {
@@ -48,6 +56,8 @@ impl Status {
     pub fn reason(self) -> &'static str {
         match self.0 {
             100 => "Continue",
+            101 => "Switching Protocols",
+            103 => "Early Hints",
             200 => "OK",
             201 => "Created",
             204 => "No Content",
@@ -69,7 +79,9 @@ impl Status {
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
         }

@@ -1,0 +1,288 @@
+//! The client's side of a connection: its socket, the bytes read from it and
+//! not yet used, the bytes queued for it, and what the connection has done so
+//! far. Every protocol a connection speaks — HTTP, a proxied exchange, a
+//! tunnel — reads and writes the client through these methods, so a
+//! connection that changes protocol keeps its socket, its buffers and its
+//! counters.
+
+use super::BufferPool;
+use crate::http::request::Method;
+use crate::http::response::Status;
+use crate::stats::{add, Phase, Stats};
+use log::{info, log_enabled, Level};
+use mio::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How a read or write of the client's socket stopped short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The socket said `WouldBlock`: wait for its next edge.
+    Blocked,
+    /// The peer is gone, or the socket failed; the reason is for the log.
+    Gone(&'static str),
+}
+
+/// One request's line in the access log, written once its answer is sent.
+struct AccessRecord {
+    method: Method,
+    target: String,
+    status: u16,
+    body_bytes: u64,
+    started: Instant,
+    /// A proxied request: the backend and how long it took to answer.
+    upstream: Option<(String, Duration)>,
+}
+
+/// The client socket and its buffers.
+pub struct Client {
+    /// The connection's slab key, for logs.
+    pub id: usize,
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    /// Received bytes not yet used; allocated on first read.
+    pub input: Vec<u8>,
+    /// Bytes queued for the socket, sent from `output_sent` on.
+    pub output: Vec<u8>,
+    pub output_sent: usize,
+    /// The last read returned less than it asked for, so the socket had no
+    /// more bytes then. With edge-triggered epoll any byte arriving later
+    /// brings a new readable event, so until one comes a read would only
+    /// return `EAGAIN`: one system call per request saved.
+    pub input_drained: bool,
+    /// The peer has shut down its side (a FIN arrived).
+    pub peer_finished_writing: bool,
+    /// The last write said `WouldBlock`, and no writable edge has come
+    /// since: writing again now would only say it again.
+    pub write_blocked: bool,
+    pub opened: Instant,
+    /// The last time bytes moved in either direction.
+    pub last_activity: Instant,
+    /// The loop's clock for the current drive.
+    pub now: Instant,
+    /// The loop's counters, shared with every connection.
+    pub stats: Rc<Stats>,
+    /// The phase the counters last saw this connection in.
+    pub phase: Phase,
+    /// Request heads received.
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Access-log lines of the answers queued, when info logging is on.
+    pending_log: Vec<AccessRecord>,
+}
+
+impl Client {
+    /// A client that has sent nothing yet.
+    pub fn new(
+        id: usize,
+        socket: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+        stats: Rc<Stats>,
+    ) -> Client {
+        Client {
+            id,
+            socket,
+            peer,
+            input: Vec::new(),
+            output: Vec::new(),
+            output_sent: 0,
+            input_drained: false,
+            peer_finished_writing: false,
+            write_blocked: false,
+            opened: now,
+            last_activity: now,
+            now,
+            stats,
+            phase: Phase::ReadingHead,
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            pending_log: Vec::new(),
+        }
+    }
+
+    /// Whether queued bytes are still unsent.
+    pub fn has_unsent(&self) -> bool {
+        self.output_sent < self.output.len()
+    }
+
+    /// How many queued bytes are still unsent.
+    pub fn unsent(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// Reads once into the input buffer: at most `step` bytes, and never
+    /// past `limit` bytes buffered in all.
+    pub fn read_input(&mut self, limit: usize, step: usize) -> io::Result<usize> {
+        let have = self.input.len();
+        let room = limit.saturating_sub(have).min(step);
+        if room == 0 {
+            // Only reached when a caller asks for more than it allows itself.
+            return Err(io::Error::other("input buffer full"));
+        }
+        self.input.reserve(room);
+        let spare = self.input.spare_capacity_mut();
+        loop {
+            // recv(2) rather than read(2): the same for a socket, minus the
+            // generic file layer (`vfs_read`) on every request.
+            // SAFETY: `spare` has at least `room` writable bytes; recv(2)
+            // writes at most `room` bytes there and reports how many.
+            let got = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    spare.as_mut_ptr().cast::<libc::c_void>(),
+                    room,
+                    0,
+                )
+            };
+            if got < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            let got = got as usize;
+            // SAFETY: the kernel initialised the first `got` spare bytes.
+            unsafe { self.input.set_len(have + got) };
+            self.bytes_in += got as u64;
+            add(&self.stats.bytes_in, got as u64);
+            self.input_drained = got < room;
+            if got > 0 {
+                self.last_activity = self.now;
+            }
+            return Ok(got);
+        }
+    }
+
+    /// Writes queued bytes until they are all sent or the socket is full.
+    /// `more` sends them with `MSG_MORE`: the kernel holds back a segment
+    /// that is not full yet, because more follows at once (a file body
+    /// after its head, or the FIN of a close after the last answer).
+    pub fn write_output(&mut self, more: bool) -> Result<(), Stall> {
+        let flags = if more { libc::MSG_MORE } else { 0 } | libc::MSG_NOSIGNAL;
+        while self.output_sent < self.output.len() {
+            let pending = &self.output[self.output_sent..];
+            // SAFETY: `pending` is a valid slice for the length given.
+            let written = unsafe {
+                libc::send(
+                    self.socket.as_raw_fd(),
+                    pending.as_ptr().cast::<libc::c_void>(),
+                    pending.len(),
+                    flags,
+                )
+            };
+            if written > 0 {
+                let written = written as usize;
+                self.output_sent += written;
+                self.sent(written as u64);
+                if self.output_sent < self.output.len() {
+                    log::trace!("conn {}: partial write of {written} bytes", self.id);
+                }
+                continue;
+            }
+            if written == 0 {
+                return Err(Stall::Gone("write returned 0"));
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => {
+                    add(&self.stats.partial_writes, 1);
+                    self.write_blocked = true;
+                    return Err(Stall::Blocked);
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(Stall::Gone("peer gone while sending")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts bytes that left for the client (by `send` or `sendfile`).
+    pub fn sent(&mut self, bytes: u64) {
+        self.bytes_out += bytes;
+        add(&self.stats.bytes_out, bytes);
+        self.last_activity = self.now;
+    }
+
+    /// Forgets the output once it is all sent, so the buffer is reused from
+    /// its start.
+    pub fn clear_sent_output(&mut self) {
+        if self.output_sent == self.output.len() {
+            self.output.clear();
+            self.output_sent = 0;
+        }
+    }
+
+    /// A connection waiting for its next request holds no buffers: with
+    /// thousands of idle keep-alive clients, that is most of rill's memory.
+    /// They go back to the loop's pool for the next busy connection.
+    pub fn release_idle_buffers(&mut self, pool: &BufferPool) {
+        if self.output.is_empty() {
+            pool.give(std::mem::take(&mut self.output));
+        }
+        if self.input.is_empty() {
+            pool.give(std::mem::take(&mut self.input));
+        }
+    }
+
+    /// Keeps the access-log line of an answer until it has been sent.
+    pub fn log_later(
+        &mut self,
+        method: Method,
+        target: String,
+        status: Status,
+        body_bytes: u64,
+        started: Instant,
+    ) {
+        if log_enabled!(Level::Info) {
+            self.pending_log.push(AccessRecord {
+                method,
+                target,
+                status: status.code(),
+                body_bytes,
+                started,
+                upstream: None,
+            });
+        }
+    }
+
+    /// Names the backend, and how long it took to answer, in the access-log
+    /// line last kept.
+    pub fn log_upstream(&mut self, upstream: &str, answer_time: Duration) {
+        if let Some(record) = self.pending_log.last_mut() {
+            record.upstream = Some((upstream.to_owned(), answer_time));
+        }
+    }
+
+    /// Sets the body size of the access-log line last kept (a proxied body
+    /// is counted as it streams).
+    pub fn log_body_bytes(&mut self, body_bytes: u64) {
+        if let Some(record) = self.pending_log.last_mut() {
+            record.body_bytes = body_bytes;
+        }
+    }
+
+    /// Writes the access-log lines of the answers just sent (or abandoned).
+    pub fn log_pending(&mut self, aborted: Option<&str>) {
+        for record in self.pending_log.drain(..) {
+            let suffix = aborted.map_or(String::new(), |why| format!(" (aborted: {why})"));
+            let upstream = record.upstream.map_or(String::new(), |(name, took)| {
+                format!(" upstream={name} {:.3}ms", took.as_secs_f64() * 1000.0)
+            });
+            info!(
+                "{} \"{} {}\" {} {} {:.3}ms{upstream}{suffix}",
+                self.peer,
+                record.method.as_str(),
+                record.target,
+                record.status,
+                record.body_bytes,
+                record.started.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}

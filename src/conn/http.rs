@@ -1,0 +1,1150 @@
+//! HTTP/1.1 as a server: the state machine a connection starts in, and the
+//! one it returns to after a proxied exchange.
+//!
+//! A connection is always in one [`State`]:
+//!
+//! ```text
+//!                 ┌───────────── keep-alive: the next request ─────────────┐
+//!                 ▼                                                        │
+//!  accept ──▶ ReadingHead ──head──▶ answer queued ──────────▶ Sending ──all sent
+//!              │   ▲                  │   │                      ▲         │
+//!              │   └─ small answer, ──┘   └─ GET body ──▶ DiscardingBody   │ close
+//!              │      more requests          to drop         │             ▼
+//!              │      already buffered                       └──▶ …     Closing ──▶ closed
+//!              ├── POST/PUT accepted ──▶ ReceivingUpload ──body done──▶ Sending
+//!              └── bad head: error queued, close after it ──▶ Sending
+//! ```
+//!
+//! `Closing` drains what a client may still send after an answer that cut
+//! its request short; a client that said `Connection: close` and left
+//! nothing unread goes from `Sending` straight to closed.
+//!
+//! Every arrow is made in one place: [`Connection::drive`] calls the
+//! `poll_<state>` method of the current state, which returns the next state.
+//! `answer` (in `ReadingHead`) asks [`crate::route::decide`] where a parsed
+//! request goes, and acts on it; a request for a backend leaves this machine
+//! for [`super::proxy`].
+//!
+//! [`Connection::drive`] runs the machine as far as the socket allows: each
+//! `poll_*` method handles one state and either moves to the next state or says
+//! which readiness it is waiting for. It returns to the loop only after an
+//! operation reported `WouldBlock` — with edge-triggered readiness, that is the
+//! only moment it is safe to sleep on the socket.
+//!
+//! Backpressure: while a connection is sending, it does not read; while reading
+//! heads, it buffers at most one head's worth of bytes. A client that sends
+//! pipelined requests faster than it reads answers therefore stalls itself,
+//! not the server. An upload is read only as fast as it is written to disk:
+//! at most [`UPLOAD_INPUT`] bytes are buffered, and the socket is not read
+//! again until they are written out.
+
+use super::client::{Client, Stall};
+use super::proxy::ProxyRequest;
+use super::{Shared, Turn};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::{
+    parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
+};
+use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
+use crate::respond::{allowed_methods, respond, Context, FileBody};
+use crate::route::{decide, Destination};
+use crate::stats::{self, add, Phase};
+use crate::timer::Timeouts;
+use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN, UPLOAD_INPUT};
+use log::{debug, log_enabled, trace, warn, Level};
+use mio::Interest;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+/// How many bytes one `recv` asks for.
+const READ_CHUNK: usize = 4096;
+/// The input buffer never grows past this: one maximal head plus a read.
+const MAX_INPUT: usize = MAX_HEAD_BYTES + READ_CHUNK;
+/// A file body this small is copied right behind its head, so the two leave in
+/// one `write` and pipelined answers can share it too.
+const INLINE_BODY_MAX: u64 = 16 * 1024;
+/// How many file bytes are staged per `write` where `sendfile` is refused.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Most body bytes sent to one connection per turn of the loop (one
+/// `sendfile` call). Small turns keep several big downloads interleaved, so
+/// the clients read while rill sends: 4 MiB turns gave 2-3 GB/s with four
+/// 1 GiB streams on loopback, 512 KiB turns 5-6 GB/s. On another VM, 1 MiB
+/// files to 16 wrk clients ran at 7.6-8.5 GB/s with 512 KiB turns, 5-6 with
+/// 256 KiB and 2.3-2.9 with 1 MiB (the whole body in one call), while four
+/// 1 GiB streams did slightly better with 256-384 KiB; 512 KiB is the best
+/// single value measured.
+const SEND_BUDGET_PER_TURN: usize = 512 << 10;
+/// Pipelined answers are batched until this many bytes are queued.
+const FLUSH_AT: usize = 32 * 1024;
+/// Most bytes read and dropped after the last answer before closing anyway.
+const MAX_LINGER_BYTES: u64 = 256 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading bytes until a whole request head is buffered.
+    ReadingHead,
+    /// Reading and dropping a request body nobody needs (a GET with a body),
+    /// so its bytes are never taken for the next request.
+    DiscardingBody { remaining: u64 },
+    /// Moving an upload's body from the socket to disk.
+    ReceivingUpload,
+    /// Writing the queued answer bytes, then the file body, to the socket.
+    Sending,
+    /// Holding a `/.rill/events` stream open; the loop appends an event to
+    /// the output every second and this state writes it out.
+    StreamingEvents,
+    /// The last answer is out but the client may still be sending (an error
+    /// cut its request short): the write side is shut, and unread input is
+    /// drained so closing does not reset the connection under the client.
+    /// A client that said `Connection: close` and left nothing unread skips
+    /// this state and is closed at once.
+    Closing { drained: u64 },
+}
+
+impl State {
+    /// A short name for logs and stats.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::ReadingHead => "reading-head",
+            State::DiscardingBody { .. } => "discarding-body",
+            State::ReceivingUpload => "receiving-upload",
+            State::Sending => "sending",
+            State::StreamingEvents => "streaming-events",
+            State::Closing { .. } => "closing",
+        }
+    }
+}
+
+/// The outcome of one `poll_*` step.
+enum Step {
+    /// Move to this state and keep going.
+    To(State),
+    /// Blocked: the socket said `WouldBlock` for this direction.
+    Wait(Interest),
+    /// Used up its budget for this turn, with work left.
+    Yield,
+    /// The connection is over (peer closed, error, or all done).
+    Close(&'static str),
+    /// The request goes to a backend: the connection leaves this machine.
+    Proxy(Box<ProxyRequest>),
+}
+
+impl Step {
+    /// The step for a write to the client that stopped short.
+    fn write_stalled(stall: Stall) -> Step {
+        match stall {
+            Stall::Blocked => Step::Wait(Interest::WRITABLE),
+            Stall::Gone(why) => Step::Close(why),
+        }
+    }
+}
+
+/// An upload being received, with what its answer needs.
+struct Receiving {
+    upload: Upload,
+    common: CommonHeaders,
+    method: Method,
+    target: String,
+    started: Instant,
+}
+
+/// The HTTP/1.1 server side of a connection.
+pub struct Http {
+    state: State,
+    /// The file part of the answer being sent, after the client's output.
+    file: Option<FileBody>,
+    /// The upload being received, in `ReceivingUpload`. Dropping it deletes
+    /// its temp files.
+    receiving: Option<Box<Receiving>>,
+    /// Close once the queued output is sent.
+    close_after_send: bool,
+    /// The last request said it was the last (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive), so the client sends nothing more.
+    client_said_close: bool,
+    /// `sendfile` was refused for this connection's files: copy instead.
+    copy_file_body: bool,
+    /// What the next logged transition is about (`GET /a.mp4 206 ...`); only
+    /// filled in at trace level.
+    transition_note: Option<String>,
+    /// When the first byte of the request head being read arrived.
+    head_started: Instant,
+}
+
+impl Http {
+    /// Waiting for a request head.
+    pub fn new(now: Instant) -> Http {
+        Http {
+            state: State::ReadingHead,
+            file: None,
+            receiving: None,
+            close_after_send: false,
+            client_said_close: false,
+            copy_file_body: false,
+            transition_note: None,
+            head_started: now,
+        }
+    }
+
+    /// Back from a proxied exchange: send what it queued, then read the next
+    /// request, or close when `close_after_send`.
+    pub fn resume(now: Instant, close_after_send: bool) -> Http {
+        Http {
+            state: if close_after_send {
+                State::Sending
+            } else {
+                State::ReadingHead
+            },
+            close_after_send,
+            ..Http::new(now)
+        }
+    }
+
+    /// Whether this is a `/.rill/events` stream.
+    pub fn is_streaming_events(&self) -> bool {
+        self.state == State::StreamingEvents
+    }
+
+    /// Runs the machine until it must wait for the socket, is done, or hands
+    /// the connection to another protocol.
+    pub fn drive(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        loop {
+            let step = match self.state {
+                State::ReadingHead => self.poll_reading_head(client, shared),
+                State::DiscardingBody { remaining } => self.poll_discarding_body(client, remaining),
+                State::ReceivingUpload => self.poll_receiving_upload(client, shared),
+                State::Sending => self.poll_sending(client),
+                State::StreamingEvents => self.poll_streaming(client),
+                State::Closing { drained } => self.poll_closing(client, drained),
+            };
+            match step {
+                Step::To(next) => {
+                    let note = self.transition_note.take().unwrap_or_default();
+                    trace!(
+                        "conn {}: {} -> {}{note}",
+                        client.id,
+                        self.state.name(),
+                        next.name()
+                    );
+                    self.state = next;
+                }
+                Step::Wait(interest) => return Turn::Wait(interest),
+                Step::Yield => return Turn::Yield,
+                Step::Close(why) => return Turn::Close(why),
+                Step::Proxy(request) => return Turn::Proxy(request),
+            }
+        }
+    }
+
+    /// The phase the counters see this connection in.
+    pub fn phase(&self, client: &Client) -> Phase {
+        match self.state {
+            State::ReadingHead if client.input.is_empty() && client.requests > 0 => {
+                Phase::IdleKeepAlive
+            }
+            State::ReadingHead => Phase::ReadingHead,
+            State::DiscardingBody { .. } => Phase::DiscardingBody,
+            State::ReceivingUpload => Phase::ReceivingUpload,
+            State::Sending => Phase::Sending,
+            State::StreamingEvents => Phase::StreamingEvents,
+            State::Closing { .. } => Phase::Closing,
+        }
+    }
+
+    /// The connection is being dropped: an upload in flight is abandoned
+    /// (dropping it deletes its temp files).
+    pub fn abandon(&mut self, client: &Client) {
+        if self.receiving.take().is_some() {
+            add(&client.stats.uploads_aborted, 1);
+        }
+    }
+
+    /// When this connection's current timeout expires, given its state.
+    pub fn deadline(&self, client: &Client, timeouts: &Timeouts) -> Instant {
+        let since = match self.state {
+            // Between requests on a kept-alive connection.
+            State::ReadingHead if client.input.is_empty() && client.requests > 0 => {
+                return client.last_activity + timeouts.idle
+            }
+            // A fresh connection that has sent nothing yet.
+            State::ReadingHead if client.input.is_empty() => client.opened,
+            State::ReadingHead => self.head_started,
+            State::DiscardingBody { .. } | State::ReceivingUpload => client.last_activity,
+            State::Sending | State::StreamingEvents => return client.last_activity + timeouts.idle,
+            State::Closing { .. } => return client.last_activity + timeouts.linger(),
+        };
+        since + timeouts.header
+    }
+
+    /// The deadline passed: answer a half-sent head with 408, drop anything
+    /// else. An abandoned upload's temp files go with it.
+    pub fn on_timeout(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        let why = match self.state {
+            State::ReadingHead if !client.input.is_empty() => {
+                debug!("conn {}: request head timed out", client.id);
+                client.input.clear();
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    http10: false,
+                    cors: shared.config.cors,
+                };
+                let status = Status::REQUEST_TIMEOUT;
+                let len = self.queue_generated(
+                    client,
+                    status,
+                    "request head not received in time",
+                    Extra::None,
+                    common,
+                    shared,
+                );
+                client.stats.response(status.code());
+                client.log_later(
+                    Method::Get,
+                    String::from("-"),
+                    status,
+                    len,
+                    self.head_started,
+                );
+                trace!("conn {}: reading-head -> sending (timeout)", client.id);
+                self.state = State::Sending;
+                return self.drive(client, shared);
+            }
+            State::ReadingHead if client.requests > 0 => "idle timeout",
+            State::ReadingHead => "no request in time",
+            State::DiscardingBody { .. } | State::ReceivingUpload => "body stalled",
+            State::Sending | State::StreamingEvents => "client stopped reading",
+            State::Closing { .. } => "linger timeout",
+        };
+        Turn::Close(why)
+    }
+
+    /// The server is shutting down: returns `true` if the connection should
+    /// close now (idle, reading, or receiving an upload, which is abandoned);
+    /// a connection sending an answer finishes it and then closes.
+    pub fn begin_shutdown(&mut self) -> bool {
+        match self.state {
+            State::Sending | State::Closing { .. } => {
+                self.close_after_send = true;
+                false
+            }
+            State::ReadingHead
+            | State::DiscardingBody { .. }
+            | State::ReceivingUpload
+            | State::StreamingEvents => true,
+        }
+    }
+
+    /// Makes this fresh connection send what is queued (a `503`) and close,
+    /// without reading a request.
+    pub fn refuse(&mut self) {
+        self.close_after_send = true;
+        self.state = State::Sending;
+    }
+
+    /// Appends one event to a `/.rill/events` stream. A client that does not
+    /// read is not allowed to grow rill's memory: while more than one event's
+    /// worth is still unsent, new events are dropped (and counted).
+    pub fn push_event(&mut self, client: &mut Client, event: &[u8]) {
+        if self.state != State::StreamingEvents {
+            return;
+        }
+        if client.unsent() > event.len() {
+            add(&client.stats.events_dropped, 1);
+            return;
+        }
+        client.output.drain(..client.output_sent);
+        client.output_sent = 0;
+        client.output.extend_from_slice(event);
+        add(&client.stats.events_pushed, 1);
+    }
+
+    /// ReadingHead: parse a head from the buffer, or read more bytes.
+    fn poll_reading_head(&mut self, client: &mut Client, shared: &Shared) -> Step {
+        loop {
+            if !client.input.is_empty() {
+                // The request borrows the bytes it was parsed from, so the
+                // input buffer is lent out of the client while the answer is
+                // written, and given back with the head cut off.
+                let input = std::mem::take(&mut client.input);
+                let answered = match parse_head(&input) {
+                    Ok(Parsed::Complete(request, head_len)) => Some((
+                        self.answer(client, request, &input, head_len, shared),
+                        head_len,
+                    )),
+                    Ok(Parsed::Partial) => None,
+                    Err(error) => {
+                        client.input = input;
+                        return self.reject(client, error, shared);
+                    }
+                };
+                client.input = input;
+                if let Some((step, head_len)) = answered {
+                    client.input.drain(..head_len);
+                    // Bytes already here belong to the next head.
+                    self.head_started = client.now;
+                    return step;
+                }
+            }
+            // Answers queued for earlier pipelined requests go out before we
+            // wait for more input: the client may be waiting for them.
+            if self.has_output(client) {
+                return Step::To(State::Sending);
+            }
+            if client.input_drained && !client.peer_finished_writing {
+                client.release_idle_buffers(shared.pool);
+                return Step::Wait(Interest::READABLE);
+            }
+            if client.input.capacity() == 0 {
+                client.input = shared.pool.take();
+            }
+            let fresh = client.input.is_empty();
+            match client.read_input(MAX_INPUT, READ_CHUNK) {
+                Ok(0) if client.input.is_empty() => return Step::Close("peer closed"),
+                Ok(0) => return Step::Close("peer closed mid-head"),
+                Ok(_) => {
+                    if fresh {
+                        self.head_started = client.now;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.release_idle_buffers(shared.pool);
+                    return Step::Wait(Interest::READABLE);
+                }
+                Err(_) => return Step::Close("read error"),
+            }
+        }
+    }
+
+    /// A whole head arrived: ask where it goes, queue its answer (or start
+    /// receiving its upload, or hand it to a backend), and pick the next
+    /// state.
+    fn answer(
+        &mut self,
+        client: &mut Client,
+        request: Request,
+        input: &[u8],
+        head_len: usize,
+        shared: &Shared,
+    ) -> Step {
+        client.requests += 1;
+        add(&client.stats.requests, 1);
+        self.client_said_close = !request.keep_alive;
+        // Only the access log needs the exact moment; reading the clock per
+        // request cost about 2% of S1's CPU, so without the log the loop's
+        // clock stands in.
+        let started = if log_enabled!(Level::Info) {
+            Instant::now()
+        } else {
+            client.now
+        };
+        let destination = decide(&request, shared.config);
+        if let Destination::Proxy { route, target } = destination {
+            let raw_head = &input[..head_len];
+            let head = shared.pool.take();
+            let config = shared.config;
+            return match ProxyRequest::new(
+                &request, raw_head, route, &target, config, client, started, head,
+            ) {
+                Ok(proxied) => Step::Proxy(Box::new(proxied)),
+                Err(error) => self.answer_error(client, error, shared),
+            };
+        }
+        // Only a small GET-like body is read and dropped to keep the connection;
+        // any other unwanted body (a chunked one, or one sent with a refused
+        // method) is answered and the connection closed, never parsed as the
+        // next request.
+        let body_is_skippable = match request.body {
+            BodyFraming::None => true,
+            BodyFraming::Length(_) => {
+                matches!(request.method, Method::Get | Method::Head | Method::Options)
+            }
+            BodyFraming::Chunked => false,
+        };
+        let is_upload = destination == Destination::Upload;
+        let common = CommonHeaders {
+            keep_alive: request.keep_alive && (body_is_skippable || is_upload),
+            http10: request.minor_version == 0,
+            cors: shared.config.cors,
+        };
+        match destination {
+            Destination::Upload => {
+                return self.begin_upload(client, request, common, started, shared)
+            }
+            Destination::Stats(page) => {
+                return self.answer_stats(client, page, &request, common, started, shared)
+            }
+            Destination::File | Destination::Proxy { .. } => {}
+        }
+        if request.body == BodyFraming::Chunked && chunked_is_broken(&input[head_len..]) {
+            // The unwanted body is never read as the next request either way,
+            // but one already seen to be broken is the client's error: it
+            // gets a 400, not the answer to a request it did not make whole.
+            let error = HeadError {
+                status: Status::BAD_REQUEST,
+                reason: "malformed chunked body",
+            };
+            return self.answer_error(client, error, shared);
+        }
+        let ctx = Context {
+            site: shared.site,
+            config: shared.config,
+            now: shared.now,
+            date: shared.date,
+            common,
+            path_buffer: shared.path_buffer,
+        };
+        if client.output.capacity() == 0 {
+            // A pooled buffer, or one allocation for a typical head and small
+            // body rather than a chain of small ones as the head is written.
+            client.output = shared.pool.take();
+        }
+        let reply = respond(&request, &ctx, &mut client.output);
+        self.record(client, &request, reply.status, reply.body_len, started);
+        self.close_after_send = !common.keep_alive;
+        self.copy_file_body |= shared.config.no_sendfile;
+        if let Some(body) = reply.file {
+            if let Err(step) = self.queue_file(client, body) {
+                return step;
+            }
+        }
+        match request.body {
+            BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
+                Step::To(State::DiscardingBody { remaining })
+            }
+            _ if self.file.is_some() || self.close_after_send => Step::To(State::Sending),
+            _ if client.unsent() >= FLUSH_AT => Step::To(State::Sending),
+            // Small answer queued: look for another pipelined request first.
+            _ => Step::To(State::ReadingHead),
+        }
+    }
+
+    /// `/.rill/...` with `--stats`: the page, the JSON, or the start of an
+    /// event stream.
+    fn answer_stats(
+        &mut self,
+        client: &mut Client,
+        route: stats::Route,
+        request: &Request,
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        let head_only = request.method == Method::Head;
+        let (content_type, body) = match route {
+            stats::Route::Page => ("text/html; charset=utf-8", stats::PAGE.to_owned()),
+            stats::Route::Json => ("application/json", client.stats.to_json(shared.now)),
+            stats::Route::Events => {
+                // No length: the stream ends when the connection does.
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    ..common
+                };
+                HeadWriter::start(&mut client.output, Status::OK, shared.date)
+                    .header("Content-Type", "text/event-stream")
+                    .header("Cache-Control", "no-cache")
+                    .finish(common);
+                self.record(client, request, Status::OK, 0, started);
+                if head_only {
+                    self.close_after_send = true;
+                    return Step::To(State::Sending);
+                }
+                let first = stats::event(&client.stats.to_json(shared.now));
+                client.output.extend_from_slice(first.as_bytes());
+                return Step::To(State::StreamingEvents);
+            }
+        };
+        HeadWriter::start(&mut client.output, Status::OK, shared.date)
+            .header("Content-Type", content_type)
+            .header("Cache-Control", "no-cache")
+            .content_length(body.len() as u64)
+            .finish(common);
+        if !head_only {
+            client.output.extend_from_slice(body.as_bytes());
+        }
+        self.record(client, request, Status::OK, body.len() as u64, started);
+        self.close_after_send = !common.keep_alive;
+        Step::To(State::Sending)
+    }
+
+    /// StreamingEvents: write what the loop pushed; otherwise watch for the
+    /// client leaving (anything it sends is read and dropped).
+    fn poll_streaming(&mut self, client: &mut Client) -> Step {
+        if let Err(stall) = client.write_output(false) {
+            return Step::write_stalled(stall);
+        }
+        client.output.clear();
+        client.output_sent = 0;
+        loop {
+            client.input.clear();
+            if let Err(step) = read_more(
+                client,
+                READ_CHUNK,
+                READ_CHUNK,
+                "stream closed by the client",
+            ) {
+                return step;
+            }
+        }
+    }
+
+    /// An upload's head arrived: check it, then receive its body, or refuse
+    /// it before a byte of the body is stored.
+    fn begin_upload(
+        &mut self,
+        client: &mut Client,
+        request: Request,
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        match upload::begin(&request, shared.site, shared.config) {
+            Ok(upload) => {
+                if request
+                    .expect
+                    .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+                {
+                    client
+                        .output
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                debug!("conn {}: receiving upload {}", client.id, request.target);
+                self.receiving = Some(Box::new(Receiving {
+                    upload,
+                    common,
+                    method: request.method,
+                    target: request.target.into_owned(),
+                    started,
+                }));
+                Step::To(State::ReceivingUpload)
+            }
+            Err(refusal) => {
+                let common = CommonHeaders {
+                    // The body was not read, so the connection cannot go on.
+                    keep_alive: common.keep_alive && request.body == BodyFraming::None,
+                    ..common
+                };
+                let allow = allowed_methods(shared.config);
+                let extra = if refusal.status == Status::METHOD_NOT_ALLOWED {
+                    Extra::Allow(allow)
+                } else {
+                    Extra::None
+                };
+                let len = self.queue_generated(
+                    client,
+                    refusal.status,
+                    refusal.detail,
+                    extra,
+                    common,
+                    shared,
+                );
+                self.record(client, &request, refusal.status, len, started);
+                Step::To(State::Sending)
+            }
+        }
+    }
+
+    /// ReceivingUpload: send any `100 Continue`, then move body bytes from
+    /// the socket to the upload, at most [`BUDGET_PER_TURN`] per turn.
+    fn poll_receiving_upload(&mut self, client: &mut Client, shared: &Shared) -> Step {
+        let mut budget = BUDGET_PER_TURN;
+        loop {
+            if client.output_sent < client.output.len() {
+                match client.write_output(false) {
+                    Ok(()) => continue,
+                    Err(stall) => return Step::write_stalled(stall),
+                }
+            }
+            client.output.clear();
+            client.output_sent = 0;
+            let Some(receiving) = self.receiving.as_mut() else {
+                return Step::Close("upload state missing");
+            };
+            let before = client.input.len();
+            match receiving.upload.feed(&mut client.input) {
+                Ok(Progress::Complete) => return self.finish_upload(client, shared),
+                Ok(Progress::NeedInput) => {}
+                Err(refusal) => return self.fail_upload(client, refusal, shared),
+            }
+            budget = budget.saturating_sub(before - client.input.len());
+            if budget == 0 {
+                // More may be waiting on the socket: the loop comes back to us
+                // after the other connections had their turn.
+                return Step::Yield;
+            }
+            if let Err(step) =
+                read_more(client, UPLOAD_INPUT, UPLOAD_INPUT, "peer closed mid-upload")
+            {
+                return step;
+            }
+        }
+    }
+
+    /// The whole body is in: store the files and queue the answer.
+    fn finish_upload(&mut self, client: &mut Client, shared: &Shared) -> Step {
+        let Some(receiving) = self.receiving.take() else {
+            return Step::Close("upload state missing");
+        };
+        let Receiving {
+            upload,
+            common,
+            method,
+            target,
+            started,
+        } = *receiving;
+        let received = upload.received();
+        match upload.finish(shared.date, common, false, &mut client.output) {
+            Ok((status, body_len)) => {
+                debug!("conn {}: upload of {received} bytes stored", client.id);
+                add(&client.stats.uploads_completed, 1);
+                // A stored file may replace one the cache holds open.
+                shared.site.forget_cached();
+                self.record_parts(client, method, target, status, body_len, started);
+                self.close_after_send = !common.keep_alive;
+                Step::To(State::Sending)
+            }
+            Err(refusal) => {
+                let common = CommonHeaders {
+                    keep_alive: false,
+                    ..common
+                };
+                let len = self.queue_generated(
+                    client,
+                    refusal.status,
+                    refusal.detail,
+                    Extra::None,
+                    common,
+                    shared,
+                );
+                self.record_parts(client, method, target, refusal.status, len, started);
+                Step::To(State::Sending)
+            }
+        }
+    }
+
+    /// The body broke (bad framing, too large, disk error): drop the upload,
+    /// which deletes its temp files, answer, and close.
+    fn fail_upload(
+        &mut self,
+        client: &mut Client,
+        refusal: upload::Refusal,
+        shared: &Shared,
+    ) -> Step {
+        let Some(receiving) = self.receiving.take() else {
+            return Step::Close("upload state missing");
+        };
+        add(&client.stats.uploads_aborted, 1);
+        debug!(
+            "conn {}: upload failed after {} bytes: {}",
+            client.id,
+            receiving.upload.received(),
+            refusal.detail
+        );
+        let common = CommonHeaders {
+            keep_alive: false,
+            ..receiving.common
+        };
+        let len = self.queue_generated(
+            client,
+            refusal.status,
+            refusal.detail,
+            Extra::None,
+            common,
+            shared,
+        );
+        let Receiving {
+            method,
+            target,
+            started,
+            ..
+        } = *receiving;
+        self.record_parts(client, method, target, refusal.status, len, started);
+        Step::To(State::Sending)
+    }
+
+    /// Queues a generated answer; returns its body length. Without keep-alive
+    /// the connection closes after it.
+    fn queue_generated(
+        &mut self,
+        client: &mut Client,
+        status: Status,
+        detail: &str,
+        extra: Extra,
+        common: CommonHeaders,
+        shared: &Shared,
+    ) -> u64 {
+        self.close_after_send |= !common.keep_alive;
+        write_generated(
+            &mut client.output,
+            status,
+            detail,
+            extra,
+            shared.date,
+            common,
+            false,
+        )
+    }
+
+    /// Keeps the access-log line of an answer until it has been sent.
+    fn record(
+        &mut self,
+        client: &mut Client,
+        request: &Request,
+        status: Status,
+        body_bytes: u64,
+        started: Instant,
+    ) {
+        client.stats.response(status.code());
+        if log_enabled!(Level::Trace) {
+            self.transition_note = Some(format!(
+                " {} {} {} ({body_bytes} body bytes)",
+                request.method.as_str(),
+                request.target,
+                status.code()
+            ));
+        }
+        if log_enabled!(Level::Info) {
+            client.log_later(
+                request.method,
+                request.target.to_string(),
+                status,
+                body_bytes,
+                started,
+            );
+        }
+    }
+
+    /// Counts an answer and keeps its access-log line until it is sent.
+    fn record_parts(
+        &mut self,
+        client: &mut Client,
+        method: Method,
+        target: String,
+        status: Status,
+        body_bytes: u64,
+        started: Instant,
+    ) {
+        client.stats.response(status.code());
+        client.log_later(method, target, status, body_bytes, started);
+    }
+
+    /// A small body is copied behind its head now (from the file cache when
+    /// it holds the bytes); a larger one is streamed.
+    fn queue_file(&mut self, client: &mut Client, body: FileBody) -> Result<(), Step> {
+        if body.remaining > INLINE_BODY_MAX {
+            self.file = Some(body);
+            return Ok(());
+        }
+        // remaining <= INLINE_BODY_MAX, so the casts cannot truncate.
+        let (start, end) = (
+            body.offset as usize,
+            (body.offset + body.remaining) as usize,
+        );
+        if let Some(bytes) = body.file.bytes.as_deref().and_then(|b| b.get(start..end)) {
+            client.output.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let at = client.output.len();
+        client.output.resize(at + (end - start), 0);
+        match body
+            .file
+            .file
+            .read_exact_at(&mut client.output[at..], body.offset)
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // The head is already queued, so no error status can follow it.
+                warn!("conn {}: reading a file failed: {error}", client.id);
+                Err(Step::Close("file read error"))
+            }
+        }
+    }
+
+    /// The head was bad: queue the error answer and close after it.
+    fn reject(&mut self, client: &mut Client, error: HeadError, shared: &Shared) -> Step {
+        client.requests += 1;
+        add(&client.stats.requests, 1);
+        self.answer_error(client, error, shared)
+    }
+
+    /// Answers a request that cannot be served as sent (a bad head, or a
+    /// body already seen to be broken), and closes after it: its framing
+    /// cannot be trusted.
+    fn answer_error(&mut self, client: &mut Client, error: HeadError, shared: &Shared) -> Step {
+        debug!(
+            "conn {}: rejected head: {} {}",
+            client.id,
+            error.status.code(),
+            error.reason
+        );
+        client.input.clear();
+        let common = CommonHeaders {
+            keep_alive: false,
+            http10: false,
+            cors: shared.config.cors,
+        };
+        let len = self.queue_generated(
+            client,
+            error.status,
+            error.reason,
+            Extra::None,
+            common,
+            shared,
+        );
+        self.record_parts(
+            client,
+            Method::Get,
+            String::from("-"),
+            error.status,
+            len,
+            Instant::now(),
+        );
+        Step::To(State::Sending)
+    }
+
+    /// DiscardingBody: drop buffered body bytes, then read and drop more.
+    fn poll_discarding_body(&mut self, client: &mut Client, mut remaining: u64) -> Step {
+        loop {
+            let buffered = client
+                .input
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            client.input.drain(..buffered);
+            remaining -= buffered as u64;
+            if remaining == 0 {
+                return Step::To(State::ReadingHead);
+            }
+            self.state = State::DiscardingBody { remaining };
+            if let Err(step) = read_more(client, MAX_INPUT, READ_CHUNK, "peer closed mid-body") {
+                return step;
+            }
+        }
+    }
+
+    /// Sending: write the queued bytes, then the file body with
+    /// `sendfile(2)` — the kernel copies from the page cache to the socket, no
+    /// buffer of ours in between — or with read+write where the kernel refuses
+    /// `sendfile` for the file. At most [`SEND_BUDGET_PER_TURN`] body bytes go
+    /// out per turn, so one fast reader cannot hold the loop.
+    fn poll_sending(&mut self, client: &mut Client) -> Step {
+        let mut budget = SEND_BUDGET_PER_TURN;
+        loop {
+            if client.output_sent < client.output.len() {
+                if let Err(step) = self.write_output(client) {
+                    return step;
+                }
+                continue;
+            }
+            let Some(body) = self.file.as_mut() else {
+                client.output.clear();
+                client.output_sent = 0;
+                client.log_pending(None);
+                return if !self.close_after_send {
+                    Step::To(State::ReadingHead)
+                } else if self.closes_without_lingering(client) {
+                    Step::Close("done")
+                } else {
+                    Step::To(State::Closing { drained: 0 })
+                };
+            };
+            if budget == 0 {
+                return Step::Yield;
+            }
+            if self.copy_file_body {
+                if let Err(step) = self.stage_file_chunk(client) {
+                    return step;
+                }
+                continue;
+            }
+            let mut offset = body.offset as libc::off_t;
+            let count = usize::try_from(body.remaining).map_or(budget, |r| r.min(budget));
+            // SAFETY: both descriptors are open for the duration of the call,
+            // and `offset` is a valid off_t the kernel updates.
+            add(&client.stats.sendfile_calls, 1);
+            let sent = unsafe {
+                libc::sendfile(
+                    client.socket.as_raw_fd(),
+                    body.file.file.as_raw_fd(),
+                    &mut offset,
+                    count,
+                )
+            };
+            if sent > 0 {
+                let sent = sent as u64;
+                body.offset += sent;
+                body.remaining -= sent;
+                client.sent(sent);
+                budget = budget.saturating_sub(sent as usize);
+                if body.remaining == 0 {
+                    self.file = None;
+                } else {
+                    trace!(
+                        "conn {}: sendfile sent {sent} bytes, {} to go",
+                        client.id,
+                        body.remaining
+                    );
+                }
+                continue;
+            }
+            if sent == 0 {
+                warn!("conn {}: file shrank while being sent", client.id);
+                return Step::Close("file shrank");
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    add(&client.stats.partial_writes, 1);
+                    return Step::Wait(Interest::WRITABLE);
+                }
+                Some(libc::EINTR) => {}
+                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                    debug!(
+                        "conn {}: sendfile refused ({error}); copying instead",
+                        client.id
+                    );
+                    self.copy_file_body = true;
+                }
+                _ => return Step::Close("peer gone while sending"),
+            }
+        }
+    }
+
+    /// Writes queued bytes until they are all sent or the socket is full.
+    /// `MSG_MORE` holds back a segment that is not full yet when more
+    /// follows at once: the file body after the head, or the FIN that the
+    /// close after the last answer puts on the same segment (the client then
+    /// wakes once, not twice, per connection).
+    fn write_output(&mut self, client: &mut Client) -> Result<(), Step> {
+        let last_before_close =
+            self.state == State::Sending && self.closes_without_lingering(client);
+        client
+            .write_output(self.file.is_some() || last_before_close)
+            .map_err(Step::write_stalled)
+    }
+
+    /// Where `sendfile` is refused: when the queued bytes run low, reads the
+    /// file body's next chunk behind them.
+    fn stage_file_chunk(&mut self, client: &mut Client) -> Result<(), Step> {
+        let Some(body) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if client.output.len() - client.output_sent >= FILE_CHUNK / 2 {
+            return Ok(());
+        }
+        client.output.drain(..client.output_sent);
+        client.output_sent = 0;
+        let start = client.output.len();
+        let want = usize::try_from(body.remaining).map_or(FILE_CHUNK, |r| r.min(FILE_CHUNK));
+        client.output.resize(start + want, 0);
+        let read = body
+            .file
+            .file
+            .read_at(&mut client.output[start..], body.offset);
+        let got = *read.as_ref().unwrap_or(&0);
+        client.output.truncate(start + got);
+        match read {
+            Ok(0) => {
+                warn!("conn {}: file shrank while being sent", client.id);
+                Err(Step::Close("file shrank"))
+            }
+            Ok(_) => {
+                body.offset += got as u64;
+                body.remaining -= got as u64;
+                if body.remaining == 0 {
+                    self.file = None;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                warn!("conn {}: reading a file failed: {error}", client.id);
+                Err(Step::Close("file read error"))
+            }
+        }
+    }
+
+    /// Closing: shut our side, then drain what the client still sends, so the
+    /// kernel does not answer unread data with a reset that could destroy the
+    /// last answer before the client has read it.
+    fn poll_closing(&mut self, client: &mut Client, mut drained: u64) -> Step {
+        if drained == 0 {
+            let _ = client.socket.shutdown(Shutdown::Write);
+        }
+        client.input.clear();
+        loop {
+            match client.read_input(READ_CHUNK, READ_CHUNK) {
+                Ok(0) => return Step::Close("done"),
+                Ok(n) => {
+                    client.input.clear();
+                    drained += n as u64;
+                    if drained > MAX_LINGER_BYTES {
+                        return Step::Close("client kept sending after the last answer");
+                    }
+                    self.state = State::Closing { drained };
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Nothing unread: closing now cannot reset the answer.
+                    return if drained == 0 {
+                        Step::Close("done")
+                    } else {
+                        Step::Wait(Interest::READABLE)
+                    };
+                }
+                Err(_) => return Step::Close("done"),
+            }
+        }
+    }
+
+    /// The connection closes once its output is sent, and no unread byte
+    /// can turn that close into a reset: nothing is buffered, the socket
+    /// held nothing more at the last read, and the client either said it
+    /// will send nothing more or has already shut its side. Then `Sending`
+    /// closes at once instead of lingering in `Closing` (a `shutdown`, a
+    /// `recv` and a wait saved per `Connection: close`), and the last write
+    /// may hold its tail back with `MSG_MORE` for the FIN to join. Both
+    /// decisions ask this one question, so they cannot drift apart.
+    fn closes_without_lingering(&self, client: &Client) -> bool {
+        self.close_after_send
+            && client.input.is_empty()
+            && client.input_drained
+            && (self.client_said_close || client.peer_finished_writing)
+    }
+
+    fn has_output(&self, client: &Client) -> bool {
+        client.output_sent < client.output.len() || self.file.is_some()
+    }
+}
+
+/// Reads once (at most `step` bytes, never past `limit` buffered); `Err` is
+/// the step to take when nothing came: wait for the socket, or close (`eof`
+/// says why when the peer has left).
+fn read_more(
+    client: &mut Client,
+    limit: usize,
+    step: usize,
+    eof: &'static str,
+) -> Result<usize, Step> {
+    match client.read_input(limit, step) {
+        Ok(0) => Err(Step::Close(eof)),
+        Ok(got) => Ok(got),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Step::Wait(Interest::READABLE)),
+        Err(e) => {
+            debug!("conn {}: read failed: {e}", client.id);
+            Err(Step::Close("read error"))
+        }
+    }
+}
+
+/// Whether the bytes of a chunked body seen so far already break its framing.
+fn chunked_is_broken(mut body: &[u8]) -> bool {
+    let mut decoder = ChunkedDecoder::new();
+    while !body.is_empty() && !decoder.is_done() {
+        match decoder.decode(body) {
+            Ok(decoded) if decoded.consumed > 0 => body = &body[decoded.consumed..],
+            Ok(_) => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}

@@ -1,0 +1,1212 @@
+//! One request handed to a backend and its answer relayed: the state machine
+//! of a connection with two sockets.
+//!
+//! ```text
+//!   client ──request──▶ [client.input] ─frame─▶ [to_backend] ──send──▶ backend
+//!   client ◀──send──── [client.output] ◀─frame─ [from_backend] ◀─recv── backend
+//! ```
+//!
+//! The two directions run side by side ([`Proxy::pump_request`],
+//! [`Proxy::pump_response`]), each through one bounded buffer, so memory does
+//! not grow with the body: while the client does not read, the backend is not
+//! read; while the backend does not read an upload, the client is not read.
+//! Bodies are never copied as they came: the request is rebuilt from its
+//! parsed head ([`crate::http::forward`]), the answer's head is rebuilt for
+//! the client ([`crate::http::relay`]), and both bodies are re-framed —
+//! `Content-Length` as declared, chunked bodies decoded and encoded again.
+//!
+//! The answer's side moves through these states:
+//!
+//! ```text
+//!   Connecting ──connected──▶ AwaitingHead ──final head──▶ Body ──complete──▶ Done
+//!       │                      │   ▲  │                      │
+//!       │ refused: 502         └───┘  │ 101, offered:        │ backend gone mid-body:
+//!       │ too slow: 504       100/103 │ the connection       │ the client sees a
+//!       ▼                    relayed  ▼ becomes a tunnel     ▼ truncated answer
+//!     error answer           bad head: 502, silent: 504      close
+//! ```
+//!
+//! When the answer is complete the connection goes back to HTTP
+//! ([`Turn::Http`]) and the backend connection back to the pool, if both
+//! ends left it clean.
+
+use super::client::{Client, Stall};
+use super::tunnel::Tunnel;
+use super::{BufferPool, Shared, Turn};
+use crate::config::Config;
+use crate::http::chunked::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
+use crate::http::forward::{write_forward_head, Forward};
+use crate::http::relay::{
+    offered, parse_response_head, upgrade_protocol, write_client_head, ClientBody, ClientView,
+    LocationRewrite, ResponseBody, ResponseHead,
+};
+use crate::http::request::{BodyFraming, HeadError, Method, Request};
+use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
+use crate::stats::{add, Phase};
+use crate::timer::Timeouts;
+use crate::upstream::UpstreamConn;
+use log::{debug, log_enabled, trace, warn, Level};
+use mio::Interest;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+/// Most bytes buffered in either direction: what one `recv` brings at most.
+/// The buffers come from (and go back to) the loop's [`BufferPool`], which
+/// keeps buffers of this size.
+const PROXY_BUFFER: usize = BufferPool::MAX_CAPACITY;
+/// The most a chunk's size line and its CRLF take besides its data.
+const CHUNK_FRAMING: usize = 16 + 4;
+/// Most response-body bytes relayed per turn of the loop, so one fast
+/// transfer cannot hold the loop (as [`super::http`] does for files).
+const RELAY_BUDGET_PER_TURN: usize = 512 << 10;
+
+/// A request on its way to a backend, as the HTTP machine hands it over.
+pub struct ProxyRequest {
+    /// Which of `config.routes`.
+    route: usize,
+    /// The head rebuilt for the backend, in a buffer from the loop's pool.
+    head: Vec<u8>,
+    body: BodyFraming,
+    method: Method,
+    /// As the client sent it, for the log.
+    target: String,
+    client_http10: bool,
+    /// The client allows its connection to stay open after this exchange.
+    client_keep_alive: bool,
+    /// The protocols the client offered in `Upgrade`, when it asked to
+    /// upgrade (and so the request was forwarded with its `Upgrade`).
+    upgrade: Option<String>,
+    /// The origin the client sees (`http://` + its `Host`), for rewriting a
+    /// `Location` that names the backend.
+    client_origin: Option<String>,
+    started: Instant,
+}
+
+impl ProxyRequest {
+    /// Rebuilds `request` (whose head is `raw_head`) for the backend of
+    /// route `route`, asking for `target`; `head` is an empty buffer to
+    /// write it into.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        request: &Request,
+        raw_head: &[u8],
+        route: usize,
+        target: &str,
+        config: &Config,
+        client: &Client,
+        started: Instant,
+        mut head: Vec<u8>,
+    ) -> Result<ProxyRequest, HeadError> {
+        let backend = &config.routes[route];
+        let upgrade = request.upgrade.map(str::to_owned);
+        write_forward_head(
+            raw_head,
+            &Forward {
+                target,
+                peer: client.peer.ip(),
+                proto: "http",
+                default_host: &backend.authority,
+                body: request.body,
+                upgrade: upgrade.is_some(),
+            },
+            &mut head,
+        )?;
+        Ok(ProxyRequest {
+            route,
+            head,
+            body: request.body,
+            method: request.method,
+            // Kept only for the access log.
+            target: if log_enabled!(Level::Info) {
+                request.target.to_string()
+            } else {
+                String::new()
+            },
+            client_http10: request.minor_version == 0,
+            client_keep_alive: request.keep_alive,
+            upgrade,
+            client_origin: request.host.map(|host| format!("http://{host}")),
+            started,
+        })
+    }
+
+    /// A retry on a fresh connection is safe: the method is idempotent (RFC
+    /// 9110 §9.2.2) and there is no body that was already consumed.
+    fn retryable(&self) -> bool {
+        matches!(
+            self.method,
+            Method::Get | Method::Head | Method::Options | Method::Delete | Method::Trace
+        ) && self.body == BodyFraming::None
+    }
+}
+
+/// Where the answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The backend has not yet accepted the connection.
+    Connecting,
+    /// Waiting for (the rest of) the backend's response head.
+    AwaitingHead,
+    /// Relaying the body; `client` says how it is framed for the client.
+    Body {
+        backend: ResponseBody,
+        client: ClientBody,
+    },
+    /// The answer is complete; what is left is flushing it.
+    Done,
+}
+
+/// How the client's request body travels to the backend.
+#[derive(Debug)]
+enum RequestBody {
+    /// Nothing (left) to send after the head.
+    Sent,
+    /// This many bytes of a `Content-Length` body still to come.
+    Length(u64),
+    /// A chunked body, decoded and encoded again.
+    Chunked(Box<ChunkedDecoder>),
+}
+
+/// Readiness of the backend socket, as its events told it: set by an edge,
+/// cleared by `WouldBlock`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+}
+
+/// Why an exchange failed, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Refused,
+    Timeout,
+    BadAnswer,
+    Reset,
+}
+
+/// A proxied exchange.
+pub struct Proxy {
+    request: ProxyRequest,
+    state: State,
+    upstream: Option<UpstreamConn>,
+    ready: Ready,
+    /// Bytes for the backend (the head, then the body), sent from
+    /// `to_backend_sent` on.
+    to_backend: Vec<u8>,
+    to_backend_sent: usize,
+    request_body: RequestBody,
+    /// Bytes from the backend not yet relayed: the head being read, or a
+    /// chunked or close-delimited body being re-framed.
+    from_backend: Vec<u8>,
+    /// Decoding a chunked answer.
+    response_decoder: Option<Box<ChunkedDecoder>>,
+    /// Body bytes of a `Content-Length` answer still to come.
+    response_remaining: u64,
+    /// Body bytes relayed to the client so far, for the log.
+    relayed: u64,
+    /// Anything of the answer (a 1xx included) has gone to the client.
+    answered: bool,
+    /// The backend connection may carry another request afterwards.
+    reusable: bool,
+    /// The client connection stays open afterwards.
+    keep_client: bool,
+    /// Retried once on a fresh connection already.
+    retried: bool,
+    /// When the connect started, for its timeout.
+    connect_started: Instant,
+    /// The last time a byte moved to or from the backend.
+    backend_activity: Instant,
+}
+
+impl Proxy {
+    /// Starts the exchange: a pooled connection to the route's backend, or
+    /// a new one.
+    pub fn new(request: ProxyRequest, client: &Client, shared: &Shared) -> Proxy {
+        let mut request = request;
+        let to_backend = std::mem::take(&mut request.head);
+        let request_body = match request.body {
+            BodyFraming::None | BodyFraming::Length(0) => RequestBody::Sent,
+            BodyFraming::Length(n) => RequestBody::Length(n),
+            BodyFraming::Chunked => RequestBody::Chunked(Box::default()),
+        };
+        add(&client.stats.proxied, 1);
+        let keep_client = request.client_keep_alive;
+        let mut proxy = Proxy {
+            request,
+            state: State::Connecting,
+            upstream: None,
+            ready: Ready::default(),
+            to_backend,
+            to_backend_sent: 0,
+            request_body,
+            from_backend: shared.pool.take(),
+            response_decoder: None,
+            response_remaining: 0,
+            relayed: 0,
+            answered: false,
+            reusable: false,
+            keep_client,
+            retried: false,
+            connect_started: shared.now,
+            backend_activity: shared.now,
+        };
+        proxy.open(client, shared, false);
+        proxy
+    }
+
+    /// Takes a backend connection: from the pool unless `fresh`.
+    fn open(&mut self, client: &Client, shared: &Shared, fresh: bool) {
+        let addr = shared.config.routes[self.request.route].addr;
+        let mut upstreams = shared.upstreams.borrow_mut();
+        let opened = if fresh {
+            upstreams.connect(addr, client.id)
+        } else {
+            upstreams.checkout(addr, client.id, shared.now)
+        };
+        self.connect_started = shared.now;
+        self.backend_activity = shared.now;
+        match opened {
+            Ok(conn) => {
+                // A pooled connection is connected and writable; a new one
+                // says so with its first edge.
+                self.state = if conn.reused {
+                    State::AwaitingHead
+                } else {
+                    State::Connecting
+                };
+                self.ready = Ready {
+                    readable: conn.reused,
+                    writable: conn.reused,
+                };
+                self.upstream = Some(conn);
+            }
+            Err(error) => {
+                debug!("conn {}: connecting to {addr} failed: {error}", client.id);
+                self.upstream = None;
+            }
+        }
+    }
+
+    /// The loop saw an event for the backend socket.
+    pub fn upstream_event(&mut self, readable: bool, writable: bool) {
+        self.ready.readable |= readable;
+        self.ready.writable |= writable;
+    }
+
+    /// The phase the counters see this connection in.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Connecting => Phase::ProxyConnecting,
+            _ => Phase::Proxying,
+        }
+    }
+
+    /// Takes the backend connection out, with whether it can be pooled.
+    pub fn take_upstream(&mut self) -> Option<(UpstreamConn, bool)> {
+        let clean = self.reusable
+            && self.state == State::Done
+            && matches!(self.request_body, RequestBody::Sent)
+            && self.to_backend_sent == self.to_backend.len();
+        self.upstream.take().map(|conn| (conn, clean))
+    }
+
+    /// When this exchange times out: the backend's silence while rill waits
+    /// for it, the connect, or a client that stopped reading.
+    pub fn deadline(&self, client: &Client, timeouts: &Timeouts) -> Instant {
+        if self.state == State::Connecting {
+            return self.connect_started + timeouts.proxy_connect;
+        }
+        if client.has_unsent() {
+            // The backend waits for the client: its silence is not its fault.
+            return client.last_activity + timeouts.idle;
+        }
+        let awaiting_client = !matches!(self.request_body, RequestBody::Sent)
+            && self.to_backend_sent == self.to_backend.len();
+        if awaiting_client {
+            // Likewise while the client's body is slow to come: it is held
+            // to the upload rule.
+            return client.last_activity + timeouts.header;
+        }
+        self.backend_activity + timeouts.proxy
+    }
+
+    /// The deadline passed: before any answer, `504`; after, a close.
+    pub fn on_timeout(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        if client.has_unsent() && self.state != State::Connecting {
+            return Turn::Close("client stopped reading");
+        }
+        self.count(client, Failure::Timeout);
+        let what = if self.state == State::Connecting {
+            "backend did not accept the connection in time"
+        } else {
+            "backend did not answer in time"
+        };
+        warn!(
+            "conn {}: {what} ({})",
+            client.id, shared.config.routes[self.request.route].authority
+        );
+        self.fail(client, shared, Status::GATEWAY_TIMEOUT, what)
+    }
+
+    /// The server is shutting down: the answer may finish, then the client
+    /// connection closes.
+    pub fn begin_shutdown(&mut self) -> bool {
+        self.keep_client = false;
+        false
+    }
+
+    /// Runs both directions until neither can move.
+    pub fn drive(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        let mut budget = RELAY_BUDGET_PER_TURN;
+        loop {
+            if self.upstream.is_none() {
+                self.count(client, Failure::Refused);
+                return self.fail(
+                    client,
+                    shared,
+                    Status::BAD_GATEWAY,
+                    "backend refused the connection",
+                );
+            }
+            if self.state == State::Connecting {
+                match self.poll_connecting(client) {
+                    Ok(true) => {}
+                    Ok(false) => return Turn::Wait(Interest::READABLE),
+                    Err(failure) => return failure.turn(self, client, shared),
+                }
+            }
+            let mut moved = match self.pump_request(client) {
+                Ok(moved) => moved,
+                Err(failure) => return failure.turn(self, client, shared),
+            };
+            match self.pump_response(client, shared, &mut budget) {
+                Ok(Pumped::Moved) => moved = true,
+                Ok(Pumped::Still) => {}
+                Ok(Pumped::Switch(turn)) => return turn,
+                Err(failure) => return failure.turn(self, client, shared),
+            }
+            if self.state == State::Done {
+                return self.finish(client, shared);
+            }
+            if !moved {
+                return Turn::Wait(self.client_interest(client));
+            }
+            if budget == 0 {
+                return Turn::Yield;
+            }
+        }
+    }
+
+    /// Connecting: the first edge says the connect finished, one way or the
+    /// other. `Ok(true)` once connected.
+    fn poll_connecting(&mut self, client: &Client) -> Result<bool, Fault> {
+        let Some(upstream) = &self.upstream else {
+            return Err(Fault::Refused);
+        };
+        if !self.ready.writable && !self.ready.readable {
+            return Ok(false);
+        }
+        if let Ok(Some(error)) | Err(error) = upstream.socket.take_error() {
+            debug!("conn {}: connect failed: {error}", client.id);
+            return Err(Fault::Refused);
+        }
+        match upstream.socket.peer_addr() {
+            Ok(_) => {
+                trace!("conn {}: upstream {} connected", client.id, upstream.id);
+                self.state = State::AwaitingHead;
+                self.ready.writable = true;
+                Ok(true)
+            }
+            // A spurious edge: still connecting.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.ready = Ready::default();
+                Ok(false)
+            }
+            Err(_) => Err(Fault::Refused),
+        }
+    }
+
+    /// Moves the request towards the backend: client bytes into
+    /// `to_backend` (re-framed), and `to_backend` out to the socket.
+    fn pump_request(&mut self, client: &mut Client) -> Result<bool, Fault> {
+        let mut moved = false;
+        loop {
+            moved |= self.frame_request_body(client)?;
+            if self.to_backend_sent < self.to_backend.len() && self.ready.writable {
+                let sent = self.send_to_backend()?;
+                moved |= sent > 0;
+                if sent > 0 {
+                    continue;
+                }
+            }
+            // A request without a body keeps its head until the exchange
+            // ends: a retry sends it again.
+            if self.to_backend_sent == self.to_backend.len()
+                && self.request.body != BodyFraming::None
+            {
+                self.to_backend.clear();
+                self.to_backend_sent = 0;
+            }
+            // More body is wanted and there is room for it: read the client.
+            let wants_body = !matches!(self.request_body, RequestBody::Sent);
+            if wants_body
+                && client.input.is_empty()
+                && self.to_backend.len() < PROXY_BUFFER
+                && (!client.input_drained || client.peer_finished_writing)
+            {
+                match client.read_input(PROXY_BUFFER, PROXY_BUFFER) {
+                    Ok(0) => return Err(Fault::ClientGone("client closed mid-body")),
+                    Ok(_) => {
+                        moved = true;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(Fault::ClientGone("read error")),
+                }
+            }
+            return Ok(moved);
+        }
+    }
+
+    /// Takes request-body bytes from the client's input into `to_backend`,
+    /// framed as declared, while there is room.
+    fn frame_request_body(&mut self, client: &mut Client) -> Result<bool, Fault> {
+        let room = PROXY_BUFFER.saturating_sub(self.to_backend.len());
+        if client.input.is_empty() || room == 0 {
+            return Ok(false);
+        }
+        match &mut self.request_body {
+            RequestBody::Sent => Ok(false),
+            RequestBody::Length(remaining) => {
+                let take = client
+                    .input
+                    .len()
+                    .min(room)
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                self.to_backend.extend_from_slice(&client.input[..take]);
+                client.input.drain(..take);
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    self.request_body = RequestBody::Sent;
+                }
+                Ok(take > 0)
+            }
+            RequestBody::Chunked(decoder) => {
+                let mut used = 0;
+                while used < client.input.len() && !decoder.is_done() {
+                    // Room for the chunk's framing as well as its data.
+                    let room = PROXY_BUFFER.saturating_sub(self.to_backend.len() + CHUNK_FRAMING);
+                    if room == 0 {
+                        break;
+                    }
+                    let end = client.input.len().min(used + room);
+                    let decoded = decoder
+                        .decode(&client.input[used..end])
+                        .map_err(|e| Fault::BadRequestBody(e.0))?;
+                    if !decoded.data.is_empty() {
+                        write_chunk_header(&mut self.to_backend, decoded.data.len());
+                        self.to_backend.extend_from_slice(decoded.data);
+                        self.to_backend.extend_from_slice(b"\r\n");
+                    }
+                    used += decoded.consumed;
+                    if decoded.consumed == 0 {
+                        break;
+                    }
+                }
+                client.input.drain(..used);
+                if decoder.is_done() {
+                    // The client's trailers, if any, are not forwarded.
+                    self.to_backend.extend_from_slice(LAST_CHUNK);
+                    self.request_body = RequestBody::Sent;
+                }
+                Ok(used > 0)
+            }
+        }
+    }
+
+    /// Sends queued bytes to the backend; how many went.
+    fn send_to_backend(&mut self) -> Result<usize, Fault> {
+        let Some(upstream) = &self.upstream else {
+            return Err(Fault::Reset);
+        };
+        let pending = &self.to_backend[self.to_backend_sent..];
+        // SAFETY: `pending` is a valid slice for the length given.
+        let sent = unsafe {
+            libc::send(
+                upstream.socket.as_raw_fd(),
+                pending.as_ptr().cast(),
+                pending.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent >= 0 {
+            self.to_backend_sent += sent as usize;
+            self.backend_activity = Instant::now();
+            return Ok(sent as usize);
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => {
+                self.ready.writable = false;
+                Ok(0)
+            }
+            io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(Fault::Reset),
+        }
+    }
+
+    /// Moves the answer towards the client: backend bytes in (only while
+    /// the client's output has room), re-framed into the client's output,
+    /// and the output out to the client.
+    fn pump_response(
+        &mut self,
+        client: &mut Client,
+        shared: &Shared,
+        budget: &mut usize,
+    ) -> Result<Pumped, Fault> {
+        let mut moved = false;
+        loop {
+            if client.has_unsent() && !client.write_blocked {
+                let before = client.output_sent;
+                match client.write_output(false) {
+                    Ok(()) => {}
+                    Err(Stall::Blocked) => client.write_blocked = true,
+                    Err(Stall::Gone(why)) => return Err(Fault::ClientGone(why)),
+                }
+                let sent = client.output_sent - before;
+                *budget = budget.saturating_sub(sent);
+                moved |= sent > 0;
+            }
+            client.clear_sent_output();
+            if self.state == State::Done || self.state == State::Connecting {
+                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
+            }
+            if client.unsent() >= PROXY_BUFFER || *budget == 0 {
+                // The client is not keeping up: the backend waits.
+                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
+            }
+            if !self.ready.readable && self.from_backend.is_empty() {
+                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
+            }
+            let read = if self.ready.readable {
+                self.recv_from_backend(client)?
+            } else {
+                Received::Nothing
+            };
+            let came = read != Received::Nothing;
+            match self.relay(client, shared, read)? {
+                Relayed::Progress => moved = true,
+                Relayed::Nothing if came => moved = true,
+                Relayed::Nothing => return Ok(if moved { Pumped::Moved } else { Pumped::Still }),
+                Relayed::Switch(turn) => return Ok(Pumped::Switch(turn)),
+            }
+        }
+    }
+
+    /// Reads from the backend: into `from_backend` while a head is read or a
+    /// body must be re-framed, straight into the client's output when the
+    /// body goes out as it came (a `Content-Length` body).
+    fn recv_from_backend(&mut self, client: &mut Client) -> Result<Received, Fault> {
+        let Some(upstream) = &self.upstream else {
+            return Err(Fault::Reset);
+        };
+        let direct = matches!(
+            self.state,
+            State::Body {
+                backend: ResponseBody::Length(_),
+                ..
+            }
+        ) && self.from_backend.is_empty();
+        let buffer = if direct {
+            &mut client.output
+        } else {
+            &mut self.from_backend
+        };
+        let mut want = PROXY_BUFFER.saturating_sub(buffer.len());
+        if direct {
+            want = want.min(usize::try_from(self.response_remaining).unwrap_or(usize::MAX));
+        }
+        if want == 0 {
+            return Ok(Received::Nothing);
+        }
+        buffer.reserve(want);
+        let spare = buffer.spare_capacity_mut();
+        // SAFETY: `spare` has at least `want` writable bytes; recv(2)
+        // writes at most `want` there and reports how many.
+        let got = unsafe {
+            libc::recv(
+                upstream.socket.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                want,
+                0,
+            )
+        };
+        if got < 0 {
+            return match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.ready.readable = false;
+                    Ok(Received::Nothing)
+                }
+                io::ErrorKind::Interrupted => Ok(Received::Nothing),
+                _ => Ok(Received::Closed { reset: true }),
+            };
+        }
+        let got = got as usize;
+        if got == 0 {
+            self.ready.readable = false;
+            return Ok(Received::Closed { reset: false });
+        }
+        // SAFETY: the kernel initialised the first `got` spare bytes.
+        unsafe { buffer.set_len(buffer.len() + got) };
+        if got < want {
+            // Edge-triggered: a short read means the socket is empty now.
+            self.ready.readable = false;
+        }
+        self.backend_activity = client.now;
+        if direct {
+            self.response_remaining -= got as u64;
+            self.relayed += got as u64;
+            if self.response_remaining == 0 {
+                self.state = State::Done;
+            }
+            Ok(Received::Direct)
+        } else {
+            Ok(Received::Buffered)
+        }
+    }
+
+    /// Acts on what came from the backend: parse the head, re-frame body
+    /// bytes, or see the end.
+    fn relay(
+        &mut self,
+        client: &mut Client,
+        shared: &Shared,
+        read: Received,
+    ) -> Result<Relayed, Fault> {
+        match (self.state, read) {
+            (_, Received::Direct) => Ok(Relayed::Progress),
+            (State::AwaitingHead, Received::Closed { reset }) => {
+                if self.from_backend.is_empty() {
+                    Err(Fault::NoAnswer { reset })
+                } else {
+                    Err(Fault::BadAnswer("backend closed inside its answer's head"))
+                }
+            }
+            (State::AwaitingHead, _) if !self.from_backend.is_empty() => {
+                self.read_head(client, shared)
+            }
+            (
+                State::Body {
+                    backend,
+                    client: framing,
+                },
+                read,
+            ) => self.relay_body(client, backend, framing, read),
+            _ => Ok(Relayed::Nothing),
+        }
+    }
+
+    /// AwaitingHead: parse the backend's head from `from_backend`.
+    fn read_head(&mut self, client: &mut Client, shared: &Shared) -> Result<Relayed, Fault> {
+        let was_head = self.request.method == Method::Head;
+        let head = match parse_response_head(&self.from_backend, was_head) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(Relayed::Nothing),
+            Err(bad) => return Err(Fault::BadAnswer(bad.0)),
+        };
+        let head_len = head.head_len;
+        if head.status == 101 {
+            return self.upgrade(client, shared, head).map(Relayed::Switch);
+        }
+        let view = self.client_view(shared);
+        if (100..200).contains(&head.status) {
+            // Interim answers (100 Continue, 103 Early Hints) go to HTTP/1.1
+            // clients only (RFC 9110 §15.2); then the real head follows.
+            if !self.request.client_http10 {
+                write_client_head(&self.from_backend, &head, &view, &mut client.output);
+                self.answered = true;
+            }
+            self.from_backend.drain(..head_len);
+            return Ok(Relayed::Progress);
+        }
+        let framing = write_client_head(&self.from_backend, &head, &view, &mut client.output);
+        self.answered = true;
+        self.reusable = head.reusable;
+        if matches!(framing, ClientBody::UntilClose) {
+            self.keep_client = false;
+        }
+        let status = Status::from_code(head.status);
+        client.stats.response(head.status);
+        client.log_later(
+            self.request.method,
+            std::mem::take(&mut self.request.target),
+            status,
+            0,
+            self.request.started,
+        );
+        client.log_upstream(
+            &shared.config.routes[self.request.route].authority,
+            client.now.saturating_duration_since(self.request.started),
+        );
+        self.from_backend.drain(..head_len);
+        trace!(
+            "conn {}: backend answered {} ({:?} -> {:?})",
+            client.id,
+            head.status,
+            head.body,
+            framing
+        );
+        self.state = match head.body {
+            ResponseBody::None => State::Done,
+            ResponseBody::Length(0) => State::Done,
+            body => {
+                if let ResponseBody::Length(n) = body {
+                    self.response_remaining = n;
+                }
+                if body == ResponseBody::Chunked {
+                    self.response_decoder = Some(Box::new(ChunkedDecoder::keeping_trailers()));
+                }
+                State::Body {
+                    backend: body,
+                    client: framing,
+                }
+            }
+        };
+        if self.state == State::Done {
+            self.discard_extra_bytes(client);
+        }
+        Ok(Relayed::Progress)
+    }
+
+    /// A `101`: it must name a protocol the client offered (RFC 9110 §7.8);
+    /// then the connection becomes a tunnel.
+    fn upgrade(
+        &mut self,
+        client: &mut Client,
+        shared: &Shared,
+        head: ResponseHead,
+    ) -> Result<Turn, Fault> {
+        let chosen = upgrade_protocol(&self.from_backend, &head);
+        let accepted = match (&self.request.upgrade, chosen) {
+            (Some(offers), Some(chosen)) => offered(offers, chosen),
+            _ => false,
+        };
+        if !accepted {
+            return Err(Fault::BadAnswer(
+                "101 for a protocol the client did not offer",
+            ));
+        }
+        let view = self.client_view(shared);
+        write_client_head(&self.from_backend, &head, &view, &mut client.output);
+        self.answered = true;
+        client.stats.response(101);
+        client.log_later(
+            self.request.method,
+            std::mem::take(&mut self.request.target),
+            Status::from_code(101),
+            0,
+            self.request.started,
+        );
+        client.log_upstream(
+            &shared.config.routes[self.request.route].authority,
+            client.now.saturating_duration_since(self.request.started),
+        );
+        self.from_backend.drain(..head.head_len);
+        // Bytes the backend sent behind its 101 belong to the new protocol.
+        client.output.extend_from_slice(&self.from_backend);
+        self.from_backend.clear();
+        let Some(upstream) = self.upstream.take() else {
+            return Err(Fault::Reset);
+        };
+        add(&client.stats.tunnels, 1);
+        let tunnel = Tunnel::new(
+            upstream,
+            self.ready.readable,
+            self.ready.writable,
+            std::mem::take(&mut self.to_backend),
+            self.to_backend_sent,
+            client.now,
+        );
+        self.give_back_buffers(shared);
+        Ok(Turn::Tunnel(Box::new(tunnel)))
+    }
+
+    /// Body: re-frame what `from_backend` holds into the client's output.
+    fn relay_body(
+        &mut self,
+        client: &mut Client,
+        backend: ResponseBody,
+        framing: ClientBody,
+        read: Received,
+    ) -> Result<Relayed, Fault> {
+        let closed = matches!(read, Received::Closed { .. });
+        let chunked_out = framing == ClientBody::Chunked;
+        let mut progress = false;
+        match backend {
+            ResponseBody::Length(_) => {
+                // Bytes that came behind the head, before reads went direct.
+                let take = self
+                    .from_backend
+                    .len()
+                    .min(usize::try_from(self.response_remaining).unwrap_or(usize::MAX));
+                if take > 0 {
+                    client.output.extend_from_slice(&self.from_backend[..take]);
+                    self.from_backend.drain(..take);
+                    self.response_remaining -= take as u64;
+                    self.relayed += take as u64;
+                    progress = true;
+                }
+                if self.response_remaining == 0 {
+                    self.state = State::Done;
+                    self.discard_extra_bytes(client);
+                } else if closed {
+                    return Err(Fault::Truncated);
+                }
+            }
+            ResponseBody::Chunked => {
+                let Some(decoder) = self.response_decoder.as_mut() else {
+                    return Err(Fault::BadAnswer("chunked state missing"));
+                };
+                let mut used = 0;
+                while used < self.from_backend.len() && !decoder.is_done() {
+                    let decoded = decoder
+                        .decode(&self.from_backend[used..])
+                        .map_err(|e| Fault::BadBody(e.0))?;
+                    if !decoded.data.is_empty() {
+                        if chunked_out {
+                            write_chunk_header(&mut client.output, decoded.data.len());
+                        }
+                        client.output.extend_from_slice(decoded.data);
+                        if chunked_out {
+                            client.output.extend_from_slice(b"\r\n");
+                        }
+                        self.relayed += decoded.data.len() as u64;
+                    }
+                    used += decoded.consumed;
+                    if decoded.consumed == 0 {
+                        break;
+                    }
+                }
+                self.from_backend.drain(..used);
+                progress |= used > 0;
+                if decoder.is_done() {
+                    if chunked_out {
+                        // The trailers go on to the client, never into
+                        // the head (RFC 9112 §7.1.2).
+                        client.output.extend_from_slice(b"0\r\n");
+                        client.output.extend_from_slice(decoder.trailers());
+                        client.output.extend_from_slice(b"\r\n");
+                    }
+                    self.state = State::Done;
+                    self.discard_extra_bytes(client);
+                } else if closed {
+                    return Err(Fault::Truncated);
+                }
+            }
+            ResponseBody::UntilClose | ResponseBody::None => {
+                if !self.from_backend.is_empty() {
+                    let data_len = self.from_backend.len();
+                    if chunked_out {
+                        write_chunk_header(&mut client.output, data_len);
+                    }
+                    client.output.extend_from_slice(&self.from_backend);
+                    if chunked_out {
+                        client.output.extend_from_slice(b"\r\n");
+                    }
+                    self.relayed += data_len as u64;
+                    self.from_backend.clear();
+                    progress = true;
+                }
+                if closed {
+                    if chunked_out {
+                        client.output.extend_from_slice(LAST_CHUNK);
+                    }
+                    self.reusable = false;
+                    self.state = State::Done;
+                }
+            }
+        }
+        Ok(if progress || closed || self.state == State::Done {
+            Relayed::Progress
+        } else {
+            Relayed::Nothing
+        })
+    }
+
+    /// Bytes after a complete answer were never asked for: dropped, and the
+    /// connection that carried them is not trusted again.
+    fn discard_extra_bytes(&mut self, client: &Client) {
+        if !self.from_backend.is_empty() {
+            debug!(
+                "conn {}: {} bytes after the backend's answer dropped",
+                client.id,
+                self.from_backend.len()
+            );
+            self.from_backend.clear();
+            self.reusable = false;
+        }
+    }
+
+    fn client_view<'a>(&'a self, shared: &'a Shared) -> ClientView<'a> {
+        let route = &shared.config.routes[self.request.route];
+        ClientView {
+            client_http10: self.request.client_http10,
+            keep_alive: self.keep_client,
+            rewrite: self
+                .request
+                .client_origin
+                .as_deref()
+                .map(|client_origin| LocationRewrite {
+                    backend_origins: &route.origins,
+                    backend_path: route.path.as_deref().unwrap_or(""),
+                    client_origin,
+                    client_prefix: if route.path.is_some() {
+                        &route.prefix
+                    } else {
+                        ""
+                    },
+                }),
+        }
+    }
+
+    /// What the client socket must wake us for.
+    fn client_interest(&self, client: &Client) -> Interest {
+        if client.write_blocked {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// The answer is complete (or ended): back to HTTP, which sends what is
+    /// still queued and reads the next request, or closes.
+    fn finish(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        client.log_body_bytes(self.relayed);
+        if !client.has_unsent() {
+            // All of it is out; otherwise HTTP logs it once it has sent it.
+            client.log_pending(None);
+        }
+        self.give_back_buffers(shared);
+        let request_done = matches!(self.request_body, RequestBody::Sent);
+        if !request_done || client.peer_finished_writing {
+            // The client's request was not read to its end: what follows in
+            // its stream cannot be told apart from the rest of the body.
+            self.keep_client = false;
+        }
+        Turn::Http {
+            close_after_send: !self.keep_client,
+        }
+    }
+
+    /// Answers the client with an error of rill's own, when nothing of the
+    /// backend's answer has gone out yet; otherwise ends the client's
+    /// connection, which then sees the answer cut short.
+    fn fail(&mut self, client: &mut Client, shared: &Shared, status: Status, detail: &str) -> Turn {
+        self.reusable = false;
+        if self.answered {
+            return self.end_truncated(client, shared);
+        }
+        let keep = self.keep_client && matches!(self.request_body, RequestBody::Sent);
+        let common = CommonHeaders {
+            keep_alive: keep,
+            http10: self.request.client_http10,
+            cors: shared.config.cors,
+        };
+        let head_only = self.request.method == Method::Head;
+        let len = write_generated(
+            &mut client.output,
+            status,
+            detail,
+            Extra::None,
+            shared.date,
+            common,
+            head_only,
+        );
+        client.stats.response(status.code());
+        client.log_later(
+            self.request.method,
+            std::mem::take(&mut self.request.target),
+            status,
+            len,
+            self.request.started,
+        );
+        client.log_upstream(
+            &shared.config.routes[self.request.route].authority,
+            client.now.saturating_duration_since(self.request.started),
+        );
+        self.state = State::Done;
+        self.answered = true;
+        self.give_back_buffers(shared);
+        Turn::Http {
+            close_after_send: !keep,
+        }
+    }
+
+    /// The backend's answer ended before its end: the client gets what came
+    /// and then a close, never a final chunk or a full length.
+    fn end_truncated(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+        self.give_back_buffers(shared);
+        self.reusable = false;
+        self.state = State::Done;
+        client.log_body_bytes(self.relayed);
+        Turn::Http {
+            close_after_send: true,
+        }
+    }
+
+    /// Counts a failure by kind.
+    fn count(&self, client: &Client, failure: Failure) {
+        let counter = match failure {
+            Failure::Refused => &client.stats.upstream_refused,
+            Failure::Timeout => &client.stats.upstream_timeouts,
+            Failure::BadAnswer => &client.stats.upstream_bad_answers,
+            Failure::Reset => &client.stats.upstream_resets,
+        };
+        add(counter, 1);
+    }
+
+    /// Gives the direction buffers back to the loop's pool.
+    fn give_back_buffers(&mut self, shared: &Shared) {
+        shared.pool.give(std::mem::take(&mut self.from_backend));
+        shared.pool.give(std::mem::take(&mut self.to_backend));
+    }
+
+    /// Retries on a fresh connection, once, when a pooled one turned out
+    /// dead before any of its answer arrived.
+    fn retry(&mut self, client: &Client, shared: &Shared) -> bool {
+        let reused = self.upstream.as_ref().is_some_and(|up| up.reused);
+        if !reused || self.retried || self.answered || !self.request.retryable() {
+            return false;
+        }
+        self.retried = true;
+        add(&client.stats.upstream_retries, 1);
+        debug!(
+            "conn {}: pooled backend connection was dead; retrying",
+            client.id
+        );
+        if let Some(dead) = self.upstream.take() {
+            shared.upstreams.borrow_mut().release(dead);
+        }
+        // The head is still in `to_backend`: retries are for requests
+        // without a body, whose head is kept until the exchange ends.
+        self.to_backend_sent = 0;
+        self.from_backend.clear();
+        self.open(client, shared, true);
+        true
+    }
+}
+
+/// What one look at the answer's side did.
+enum Pumped {
+    Moved,
+    Still,
+    Switch(Turn),
+}
+
+/// What one read of the backend brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    Nothing,
+    /// Bytes in `from_backend`.
+    Buffered,
+    /// Body bytes read straight into the client's output.
+    Direct,
+    /// The backend closed (or reset) its side.
+    Closed {
+        reset: bool,
+    },
+}
+
+/// What relaying did.
+enum Relayed {
+    Progress,
+    Nothing,
+    Switch(Turn),
+}
+
+/// Why an exchange cannot go on as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The connect failed.
+    Refused,
+    /// The backend reset or closed before its answer began.
+    NoAnswer { reset: bool },
+    /// Sending to the backend failed.
+    Reset,
+    /// The answer's head is not one rill relays.
+    BadAnswer(&'static str),
+    /// The answer's chunked body is broken.
+    BadBody(&'static str),
+    /// The backend closed before its answer's end.
+    Truncated,
+    /// The client's chunked body is broken.
+    BadRequestBody(&'static str),
+    /// The client left.
+    ClientGone(&'static str),
+}
+
+impl Fault {
+    /// What the connection does about it.
+    fn turn(self, proxy: &mut Proxy, client: &mut Client, shared: &Shared) -> Turn {
+        let backend = &shared.config.routes[proxy.request.route].authority;
+        match self {
+            Fault::Refused => {
+                proxy.count(client, Failure::Refused);
+                warn!(
+                    "conn {}: backend {backend} refused the connection",
+                    client.id
+                );
+                proxy.fail(
+                    client,
+                    shared,
+                    Status::BAD_GATEWAY,
+                    "backend refused the connection",
+                )
+            }
+            Fault::NoAnswer { .. } | Fault::Reset if proxy.retry(client, shared) => {
+                proxy.drive(client, shared)
+            }
+            Fault::NoAnswer { .. } | Fault::Reset => {
+                proxy.count(client, Failure::Reset);
+                warn!(
+                    "conn {}: backend {backend} closed without an answer",
+                    client.id
+                );
+                proxy.fail(
+                    client,
+                    shared,
+                    Status::BAD_GATEWAY,
+                    "backend closed without an answer",
+                )
+            }
+            Fault::BadAnswer(why) => {
+                proxy.count(client, Failure::BadAnswer);
+                warn!("conn {}: bad answer from {backend}: {why}", client.id);
+                proxy.fail(client, shared, Status::BAD_GATEWAY, why)
+            }
+            Fault::BadBody(why) => {
+                proxy.count(client, Failure::BadAnswer);
+                warn!("conn {}: bad body from {backend}: {why}", client.id);
+                proxy.end_truncated(client, shared)
+            }
+            Fault::Truncated => {
+                proxy.count(client, Failure::Reset);
+                warn!(
+                    "conn {}: {backend} closed in the middle of its answer",
+                    client.id
+                );
+                proxy.end_truncated(client, shared)
+            }
+            Fault::BadRequestBody(why) => {
+                debug!("conn {}: bad chunked body: {why}", client.id);
+                proxy.keep_client = false;
+                proxy.reusable = false;
+                proxy.fail(client, shared, Status::BAD_REQUEST, why)
+            }
+            Fault::ClientGone(why) => {
+                proxy.reusable = false;
+                Turn::Close(why)
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Connections to backends, and the pool of idle ones that every client
+//! shares.
+//!
+//! A backend socket is opened without blocking (`connect` returns at once;
+//! the first writable edge says it is done), with `TCP_NODELAY`, and
+//! registered with the loop's poll **once**, for both directions, under a
+//! token of its own ([`crate::server::upstream_token`]). The token stays the
+//! socket's for its whole life, through every client that borrows it and
+//! every stay in the pool, so handing a backend connection from one client to
+//! the next costs no `epoll_ctl`. The loop learns whom an event is for from
+//! [`Upstreams::owner`].
+//!
+//! An idle connection is dropped before it could go stale: after
+//! [`IDLE_LIFETIME`] in the pool (Node's `http` closes idle connections after
+//! 5 s), or as soon as the backend closes it (its token's event arrives while
+//! it is idle). The race that remains — a backend closing just as a request
+//! leaves — is what the proxy's one retry is for.
+
+use crate::server::upstream_token;
+use crate::stats::{add, Stats};
+use log::{debug, trace};
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use slab::Slab;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a connection may wait in the pool before it is closed: under the
+/// 5 s after which Node's `http` (and many others) close idle ones.
+pub const IDLE_LIFETIME: Duration = Duration::from_secs(4);
+/// Most idle connections kept for one backend.
+pub const IDLE_PER_BACKEND: usize = 256;
+
+/// An open (or opening) connection to a backend.
+#[derive(Debug)]
+pub struct UpstreamConn {
+    pub socket: TcpStream,
+    /// The number in its token.
+    pub id: usize,
+    pub addr: SocketAddr,
+    /// It came from the pool: it has carried a request before, and the
+    /// backend may have closed it meanwhile.
+    pub reused: bool,
+}
+
+/// Who a backend socket's events are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The client connection with this slab key.
+    Connection(usize),
+    /// Nobody: it waits in the pool.
+    Pool,
+}
+
+/// A pooled connection and since when it has been idle.
+#[derive(Debug)]
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+/// Every backend connection rill holds.
+pub struct Upstreams {
+    registry: Registry,
+    owners: Slab<Owner>,
+    /// Idle connections per backend, the most recently used last.
+    idle: HashMap<SocketAddr, Vec<Idle>>,
+    stats: Rc<Stats>,
+}
+
+impl Upstreams {
+    /// No connections yet; new ones are registered with `registry`.
+    pub fn new(registry: Registry, stats: Rc<Stats>) -> Upstreams {
+        Upstreams {
+            registry,
+            owners: Slab::new(),
+            idle: HashMap::new(),
+            stats,
+        }
+    }
+
+    /// Who the socket with this token number belongs to.
+    pub fn owner(&self, id: usize) -> Option<Owner> {
+        self.owners.get(id).copied()
+    }
+
+    /// A connection to `addr` for the client connection `owner`: the most
+    /// recently pooled one that is still fresh, or a new one.
+    pub fn checkout(
+        &mut self,
+        addr: SocketAddr,
+        owner: usize,
+        now: Instant,
+    ) -> io::Result<UpstreamConn> {
+        if let Some(idle) = self.idle.get_mut(&addr).and_then(Vec::pop) {
+            add_gauge(&self.stats.upstream_idle, -1);
+            if now.saturating_duration_since(idle.since) >= IDLE_LIFETIME {
+                // The rest were pooled even earlier: all of them are stale.
+                self.forget(idle.conn);
+                for older in self.idle.remove(&addr).unwrap_or_default() {
+                    add_gauge(&self.stats.upstream_idle, -1);
+                    self.forget(older.conn);
+                }
+                return self.connect(addr, owner);
+            }
+            if let Some(slot) = self.owners.get_mut(idle.conn.id) {
+                *slot = Owner::Connection(owner);
+            }
+            add(&self.stats.upstream_reused, 1);
+            trace!("upstream {}: reused for conn {owner}", idle.conn.id);
+            return Ok(UpstreamConn {
+                reused: true,
+                ..idle.conn
+            });
+        }
+        self.connect(addr, owner)
+    }
+
+    /// Opens a new connection to `addr` for the client connection `owner`.
+    /// The connect completes (or fails) later: the socket's first writable
+    /// edge says so.
+    pub fn connect(&mut self, addr: SocketAddr, owner: usize) -> io::Result<UpstreamConn> {
+        let mut socket = TcpStream::connect(addr)?;
+        socket.set_nodelay(true)?;
+        let entry = self.owners.vacant_entry();
+        let id = entry.key();
+        self.registry.register(
+            &mut socket,
+            upstream_token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Owner::Connection(owner));
+        add(&self.stats.upstream_connects, 1);
+        debug!("upstream {id}: connecting to {addr} for conn {owner}");
+        Ok(UpstreamConn {
+            socket,
+            id,
+            addr,
+            reused: false,
+        })
+    }
+
+    /// Takes back a connection that finished an exchange cleanly.
+    pub fn checkin(&mut self, conn: UpstreamConn, now: Instant) {
+        let pooled = self.idle.entry(conn.addr).or_default();
+        if pooled.len() >= IDLE_PER_BACKEND {
+            self.forget(conn);
+            return;
+        }
+        if let Some(slot) = self.owners.get_mut(conn.id) {
+            *slot = Owner::Pool;
+        }
+        trace!("upstream {}: idle in the pool", conn.id);
+        pooled.push(Idle { conn, since: now });
+        add_gauge(&self.stats.upstream_idle, 1);
+    }
+
+    /// Closes a connection that cannot be reused.
+    pub fn release(&mut self, conn: UpstreamConn) {
+        self.forget(conn);
+    }
+
+    /// An event arrived for a pooled connection. Nothing is expected of an
+    /// idle backend: bytes or a close from it mean it cannot be reused.
+    pub fn on_idle_event(&mut self, id: usize) {
+        let found = self.idle.iter_mut().find_map(|(addr, pooled)| {
+            let at = pooled.iter().position(|idle| idle.conn.id == id)?;
+            Some((*addr, at))
+        });
+        let Some((addr, at)) = found else {
+            return;
+        };
+        let Some(pooled) = self.idle.get_mut(&addr) else {
+            return;
+        };
+        if still_quiet(&pooled[at].conn.socket) {
+            return; // a late writable edge, nothing more
+        }
+        let idle = pooled.remove(at);
+        add_gauge(&self.stats.upstream_idle, -1);
+        debug!("upstream {id}: closed by the backend while idle");
+        self.forget(idle.conn);
+    }
+
+    /// Closes the pooled connections that have waited too long.
+    pub fn prune(&mut self, now: Instant) {
+        let mut stale = Vec::new();
+        for pooled in self.idle.values_mut() {
+            let keep = pooled
+                .iter()
+                .position(|idle| now.saturating_duration_since(idle.since) < IDLE_LIFETIME)
+                .unwrap_or(pooled.len());
+            stale.extend(pooled.drain(..keep));
+        }
+        for idle in stale {
+            add_gauge(&self.stats.upstream_idle, -1);
+            self.forget(idle.conn);
+        }
+    }
+
+    /// How many backend connections are open, pooled ones included.
+    pub fn open(&self) -> usize {
+        self.owners.len()
+    }
+
+    fn forget(&mut self, conn: UpstreamConn) {
+        if self.owners.try_remove(conn.id).is_some() {
+            trace!("upstream {}: closed", conn.id);
+        }
+        // Dropping the socket closes it, which also removes it from epoll.
+    }
+}
+
+/// Moves a gauge up or down by one.
+fn add_gauge(gauge: &std::cell::Cell<u64>, delta: i64) {
+    gauge.set(gauge.get().saturating_add_signed(delta));
+}
+
+/// Whether an idle socket has neither bytes nor a close waiting.
+fn still_quiet(socket: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: one byte of valid memory is passed with its length.
+    let got = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    got < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
