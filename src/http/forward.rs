@@ -95,8 +95,11 @@ pub fn write_forward_head(
         return Err(bad("malformed request line"));
     };
     // Both end up on the request line or in a field line, where a space or a
-    // line break would split the head rill sends.
-    if !is_visible(forward.target.as_bytes()) {
+    // line break would split the head rill sends. Bytes above 0x7f pass: rill
+    // accepts them in a client's target (as httparse does), and the route
+    // copies them.
+    let target_byte = |b: &u8| (0x21..=0x7e).contains(b) || *b >= 0x80;
+    if forward.target.is_empty() || !forward.target.as_bytes().iter().all(target_byte) {
         return Err(bad("invalid request-target"));
     }
     if !is_visible(forward.default_host.as_bytes()) {
@@ -528,6 +531,18 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_target_is_passed_on() {
+        let (head, _) = rebuild(
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n",
+            &Forward {
+                target: "/v1/caf\u{e9}",
+                ..forward(BodyFraming::None, false)
+            },
+        );
+        assert!(head.starts_with("GET /v1/caf\u{e9} HTTP/1.1\r\n"));
+    }
+
+    #[test]
     fn bad_inputs_write_nothing() {
         let mut out = Vec::new();
         let fwd = forward(BodyFraming::None, false);
@@ -536,7 +551,7 @@ mod tests {
             assert_eq!(error.status, Status::BAD_REQUEST);
         }
         let raw = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
-        for target in ["", "/a b", "/a\r\nX: y"] {
+        for target in ["", "/a b", "/a\r\nX: y", "/a\tb", "/a\x7f"] {
             let fwd = Forward { target, ..fwd };
             assert!(write_forward_head(raw, &fwd, &mut out).is_err());
         }
