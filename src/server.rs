@@ -327,10 +327,11 @@ impl Server {
         match owner {
             Some(Owner::Connection(key)) => {
                 if let Some(slot) = self.connections.get_mut(key) {
-                    let failed = event.is_error() || event.is_read_closed();
+                    let closed = event.is_error() || event.is_read_closed();
                     slot.conn.upstream_event(
-                        event.is_readable() || failed,
-                        event.is_writable() || failed,
+                        event.is_readable() || closed,
+                        event.is_writable() || event.is_error(),
+                        closed,
                     );
                 }
                 self.drive(key, now);

@@ -224,11 +224,12 @@ impl Connection {
         self.client.write_blocked = false;
     }
 
-    /// The loop saw an event for this connection's backend socket.
-    pub fn upstream_event(&mut self, readable: bool, writable: bool) {
+    /// The loop saw an event for this connection's backend socket;
+    /// `closed` says the backend's FIN (or an error) has arrived.
+    pub fn upstream_event(&mut self, readable: bool, writable: bool, closed: bool) {
         match &mut self.protocol {
-            Protocol::Proxy(proxy) => proxy.upstream_event(readable, writable),
-            Protocol::Tunnel(tunnel) => tunnel.upstream_event(readable, writable),
+            Protocol::Proxy(proxy) => proxy.upstream_event(readable, writable, closed),
+            Protocol::Tunnel(tunnel) => tunnel.upstream_event(readable, writable, closed),
             Protocol::Http(_) => {}
         }
     }

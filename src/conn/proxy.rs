@@ -169,11 +169,14 @@ enum RequestBody {
 }
 
 /// Readiness of the backend socket, as its events told it: set by an edge,
-/// cleared by `WouldBlock`.
+/// cleared by `WouldBlock` (or a short read).
 #[derive(Debug, Clone, Copy, Default)]
 struct Ready {
     readable: bool,
     writable: bool,
+    /// The backend's FIN has arrived. Its edge may have come with the last
+    /// bytes, so from then on reads go on until one returns 0.
+    closed: bool,
 }
 
 /// Why an exchange failed, for the counters.
@@ -278,6 +281,7 @@ impl Proxy {
                 self.ready = Ready {
                     readable: conn.reused,
                     writable: conn.reused,
+                    closed: false,
                 };
                 self.upstream = Some(conn);
             }
@@ -289,9 +293,10 @@ impl Proxy {
     }
 
     /// The loop saw an event for the backend socket.
-    pub fn upstream_event(&mut self, readable: bool, writable: bool) {
+    pub fn upstream_event(&mut self, readable: bool, writable: bool, closed: bool) {
         self.ready.readable |= readable;
         self.ready.writable |= writable;
+        self.ready.closed |= closed;
     }
 
     /// The phase the counters see this connection in.
@@ -658,7 +663,7 @@ impl Proxy {
         }
         // SAFETY: the kernel initialised the first `got` spare bytes.
         unsafe { buffer.set_len(buffer.len() + got) };
-        if got < want {
+        if got < want && !self.ready.closed {
             // Edge-triggered: a short read means the socket is empty now.
             self.ready.readable = false;
         }

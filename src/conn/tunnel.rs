@@ -47,6 +47,8 @@ pub struct Tunnel {
     upstream: Option<UpstreamConn>,
     upstream_readable: bool,
     upstream_writable: bool,
+    /// The backend's FIN has arrived: read on until a read returns 0.
+    upstream_closed: bool,
     /// Client bytes on their way to the backend.
     to_backend: Vec<u8>,
     to_backend_sent: usize,
@@ -71,6 +73,7 @@ impl Tunnel {
             upstream: Some(upstream),
             upstream_readable: readable,
             upstream_writable: writable,
+            upstream_closed: false,
             to_backend,
             to_backend_sent,
             upward: Half::Open,
@@ -80,9 +83,10 @@ impl Tunnel {
     }
 
     /// The loop saw an event for the backend socket.
-    pub fn upstream_event(&mut self, readable: bool, writable: bool) {
+    pub fn upstream_event(&mut self, readable: bool, writable: bool, closed: bool) {
         self.upstream_readable |= readable;
         self.upstream_writable |= writable;
+        self.upstream_closed |= closed;
     }
 
     /// Takes the backend connection out (it is never pooled).
@@ -216,7 +220,7 @@ impl Tunnel {
                 let got = got as usize;
                 // SAFETY: the kernel initialised the first `got` spare bytes.
                 unsafe { client.output.set_len(client.output.len() + got) };
-                if got < want {
+                if got < want && !self.upstream_closed {
                     self.upstream_readable = false;
                 }
                 moved += got;
@@ -241,6 +245,10 @@ impl Tunnel {
             moved += client.output_sent - before;
         }
         client.clear_sent_output();
+        if !client.has_unsent() {
+            // The 101 is out: its access-log line can be written.
+            client.log_pending(None);
+        }
         if !client.has_unsent() && self.downward == Half::Finishing {
             let _ = client.socket.shutdown(Shutdown::Write);
             self.downward = Half::Closed;

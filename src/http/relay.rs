@@ -424,11 +424,11 @@ fn transfer_coding(fields: &[httparse::Header]) -> Result<Option<ResponseBody>, 
         (false, _, _) => Ok(None),
         (true, 0, _) => Err(BadResponse("empty Transfer-Encoding")),
         (true, 1, true) => Ok(Some(ResponseBody::Chunked)),
-        // RFC 9112 §6.3 rule 4: without chunked last, the close ends it.
-        (true, _, false) => Ok(Some(ResponseBody::UntilClose)),
-        // Chunked over another coding: rill would have to decode that coding
-        // to re-frame the body, and does not relay transfer-codings.
-        (true, _, true) => Err(BadResponse("unsupported transfer-coding")),
+        // Any other coding (`gzip`, or `gzip, chunked`): RFC 9112 §6.3 would
+        // have a body without chunked last read until the close, but rill
+        // re-frames every body and relays no transfer-coding, so the client
+        // would get coded bytes marked as nothing. Refused instead.
+        (true, _, _) => Err(BadResponse("unsupported transfer-coding")),
     }
 }
 
@@ -575,8 +575,14 @@ mod tests {
             ),
             ("Transfer-Encoding: chunked\r\n", Ok(Chunked)),
             ("transfer-encoding: CHUNKED\r\n", Ok(Chunked)),
-            ("Transfer-Encoding: gzip\r\n", Ok(UntilClose)),
-            ("Transfer-Encoding: chunked, gzip\r\n", Ok(UntilClose)),
+            (
+                "Transfer-Encoding: gzip\r\n",
+                Err("unsupported transfer-coding"),
+            ),
+            (
+                "Transfer-Encoding: chunked, gzip\r\n",
+                Err("unsupported transfer-coding"),
+            ),
             ("", Ok(UntilClose)),
             ("Content-Type: text/plain\r\n", Ok(UntilClose)),
             (
