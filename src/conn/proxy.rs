@@ -271,15 +271,16 @@ impl Proxy {
         self.backend_activity = shared.now;
         match opened {
             Ok(conn) => {
-                // A pooled connection is connected and writable; a new one
-                // says so with its first edge.
+                // A pooled connection is connected and writable, and has
+                // nothing to read until the answer raises a new edge; a new
+                // one says it is connected with its first edge.
                 self.state = if conn.reused {
                     State::AwaitingHead
                 } else {
                     State::Connecting
                 };
                 self.ready = Ready {
-                    readable: conn.reused,
+                    readable: false,
                     writable: conn.reused,
                     closed: false,
                 };
@@ -571,6 +572,33 @@ impl Proxy {
     ) -> Result<Pumped, Fault> {
         let mut moved = false;
         loop {
+            // Read and re-frame all the backend has for us first, and write
+            // after: a head and the body behind it leave in one `send`.
+            let has_room = client.unsent() < PROXY_BUFFER && *budget > 0;
+            let has_input = self.ready.readable || !self.from_backend.is_empty();
+            let answering = !matches!(self.state, State::Done | State::Connecting);
+            if answering && has_room && has_input {
+                let read = if self.ready.readable {
+                    self.recv_from_backend(client)?
+                } else {
+                    Received::Nothing
+                };
+                let came = read != Received::Nothing;
+                match self.relay(client, shared, read)? {
+                    Relayed::Switch(turn) => return Ok(Pumped::Switch(turn)),
+                    Relayed::Progress => {
+                        moved = true;
+                        continue;
+                    }
+                    Relayed::Nothing if came => {
+                        moved = true;
+                        continue;
+                    }
+                    Relayed::Nothing => {}
+                }
+            }
+            // Then write; while the client does not keep up, its output
+            // stays full and the backend is not read (the checks above).
             if client.has_unsent() && !client.write_blocked {
                 let before = client.output_sent;
                 match client.write_output(false) {
@@ -579,32 +607,14 @@ impl Proxy {
                     Err(Stall::Gone(why)) => return Err(Fault::ClientGone(why)),
                 }
                 let sent = client.output_sent - before;
+                client.clear_sent_output();
                 *budget = budget.saturating_sub(sent);
-                moved |= sent > 0;
+                if sent > 0 {
+                    moved = true;
+                    continue;
+                }
             }
-            client.clear_sent_output();
-            if self.state == State::Done || self.state == State::Connecting {
-                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
-            }
-            if client.unsent() >= PROXY_BUFFER || *budget == 0 {
-                // The client is not keeping up: the backend waits.
-                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
-            }
-            if !self.ready.readable && self.from_backend.is_empty() {
-                return Ok(if moved { Pumped::Moved } else { Pumped::Still });
-            }
-            let read = if self.ready.readable {
-                self.recv_from_backend(client)?
-            } else {
-                Received::Nothing
-            };
-            let came = read != Received::Nothing;
-            match self.relay(client, shared, read)? {
-                Relayed::Progress => moved = true,
-                Relayed::Nothing if came => moved = true,
-                Relayed::Nothing => return Ok(if moved { Pumped::Moved } else { Pumped::Still }),
-                Relayed::Switch(turn) => return Ok(Pumped::Switch(turn)),
-            }
+            return Ok(if moved { Pumped::Moved } else { Pumped::Still });
         }
     }
 
@@ -1074,6 +1084,7 @@ impl Proxy {
     fn give_back_buffers(&mut self, shared: &Shared) {
         shared.pool.give(std::mem::take(&mut self.from_backend));
         shared.pool.give(std::mem::take(&mut self.to_backend));
+        self.to_backend_sent = 0;
     }
 
     /// Retries on a fresh connection, once, when a pooled one turned out
