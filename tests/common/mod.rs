@@ -89,6 +89,11 @@ impl Rill {
         all
     }
 
+    /// The process id, to read /proc/PID/status (VmRSS) while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
