@@ -1,0 +1,1739 @@
+//! Routes (issue 13): path prefixes proxied to real backends on 127.0.0.1 —
+//! Node's `http` server, python3's `http.server`, a WebSocket echo server and
+//! a deliberately broken one (all in tests/backends/) — checked from both
+//! sides: what the client gets, and what reached the backend.
+//!
+//! A test whose backend cannot run (no node, python3, websockets or curl)
+//! says SKIPPED and passes, as the curl tests elsewhere do.
+
+mod common;
+
+use common::{pseudo_random, site, Rill};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Backends
+
+const BACKENDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backends");
+
+/// A backend process on 127.0.0.1, killed when dropped.
+struct Backend {
+    child: Child,
+    port: u16,
+    // Kept open so a late write to stdout never fails the backend.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Backend {
+    /// Starts `command` and reads its port from its first stdout line:
+    /// `listening on PORT`, or http.server's `Serving HTTP on H port PORT ...`.
+    fn spawn(mut command: Command, what: &str) -> Backend {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the backend's port");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .or_else(|| line.split(" port ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{what}: unexpected first line {line:?}"));
+        Backend {
+            child,
+            port,
+            _stdout: stdout,
+        }
+    }
+
+    /// `HOST:PORT`, the UPSTREAM of a route.
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// One GET straight to the backend (not through rill); the body.
+    fn get(&self, target: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("backend");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let ask = format!("GET {target} HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n");
+        stream.write_all(ask.as_bytes()).unwrap();
+        let answer = read_message(&mut BufReader::new(stream), false).expect("backend answer");
+        assert_eq!(answer.status, 200, "backend {target}");
+        answer.text()
+    }
+
+    /// The Node backend's `METHOD URL` of every request since the last reset.
+    fn log(&self) -> Vec<String> {
+        self.get("/log").lines().map(str::to_owned).collect()
+    }
+
+    /// Forgets the Node backend's counts and log.
+    fn reset(&self) {
+        self.get("/reset");
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `program args` runs and succeeds; says SKIPPED with `why` if not.
+fn runs(program: &str, args: &[&str], why: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ok {
+        eprintln!("SKIPPED: {why} (.ci/run installs it)");
+    }
+    ok
+}
+
+/// tests/backends/node_backend.mjs, or None (SKIPPED) without node.
+fn node_backend() -> Option<Backend> {
+    if !runs("node", &["--version"], "node is not installed") {
+        return None;
+    }
+    let mut command = Command::new("node");
+    command.arg(format!("{BACKENDS}/node_backend.mjs"));
+    Some(Backend::spawn(command, "node_backend.mjs"))
+}
+
+/// tests/backends/broken_backend.py, or None (SKIPPED) without python3.
+fn broken_backend() -> Option<Backend> {
+    if !runs("python3", &["--version"], "python3 is not installed") {
+        return None;
+    }
+    let mut command = Command::new("python3");
+    command.arg(format!("{BACKENDS}/broken_backend.py"));
+    Some(Backend::spawn(command, "broken_backend.py"))
+}
+
+/// tests/backends/ws_echo.py, or None (SKIPPED) without python3's websockets.
+fn ws_backend() -> Option<Backend> {
+    let why = "python3 or its websockets package is not installed";
+    if !runs("python3", &["-c", "import websockets"], why) {
+        return None;
+    }
+    let mut command = Command::new("python3");
+    command.arg(format!("{BACKENDS}/ws_echo.py"));
+    Some(Backend::spawn(command, "ws_echo.py"))
+}
+
+/// `python3 -m http.server` on `dir` (HTTP/1.0, one answer per connection).
+fn http_server(dir: &std::path::Path) -> Option<Backend> {
+    if !runs("python3", &["--version"], "python3 is not installed") {
+        return None;
+    }
+    let mut command = Command::new("python3");
+    command
+        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .arg("--directory")
+        .arg(dir)
+        .stderr(Stdio::null());
+    Some(Backend::spawn(command, "python3 -m http.server"))
+}
+
+/// Starts rill on `root` with these routes (`PREFIX=UPSTREAM`) and arguments.
+fn start(root: &std::path::Path, routes: &[String], extra: &[&str]) -> Rill {
+    let mut args: Vec<&str> = Vec::new();
+    for route in routes {
+        args.push("--route");
+        args.push(route);
+    }
+    args.extend_from_slice(extra);
+    Rill::start(root, &args)
+}
+
+// ---------------------------------------------------------------------------
+// Messages: a reader that knows chunked bodies, trailers, 1xx and truncation
+
+type Fields = Vec<(String, String)>;
+
+#[derive(Debug, Default)]
+struct Message {
+    version: String,
+    status: u16,
+    /// Names lower-cased, in order, repeats kept.
+    headers: Fields,
+    /// The 1xx answers before this one.
+    informational: Vec<(u16, Fields)>,
+    body: Vec<u8>,
+    chunked: bool,
+    trailers: Fields,
+    /// False when the connection ended before the body did.
+    complete: bool,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        field(&self.headers, name)
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        fields(&self.headers, name)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn field<'a>(list: &'a Fields, name: &str) -> Option<&'a str> {
+    fields(list, name).into_iter().next()
+}
+
+fn fields<'a>(list: &'a Fields, name: &str) -> Vec<&'a str> {
+    list.iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Reads header lines up to the blank line.
+fn read_fields(reader: &mut impl BufRead) -> io::Result<Fields> {
+    let mut out = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            return Ok(out);
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("header line without a colon: {line:?}")))?;
+        if name.is_empty() || name.contains([' ', '\t']) {
+            return Err(invalid(format!("bad header name: {line:?}")));
+        }
+        out.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+}
+
+/// Appends up to `n` bytes; Ok(false) when the peer closed first.
+fn read_up_to(reader: &mut impl BufRead, n: usize, body: &mut Vec<u8>) -> io::Result<bool> {
+    let got = reader.take(n as u64).read_to_end(body)?;
+    Ok(got == n)
+}
+
+/// Reads one answer, 1xx included: the final one, with the 1xx before it.
+/// EOF before the status line is an error; EOF inside the body is not (the
+/// message says `complete: false`), nor is a close-delimited body.
+fn read_message(reader: &mut impl BufRead, head_only: bool) -> io::Result<Message> {
+    let mut message = Message::default();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        let mut parts = line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default().to_owned();
+        let status: u16 = parts
+            .next()
+            .and_then(|code| code.parse().ok())
+            .filter(|_| version.starts_with("HTTP/1."))
+            .ok_or_else(|| invalid(format!("not a status line: {line:?}")))?;
+        let headers = read_fields(reader)?;
+        if (100..200).contains(&status) && status != 101 {
+            message.informational.push((status, headers));
+            continue;
+        }
+        message.version = version;
+        message.status = status;
+        message.headers = headers;
+        break;
+    }
+    message.complete = true;
+    let status = message.status;
+    if head_only || status == 101 || status == 204 || status == 304 {
+        return Ok(message);
+    }
+    let chunked = message
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        message.chunked = true;
+        loop {
+            let mut size_line = String::new();
+            if reader.read_line(&mut size_line)? == 0 {
+                message.complete = false;
+                return Ok(message);
+            }
+            let digits = size_line.trim_end().split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(digits, 16)
+                .map_err(|_| invalid(format!("bad chunk size line {size_line:?}")))?;
+            if size == 0 {
+                match read_fields(reader) {
+                    Ok(trailers) => message.trailers = trailers,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => message.complete = false,
+                    Err(e) => return Err(e),
+                }
+                return Ok(message);
+            }
+            let mut crlf = Vec::new();
+            if !read_up_to(reader, size, &mut message.body)? || !read_up_to(reader, 2, &mut crlf)? {
+                message.complete = false;
+                return Ok(message);
+            }
+            if crlf != b"\r\n" {
+                return Err(invalid(format!("chunk not followed by CRLF: {crlf:?}")));
+            }
+        }
+    }
+    match message.header("content-length") {
+        Some(length) => {
+            let length = length
+                .parse()
+                .map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
+            message.complete = read_up_to(reader, length, &mut message.body)?;
+        }
+        None => {
+            reader.read_to_end(&mut message.body)?;
+        }
+    }
+    Ok(message)
+}
+
+/// A connection to rill with its reader and writer.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn new(rill: &Rill) -> Client {
+        let stream = rill.connect();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, raw: impl AsRef<[u8]>) {
+        self.writer.write_all(raw.as_ref()).unwrap();
+    }
+
+    fn read(&mut self, head_only: bool) -> Message {
+        read_message(&mut self.reader, head_only).expect("an answer")
+    }
+
+    fn ask(&mut self, raw: &str) -> Message {
+        self.send(raw);
+        self.read(raw.starts_with("HEAD "))
+    }
+
+    /// Whether the server closes within `limit` (reading, and dropping,
+    /// anything it still sends).
+    fn closes_within(&mut self, limit: Duration) -> bool {
+        self.reader.get_ref().set_read_timeout(Some(limit)).unwrap();
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).is_ok()
+    }
+}
+
+/// One request on a fresh connection, one answer.
+fn ask(rill: &Rill, raw: &str) -> Message {
+    Client::new(rill).ask(raw)
+}
+
+/// A GET for `target` with Host `example.test`, connection closed after.
+fn get(target: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+}
+
+fn assert_via(message: &Message, what: &str) {
+    let via = message.all("via").join(", ");
+    assert!(
+        via.contains("1.1 rill"),
+        "{what}: Via {via:?} does not name rill"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What the Node backend's /echo saw
+
+/// The Node backend's /echo answer: what reached it.
+#[derive(Debug, Default)]
+struct Echo {
+    method: String,
+    url: String,
+    continued: bool,
+    body_length: u64,
+    sha256: String,
+    headers: Fields,
+    trailers: Fields,
+}
+
+impl Echo {
+    fn parse(message: &Message) -> Echo {
+        assert_eq!(message.status, 200, "not an echo: {}", message.text());
+        let text = message.text();
+        let mut echo = Echo::default();
+        let mut list: Option<&mut Fields> = None;
+        let mut headers = Vec::new();
+        let mut trailers = Vec::new();
+        for line in text.lines() {
+            let line = line.trim_end_matches(',');
+            if line.starts_with("],") || line == "]" {
+                list = None;
+            } else if let Some(pair) = line.strip_prefix('[') {
+                let (name, rest) = json_string(pair);
+                let (value, _) = json_string(rest.trim_start_matches(','));
+                if let Some(list) = list.as_deref_mut() {
+                    list.push((name.to_ascii_lowercase(), value));
+                }
+            } else if let Some((key, value)) = line.split_once("\": ") {
+                match key.trim_start_matches('"') {
+                    "method" => echo.method = json_string(value).0,
+                    "url" => echo.url = json_string(value).0,
+                    "sha256" => echo.sha256 = json_string(value).0,
+                    "continued" => echo.continued = value == "true",
+                    "bodyLength" => echo.body_length = value.parse().unwrap(),
+                    "headers" => list = Some(&mut headers),
+                    "trailers" => list = Some(&mut trailers),
+                    _ => {}
+                }
+            }
+        }
+        echo.headers = headers;
+        echo.trailers = trailers;
+        assert!(!echo.method.is_empty(), "not an echo: {text}");
+        echo
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        field(&self.headers, name)
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        fields(&self.headers, name)
+    }
+}
+
+/// Decodes the JSON string at the start of `text` (after spaces); returns it
+/// and what follows.
+fn json_string(text: &str) -> (String, &str) {
+    let text = text.trim_start();
+    let mut chars = text.char_indices();
+    assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "no string: {text}");
+    let mut out = String::new();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return (out, &text[at + 1..]),
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('b') => out.push('\u{8}'),
+                Some('f') => out.push('\u{c}'),
+                Some('u') => {
+                    let hex: String = (0..4)
+                        .filter_map(|_| chars.next().map(|(_, c)| c))
+                        .collect();
+                    let code = u32::from_str_radix(&hex, 16).unwrap();
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    panic!("unterminated string: {text}")
+}
+
+/// The SHA-256 of `data`, in hex, by coreutils' sha256sum.
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// rill's resident memory in KiB (VmRSS in /proc/PID/status).
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Samples a process's VmRSS every 10 ms until dropped; `max()` is the peak.
+struct RssWatch {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssWatch {
+    fn new(pid: u32) -> RssWatch {
+        let peak = Arc::new(AtomicU64::new(vm_rss_kib(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(vm_rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssWatch {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Which requests go where
+
+#[test]
+fn a_prefix_matches_whole_segments_of_the_normalised_path() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    fs::write(dir.path().join("apiary"), "root apiary").unwrap();
+    fs::write(dir.path().join("x"), "root x").unwrap();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let routed = ["/api", "/api/", "/api/x", "/api?q", "/api/x/y?a=1&b"];
+    for target in routed {
+        let answer = ask(&rill, &get(target));
+        assert_via(&answer, target);
+        assert_eq!(
+            Echo::parse(&answer).url,
+            target,
+            "the path passes unchanged"
+        );
+    }
+    // Not the route's: served from ROOT (the normalised path) or 404.
+    let not_routed = [
+        ("/apiary", Some("root apiary")),
+        ("/api../x", None),
+        ("/api%2e%2e/x", None),
+        ("/api/../x", Some("root x")),
+        ("/api/%2e%2e/x", Some("root x")),
+        ("/api/./../x", Some("root x")),
+    ];
+    for (target, root_body) in not_routed {
+        let answer = ask(&rill, &get(target));
+        let from_root = root_body.is_some_and(|body| answer.status == 200 && answer.text() == body);
+        assert!(
+            from_root || answer.status == 404,
+            "{target}: {} {:?}",
+            answer.status,
+            answer.text()
+        );
+    }
+    let expected: Vec<String> = routed.iter().map(|t| format!("GET {t}")).collect();
+    assert_eq!(
+        node.log(),
+        expected,
+        "exactly the routed requests reach the backend"
+    );
+}
+
+#[test]
+fn the_longest_prefix_wins_whatever_the_order() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let short = format!("/api={}/short", node.addr());
+    let long = format!("/api/v2={}/long", node.addr());
+    for routes in [[short.clone(), long.clone()], [long.clone(), short.clone()]] {
+        let rill = start(dir.path(), &routes, &[]);
+        for (target, upstream) in [
+            ("/api/x", "/short/x"),
+            ("/api/v2/x", "/long/x"),
+            ("/api/v2", "/long"),
+            ("/api/v2?q=1", "/long?q=1"),
+            ("/api/v2x", "/short/v2x"),
+            ("/api/v", "/short/v"),
+        ] {
+            let echo = Echo::parse(&ask(&rill, &get(target)));
+            assert_eq!(echo.url, upstream, "{target} with {routes:?}");
+        }
+    }
+}
+
+#[test]
+fn an_upstream_path_replaces_the_prefix() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}/v1", node.addr())], &[]);
+    for (target, upstream) in [
+        ("/api/x", "/v1/x"),
+        ("/api", "/v1"),
+        ("/api/", "/v1/"),
+        ("/api?q=1", "/v1?q=1"),
+        ("/api/a/b?c=d", "/v1/a/b?c=d"),
+    ] {
+        let echo = Echo::parse(&ask(&rill, &get(target)));
+        assert_eq!(echo.url, upstream, "{target}");
+    }
+}
+
+#[test]
+fn a_slash_route_makes_a_plain_reverse_proxy_and_stats_still_win() {
+    let (Some(all), Some(api)) = (node_backend(), node_backend()) else {
+        return;
+    };
+    let dir = site();
+    fs::write(dir.path().join("local.txt"), "local").unwrap();
+    let routes = [format!("/={}", all.addr()), format!("/api={}", api.addr())];
+    let rill = start(dir.path(), &routes, &["--stats"]);
+    assert_eq!(
+        Echo::parse(&ask(&rill, &get("/local.txt"))).url,
+        "/local.txt"
+    );
+    assert_eq!(Echo::parse(&ask(&rill, &get("/"))).url, "/");
+    assert_eq!(Echo::parse(&ask(&rill, &get("/api/x"))).url, "/api/x");
+    let stats = ask(&rill, &get("/.rill/stats"));
+    assert_eq!(stats.status, 200);
+    assert!(stats.text().contains('{'), "stats: {}", stats.text());
+    assert_eq!(all.log(), ["GET /local.txt", "GET /"]);
+    assert_eq!(api.log(), ["GET /api/x"]);
+}
+
+// ---------------------------------------------------------------------------
+// The request rebuilt for the backend, the answer rebuilt for the client
+
+#[test]
+fn hop_by_hop_request_fields_are_removed_before_rill_adds_its_own() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let answer = ask(
+        &rill,
+        "GET /api/echo HTTP/1.1\r\nHost: example.test:8443\r\n\
+         Connection: keep-alive, X-Secret, x-other\r\nX-Secret: s\r\nX-Other: o\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: deflate;q=0.5\r\n\
+         Upgrade: h2c\r\nX-Custom: kept\r\nUser-Agent: rill-test\r\n\r\n",
+    );
+    assert_via(&answer, "the answer");
+    let echo = Echo::parse(&answer);
+    for gone in [
+        "x-secret",
+        "x-other",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "transfer-encoding",
+    ] {
+        assert_eq!(
+            echo.all(gone),
+            Vec::<&str>::new(),
+            "{gone} reached the backend"
+        );
+    }
+    // rill may send a TE of its own (`trailers`), never the client's.
+    assert!(
+        !echo.all("te").join(",").contains("deflate"),
+        "{:?}",
+        echo.headers
+    );
+    for connection in echo.all("connection") {
+        let lower = connection.to_ascii_lowercase();
+        assert!(
+            !lower.contains("x-secret") && !lower.contains("x-other"),
+            "Connection: {connection}"
+        );
+    }
+    assert_eq!(echo.header("x-custom"), Some("kept"));
+    assert_eq!(echo.header("user-agent"), Some("rill-test"));
+    assert_eq!(echo.all("host"), ["example.test:8443"]);
+    assert!(
+        echo.all("via").join(", ").contains("1.1 rill"),
+        "{:?}",
+        echo.headers
+    );
+}
+
+#[test]
+fn hop_by_hop_answer_fields_are_removed() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let answer = ask(&rill, &get("/api/hop"));
+    assert_eq!((answer.status, answer.text().as_str()), (200, "hop\n"));
+    for gone in ["x-hop", "keep-alive", "proxy-connection", "upgrade"] {
+        assert_eq!(
+            answer.all(gone),
+            Vec::<&str>::new(),
+            "{gone} reached the client"
+        );
+    }
+    for connection in answer.all("connection") {
+        assert!(
+            !connection.to_ascii_lowercase().contains("x-hop"),
+            "{connection}"
+        );
+    }
+    assert_eq!(answer.header("x-end-to-end"), Some("kept"));
+    assert_via(&answer, "/api/hop");
+}
+
+#[test]
+fn spoofed_forwarding_fields_are_overwritten_with_the_peer() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let echo = Echo::parse(&ask(
+        &rill,
+        "GET /api/echo HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 6.6.6.6\r\n\
+         x-forwarded-for: 7.7.7.7, 8.8.8.8\r\nX-Forwarded-Host: evil.test\r\n\
+         X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    ));
+    assert_eq!(
+        echo.all("x-forwarded-for"),
+        ["127.0.0.1"],
+        "{:?}",
+        echo.headers
+    );
+    assert_eq!(echo.all("x-forwarded-host"), ["example.test"]);
+    assert_eq!(echo.all("x-forwarded-proto"), ["http"]);
+    let forwarded = echo.all("forwarded");
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    let forwarded = forwarded[0].to_ascii_lowercase();
+    assert!(
+        forwarded.contains("for=127.0.0.1") || forwarded.contains("for=\"127.0.0.1"),
+        "{forwarded}"
+    );
+    assert!(forwarded.contains("host=\"example.test\""), "{forwarded}");
+    assert!(forwarded.contains("proto=http"), "{forwarded}");
+    assert!(!format!("{:?}", echo.headers).contains("6.6.6.6"));
+}
+
+#[test]
+fn host_is_kept_and_via_is_added_both_ways() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let answer = ask(
+        &rill,
+        "GET /api/echo HTTP/1.1\r\nHost: Example.Test:81\r\nVia: 1.0 corp-proxy\r\n\
+         Connection: close\r\n\r\n",
+    );
+    assert_via(&answer, "the answer");
+    let echo = Echo::parse(&answer);
+    assert_eq!(
+        echo.all("host"),
+        ["Example.Test:81"],
+        "Host as the client sent it"
+    );
+    let via = echo.all("via").join(", ");
+    let (client, rill_via) = (via.find("corp-proxy"), via.find("1.1 rill"));
+    assert!(
+        client.is_some() && rill_via.is_some() && client < rill_via,
+        "rill appends itself to Via: {via:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Smuggling: every framing ambiguity is a 400 and a close, and never reaches
+// the backend
+
+/// Sends `raw` on a fresh connection; returns all of rill's reply and whether
+/// rill closed the connection (within 5 s) after it.
+fn exchange(rill: &Rill, raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut stream = rill.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // rill may answer and close before reading all of it.
+    let _ = stream.write_all(raw);
+    let mut reply = Vec::new();
+    let closed = stream.read_to_end(&mut reply).is_ok();
+    (reply, closed)
+}
+
+/// The status of every status line in `reply`.
+fn statuses(reply: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(reply);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn every_smuggling_vector_sent_to_a_route_is_a_400_and_a_close() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    assert_eq!(Echo::parse(&ask(&rill, &get("/api/warm"))).url, "/api/warm");
+    assert_eq!(node.log(), ["GET /api/warm"]);
+    node.reset();
+    let h = "Host: t\r\n";
+    // Appended to every case: it would reach the backend if rill read on.
+    let hidden = "GET /api/hidden HTTP/1.1\r\nHost: t\r\n\r\n";
+    let long_header = format!("X-Big: {}\r\n", "a".repeat(17 * 1024));
+    let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("CL and TE", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400),
+        ("TE and CL", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"), 400),
+        ("CL.TE hiding a request", format!("POST /api/x HTTP/1.1\r\n{h}Content-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}", 5 + hidden.len()), 400),
+        ("TE.CL hiding a request", format!("POST /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n", hidden.len()), 400),
+        ("differing CLs", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"), 400),
+        ("CL 0 and CL n", format!("GET /api/x HTTP/1.1\r\n{h}Content-Length: 0\r\nContent-Length: {}\r\n\r\n", hidden.len()), 400),
+        ("negative CL", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: -5\r\n\r\n"), 400),
+        ("hex CL", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: 0x10\r\n\r\n"), 400),
+        ("overflowing CL", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: 99999999999999999999999\r\n\r\n"), 400),
+        ("CL list", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: 5, 5\r\n\r\nhello"), 400),
+        ("CL with plus", format!("PUT /api/x HTTP/1.1\r\n{h}Content-Length: +5\r\n\r\nhello"), 400),
+        ("bad chunk size", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 400),
+        ("chunk size overflow", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n"), 400),
+        ("0x chunk size", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"), 400),
+        ("negative chunk size", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"), 400),
+        ("chunk longer than size", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"), 400),
+        ("bare LF in chunk", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n"), 400),
+        ("TE not ending in chunked", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: gzip\r\n\r\n"), 400),
+        ("unknown transfer-coding", format!("PUT /api/x HTTP/1.1\r\n{h}Transfer-Encoding: xyz, chunked\r\n\r\n"), 501),
+        ("TE in HTTP/1.0", "PUT /api/x HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
+        ("xchunked with CL 0", format!("GET /api/x HTTP/1.1\r\n{h}Transfer-Encoding: xchunked\r\nContent-Length: 0\r\n\r\n"), 400),
+        ("space before colon in TE", format!("GET /api/x HTTP/1.1\r\n{h}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"), 400),
+        ("chunked then identity", format!("GET /api/x HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"), 400),
+        ("obs-fold", format!("GET /api/x HTTP/1.1\r\n{h}X-Folded: a\r\n b\r\n\r\n"), 400),
+        ("NUL in header", format!("GET /api/x HTTP/1.1\r\n{h}X-Nul: a\0b\r\n\r\n"), 400),
+        ("control byte in header", format!("GET /api/x HTTP/1.1\r\n{h}X-Bell: a\u{7}b\r\n\r\n"), 400),
+        ("space before colon", "GET /api/x HTTP/1.1\r\nHost : t\r\n\r\n".into(), 400),
+        ("bad header name", format!("GET /api/x HTTP/1.1\r\n{h}Bad(Name): v\r\n\r\n"), 400),
+        ("no Host", "GET /api/x HTTP/1.1\r\n\r\n".into(), 400),
+        ("two Hosts", "GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
+        ("header over 16 KiB", format!("GET /api/x HTTP/1.1\r\n{h}{long_header}\r\n"), 431),
+        ("100 header fields", format!("GET /api/x HTTP/1.1\r\n{h}{many}\r\n"), 431),
+        ("absolute-form, other scheme", format!("GET ftp://t/api/x HTTP/1.1\r\n{h}\r\n"), 400),
+        ("lower-case version", format!("GET /api/x http/1.1\r\n{h}\r\n"), 400),
+    ];
+    let mut wrong = Vec::new();
+    for (name, raw, expected) in &cases {
+        let mut raw = raw.clone().into_bytes();
+        raw.extend_from_slice(hidden.as_bytes());
+        let (reply, closed) = exchange(&rill, &raw);
+        let got = statuses(&reply);
+        if got != [*expected] || !closed {
+            wrong.push(format!(
+                "{name}: expected [{expected}] and a close, got {got:?}, closed {closed}"
+            ));
+        }
+    }
+    // Valid requests whose bodies are requests: they reach the backend, as
+    // bodies, and only they do.
+    let secret = "GET /api/secret HTTP/1.1\r\nHost: t\r\n\r\n";
+    let valid = [
+        format!("GET /api/a HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{secret}\r\n0\r\n\r\n", secret.len()),
+        format!("GET /api/a HTTP/1.1\r\n{h}Content-Length: {}\r\nConnection: close\r\n\r\n{secret}", secret.len()),
+    ];
+    for raw in &valid {
+        let (reply, _) = exchange(&rill, raw.as_bytes());
+        assert_eq!(statuses(&reply), [200], "{raw:?}");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.contains(&format!("\"bodyLength\": {}", secret.len())),
+            "{text}"
+        );
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(
+        node.log(),
+        ["GET /api/a", "GET /api/a"],
+        "what reached the backend"
+    );
+}
+
+#[test]
+fn lenient_chunk_syntax_never_reaches_a_backend() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let head = "PUT /api/c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // RFC 9112 §7.1.1: whitespace only around `;` and `=`, a name after every `;`.
+    let bad = [
+        ("space after the size", format!("{head}5 \r\nhello\r\n0\r\n\r\n")),
+        ("junk after the size", format!("{head}5 junk\r\nhello\r\n0\r\n\r\n")),
+        ("empty extension", format!("{head}5;\r\nhello\r\n0\r\n\r\n")),
+        ("control byte in an extension", format!("{head}5;a=\u{1}\r\nhello\r\n0\r\n\r\n")),
+        ("trailer line without a colon", format!("{head}5\r\nhello\r\n0\r\nnocolon\r\n\r\n")),
+        ("GET with a bad chunked body", "GET /api/c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into()),
+    ];
+    let mut wrong = Vec::new();
+    for (name, raw) in &bad {
+        let (reply, closed) = exchange(&rill, raw.as_bytes());
+        let got = statuses(&reply);
+        if got != [400] || !closed {
+            wrong.push(format!(
+                "{name}: expected [400] and a close, got {got:?}, closed {closed}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let good = [
+        "5;name=value\r\nhello\r\n0\r\n\r\n",
+        "5 ; name = \"quoted value\"\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
+    ];
+    for body in good {
+        let answer = ask(&rill, &format!("{head}{body}"));
+        let echo = Echo::parse(&answer);
+        assert_eq!(
+            (echo.body_length, echo.sha256.as_str()),
+            (5, sha256_hex(b"hello").as_str())
+        );
+    }
+    assert_eq!(node.log(), ["PUT /api/c", "PUT /api/c"]);
+}
+
+// ---------------------------------------------------------------------------
+// Bodies both ways
+
+#[test]
+fn hundred_requests_through_a_route_on_one_connection() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    fs::write(dir.path().join("k.txt"), "keep").unwrap();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let mut client = Client::new(&rill);
+    for i in 0..100 {
+        let answer = client.ask(&format!("GET /api/echo?i={i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!(
+            Echo::parse(&answer).url,
+            format!("/api/echo?i={i}"),
+            "request {i}"
+        );
+        assert_ne!(answer.header("connection"), Some("close"), "request {i}");
+        // Now and then a file from ROOT on the same connection.
+        if i % 10 == 9 {
+            let answer = client.ask("GET /k.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(
+                (answer.status, answer.text().as_str()),
+                (200, "keep"),
+                "after {i}"
+            );
+        }
+    }
+    assert_eq!(node.get("/count?path=/api/echo").trim(), "100");
+    assert_eq!(node.log().len(), 100);
+}
+
+#[test]
+fn request_bodies_are_streamed_to_the_backend_reframed() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    // --max-body is for uploads into ROOT: a proxied body is not capped by it.
+    let rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--max-body", "1K"],
+    );
+    let body = pseudo_random(3 * MIB + 17, 5);
+    let mut client = Client::new(&rill);
+    client.send(format!(
+        "POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    client.send(&body);
+    let echo = Echo::parse(&client.read(false));
+    assert_eq!(
+        (echo.method.as_str(), echo.body_length),
+        ("POST", body.len() as u64)
+    );
+    assert_eq!(echo.sha256, sha256_hex(&body));
+    // A chunked body, pieces of all sizes, on the same connection.
+    let mut chunked = Vec::new();
+    let mut offset = 0;
+    for size in [1, 10, 4096, 70_000, 3] {
+        chunked.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        chunked.extend_from_slice(&body[offset..offset + size]);
+        chunked.extend_from_slice(b"\r\n");
+        offset += size;
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    client.send("PUT /api/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    client.send(&chunked);
+    let echo = Echo::parse(&client.read(false));
+    assert_eq!(echo.body_length, offset as u64);
+    assert_eq!(echo.sha256, sha256_hex(&body[..offset]));
+    let framing = (
+        echo.all("content-length").len(),
+        echo.all("transfer-encoding").len(),
+    );
+    assert!(framing == (1, 0) || framing == (0, 1), "{:?}", echo.headers);
+    assert_eq!(node.log(), ["POST /api/echo", "PUT /api/echo"]);
+}
+
+#[test]
+fn a_50_mib_put_with_expect_through_a_route_does_not_stall() {
+    if !common::curl_available() {
+        return;
+    }
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let files = site();
+    let upload = files.path().join("upload.bin");
+    let data = pseudo_random(50 * MIB, 50);
+    fs::write(&upload, &data).unwrap();
+    let expected = sha256_hex(&data);
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let url = format!("http://{}/api/echo", rill.addr);
+    let out = files.path().join("answer.json");
+    let started = Instant::now();
+    // Without a 100, curl would wait --expect100-timeout (10 s) before sending.
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-v",
+            "--expect100-timeout",
+            "10",
+            "-H",
+            "Expect: 100-continue",
+        ])
+        .arg("-T")
+        .arg(&upload)
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code}", &url])
+        .output()
+        .expect("run curl");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{stderr}");
+    assert!(
+        stderr.contains("< HTTP/1.1 100"),
+        "no 100 relayed:\n{stderr}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains(&format!("\"bodyLength\": {},", 50 * MIB)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\"sha256\": \"{expected}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"continued\": true"),
+        "Expect was not forwarded: {text}"
+    );
+}
+
+#[test]
+fn server_sent_events_arrive_as_they_are_sent() {
+    if !common::curl_available() {
+        return;
+    }
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let started = Instant::now();
+    let mut curl = Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            &format!("http://{}/api/sse?n=10&ms=100", rill.addr),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let mut times = Vec::new();
+    for line in BufReader::new(curl.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("data:") {
+            times.push(started.elapsed());
+        }
+    }
+    assert!(curl.wait().unwrap().success(), "curl failed");
+    assert_eq!(times.len(), 10, "events: {times:?}");
+    assert!(
+        times[0] < Duration::from_millis(500),
+        "first event after {:?}",
+        times[0]
+    );
+    // Ten events 100 ms apart span 900 ms; a burst at the end spans nothing.
+    let spread = times[9] - times[0];
+    assert!(
+        spread > Duration::from_millis(600),
+        "events in a burst: {times:?}"
+    );
+    let spaced = times
+        .windows(2)
+        .filter(|w| w[1] - w[0] > Duration::from_millis(40))
+        .count();
+    assert!(spaced >= 7, "events not spaced: {times:?}");
+}
+
+#[test]
+fn chunked_answers_and_their_trailers_are_relayed() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /api/chunked HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(answer.complete);
+    assert_eq!(
+        answer.text(),
+        "piece 0\npiece 1\npiece 2\npiece 3\npiece 4\n"
+    );
+    let answer = client.ask("GET /api/trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n");
+    assert!(answer.chunked && answer.complete, "{answer:?}");
+    assert_eq!(answer.text(), "first piece\nsecond piece\nthird piece\n");
+    let checksum = "sha256=88762c9012033252301864b7fb3bdb061d6d207ed764bb5efe626b175e9caf0f";
+    assert_eq!(
+        field(&answer.trailers, "x-checksum"),
+        Some(checksum),
+        "{answer:?}"
+    );
+    assert_eq!(answer.header("x-checksum"), None, "trailers stay trailers");
+    // An HTTP/1.0 client gets the same body, delimited by the close.
+    let answer = ask(&rill, "GET /api/chunked HTTP/1.0\r\nHost: t\r\n\r\n");
+    assert!(!answer.chunked, "chunked to HTTP/1.0: {answer:?}");
+    assert_eq!(
+        answer.text(),
+        "piece 0\npiece 1\npiece 2\npiece 3\npiece 4\n"
+    );
+}
+
+#[test]
+fn early_hints_reach_http11_clients_only() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let answer = ask(&rill, &get("/api/early-hints"));
+    assert_eq!(answer.informational.len(), 1, "{answer:?}");
+    let (status, fields) = &answer.informational[0];
+    assert_eq!(*status, 103);
+    assert_eq!(
+        field(fields, "link"),
+        Some("</style.css>; rel=preload; as=style")
+    );
+    assert_eq!((answer.status, answer.text().as_str()), (200, "hinted\n"));
+    let (reply, closed) = exchange(&rill, b"GET /api/early-hints HTTP/1.0\r\nHost: t\r\n\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(closed, "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200 ") || text.starts_with("HTTP/1.0 200 "),
+        "{text}"
+    );
+    assert!(
+        !text.contains(" 103 "),
+        "a 1xx to an HTTP/1.0 client: {text}"
+    );
+    assert!(text.ends_with("hinted\n"), "{text}");
+}
+
+#[test]
+fn head_through_a_route_ends_at_the_head() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let mut client = Client::new(&rill);
+    let answer = client.ask("HEAD /api/big?mb=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-length"), Some("1048576"));
+    let answer = client.ask("HEAD /api/echo HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 200);
+    // No body bytes came with either: the next answer starts clean.
+    let echo = Echo::parse(&client.ask("GET /api/echo HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_eq!(echo.method, "GET");
+    assert_eq!(
+        node.log(),
+        ["HEAD /api/big?mb=1", "HEAD /api/echo", "GET /api/echo"]
+    );
+}
+
+#[test]
+fn a_location_at_the_backend_is_rewritten_to_the_clients_view() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let routes = [
+        format!("/api={}", node.addr()),
+        format!("/r={}/v1", node.addr()),
+    ];
+    let rill = start(dir.path(), &routes, &[]);
+    for (target, location) in [
+        (
+            "/r/redirect?to=/v1/landing",
+            "http://example.test/r/landing",
+        ),
+        (
+            "/api/redirect?to=/api/landing",
+            "http://example.test/api/landing",
+        ),
+        (
+            "/api/redirect?abs=http://elsewhere.test/x",
+            "http://elsewhere.test/x",
+        ),
+    ] {
+        let answer = ask(&rill, &get(target));
+        assert_eq!(answer.status, 302, "{target}");
+        assert_eq!(answer.header("location"), Some(location), "{target}");
+    }
+    // The rewritten Location leads back to the backend through rill.
+    let answer = ask(&rill, &get("/r/landing"));
+    assert_eq!((answer.status, answer.text().as_str()), (200, "landed\n"));
+}
+
+#[test]
+fn an_http10_backend_and_close_delimited_bodies_keep_the_client_connection() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let backend_dir = site();
+    fs::create_dir(backend_dir.path().join("py")).unwrap();
+    fs::write(
+        backend_dir.path().join("py/hello.txt"),
+        "hello from http.server\n",
+    )
+    .unwrap();
+    let Some(python) = http_server(backend_dir.path()) else {
+        return;
+    };
+    let dir = site();
+    fs::write(dir.path().join("local.txt"), "local").unwrap();
+    let routes = [
+        format!("/py={}", python.addr()),
+        format!("/b={}", broken.addr()),
+    ];
+    let rill = start(dir.path(), &routes, &[]);
+    let mut client = Client::new(&rill);
+    for round in 0..2 {
+        let answer = client.ask("GET /py/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "hello from http.server\n", "round {round}");
+        assert_ne!(answer.header("connection"), Some("close"), "round {round}");
+        assert_eq!(
+            client
+                .ask("GET /py/missing HTTP/1.1\r\nHost: t\r\n\r\n")
+                .status,
+            404
+        );
+        // No length at all: re-chunked for this HTTP/1.1 client.
+        let answer = client.ask("GET /b/http10-close HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(
+            answer.chunked && answer.complete,
+            "round {round}: {answer:?}"
+        );
+        assert_eq!(answer.text(), "close-delimited body from HTTP/1.0\n");
+        assert_eq!(
+            client
+                .ask("GET /local.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                .text(),
+            "local"
+        );
+    }
+    // An HTTP/1.0 client gets it delimited by the close.
+    let answer = ask(&rill, "GET /b/http10-close HTTP/1.0\r\nHost: t\r\n\r\n");
+    assert!(!answer.chunked, "{answer:?}");
+    assert_eq!(answer.text(), "close-delimited body from HTTP/1.0\n");
+}
+
+// ---------------------------------------------------------------------------
+// Broken, absent and silent backends
+
+#[test]
+fn every_bad_backend_answer_is_a_502() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let mut rill = start(dir.path(), &[format!("/b={}", broken.addr())], &[]);
+    let offer = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let cases = [
+        ("cl-te", ""),
+        ("double-cl", ""),
+        ("bad-cl", ""),
+        ("crlf", ""),
+        ("nul", ""),
+        ("huge-head", ""),
+        ("garbage", ""),
+        ("101-no-upgrade", ""),
+        ("101-no-upgrade", offer),
+    ];
+    let mut wrong = Vec::new();
+    for (case, extra) in cases {
+        let mut client = Client::new(&rill);
+        client.send(format!("GET /b/{case} HTTP/1.1\r\nHost: t\r\n{extra}\r\n"));
+        match read_message(&mut client.reader, false) {
+            Ok(answer) if answer.status == 502 && !format!("{answer:?}").contains("evil") => {}
+            other => wrong.push(format!(
+                "{case} (offered: {}): {other:?}",
+                !extra.is_empty()
+            )),
+        }
+    }
+    // obs-fold: a 502, or the fold replaced by a space (RFC 9112 §5.2).
+    let answer = ask(&rill, &get("/b/obs-fold"));
+    let unfolded = answer.status == 200 && answer.header("x-folded") == Some("a b");
+    if answer.status != 502 && !unfolded {
+        wrong.push(format!("obs-fold: {answer:?}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(rill.is_running());
+    assert_eq!(ask(&rill, &get("/b/ok")).text(), "ok");
+}
+
+#[test]
+fn a_backend_dying_mid_body_is_a_truncation_the_client_can_see() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={}", broken.addr())], &[]);
+    for case in ["mid-body-close", "mid-chunk-close"] {
+        let mut client = Client::new(&rill);
+        let answer = client.ask(&format!("GET /b/{case} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        if answer.status != 502 {
+            assert_eq!(answer.status, 200, "{case}");
+            assert!(
+                !answer.complete,
+                "{case}: a complete-looking answer: {answer:?}"
+            );
+            assert!(answer.body.len() < 1000, "{case}");
+        }
+        assert!(
+            client.closes_within(Duration::from_secs(5)),
+            "{case}: not closed"
+        );
+    }
+}
+
+#[test]
+fn bytes_after_a_complete_backend_answer_are_discarded() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={}", broken.addr())], &[]);
+    let mut client = Client::new(&rill);
+    for round in 0..3 {
+        let answer = client.ask("GET /b/trailing-junk HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (200, "hello"),
+            "round {round}"
+        );
+        assert_eq!(
+            client.ask("GET /b/ok HTTP/1.1\r\nHost: t\r\n\r\n").text(),
+            "ok"
+        );
+        let answer = client.ask("GET /b/204-body HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert!(answer.status == 204 || answer.status == 502, "{answer:?}");
+        assert_eq!(
+            client.ask("GET /b/ok HTTP/1.1\r\nHost: t\r\n\r\n").text(),
+            "ok"
+        );
+        let answer = client.ask("HEAD /b/head-body HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.header("content-length"), Some("5"));
+        let answer = client.ask("GET /b/ok HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "ok", "round {round}");
+        assert_eq!(answer.header("x-smuggled"), None);
+    }
+}
+
+#[test]
+fn a_backend_that_is_down_is_a_quick_502() {
+    let dir = site();
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let rill = start(dir.path(), &[format!("/api=127.0.0.1:{port}")], &[]);
+    for i in 0..5 {
+        let started = Instant::now();
+        let answer = ask(&rill, &get("/api/x"));
+        assert_eq!(answer.status, 502, "request {i}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A listener with a backlog of 0, its queue filled: SYNs to it go
+/// unanswered. None when this kernel answers them anyway.
+fn unanswering_listener() -> Option<(TcpListener, Vec<TcpStream>)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns; it is
+    // handed to TcpListener, which closes it.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 0), 0);
+        TcpListener::from_raw_fd(fd)
+    };
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let short = Duration::from_millis(300);
+    let fill: Vec<TcpStream> = (0..4)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, short).ok())
+        .collect();
+    if TcpStream::connect_timeout(&addr, short).is_ok() {
+        eprintln!("SKIPPED: this kernel answers SYNs past a full backlog");
+        return None;
+    }
+    Some((listener, fill))
+}
+
+#[test]
+fn an_unanswered_connect_is_a_504_after_the_connect_timeout() {
+    let Some((listener, _fill)) = unanswering_listener() else {
+        return;
+    };
+    let dir = site();
+    let upstream = listener.local_addr().unwrap();
+    let rill = start(
+        dir.path(),
+        &[format!("/api={upstream}")],
+        &["--proxy-connect-timeout", "1"],
+    );
+    let started = Instant::now();
+    let answer = ask(&rill, &get("/api/x"));
+    let elapsed = started.elapsed();
+    assert_eq!(answer.status, 504);
+    assert!(
+        elapsed > Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn a_silent_backend_is_a_504_after_the_proxy_timeout() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/b={}", broken.addr())],
+        &["--proxy-timeout", "1"],
+    );
+    let started = Instant::now();
+    let answer = ask(&rill, &get("/b/silent"));
+    let elapsed = started.elapsed();
+    assert_eq!(answer.status, 504);
+    assert!(
+        elapsed > Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert_eq!(ask(&rill, &get("/b/ok")).text(), "ok");
+}
+
+#[test]
+fn the_proxy_timeout_allows_slow_answers_and_cuts_stalled_ones() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--proxy-timeout", "1"],
+    );
+    let started = Instant::now();
+    let answer = ask(&rill, &get("/api/slow?ms=500"));
+    assert_eq!((answer.status, answer.text().as_str()), (200, "slow\n"));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // Silent for 3 s after the head: rill closes after 1 s, mid-body.
+    let started = Instant::now();
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /api/stall?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 200);
+    assert!(!answer.complete, "{answer:?}");
+    assert!(answer.text().starts_with("before the stall"), "{answer:?}");
+    assert!(client.closes_within(Duration::from_secs(5)));
+    assert!(
+        started.elapsed() < Duration::from_millis(2800),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// WebSocket tunnels
+
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; // RFC 6455 §1.3
+
+/// Opens a WebSocket through rill at `target`.
+fn ws_connect(rill: &Rill, target: &str) -> Client {
+    let mut client = Client::new(rill);
+    let answer = client.ask(&format!(
+        "GET {target} HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ));
+    assert_eq!(answer.status, 101, "{answer:?}");
+    assert_eq!(answer.header("sec-websocket-accept"), Some(WS_ACCEPT));
+    assert!(answer
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket")));
+    client
+}
+
+/// Sends one masked frame (RFC 6455 §5.2).
+fn ws_send(client: &mut Client, opcode: u8, payload: &[u8]) {
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    client.send(&frame);
+}
+
+/// Reads one unmasked frame from the server: (opcode, payload).
+fn ws_read(client: &mut Client) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    client.reader.read_exact(&mut head).expect("a frame");
+    let length = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            client.reader.read_exact(&mut n).unwrap();
+            u16::from_be_bytes(n) as usize
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            client.reader.read_exact(&mut n).unwrap();
+            u64::from_be_bytes(n) as usize
+        }
+        n => n as usize,
+    };
+    assert_eq!(head[1] & 0x80, 0, "a masked frame from the server");
+    let mut payload = vec![0; length];
+    client.reader.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+#[test]
+fn a_websocket_through_a_route_echoes_and_outlives_the_proxy_timeout() {
+    let Some(ws) = ws_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/ws={}", ws.addr())],
+        &["--proxy-timeout", "1"],
+    );
+    let mut client = ws_connect(&rill, "/ws/chat");
+    ws_send(&mut client, 1, b"hello");
+    assert_eq!(ws_read(&mut client), (1, b"hello".to_vec()));
+    // Idle for twice the proxy timeout: the tunnel has its own.
+    std::thread::sleep(Duration::from_millis(2500));
+    let big = pseudo_random(300_000, 9);
+    ws_send(&mut client, 2, &big);
+    assert_eq!(ws_read(&mut client), (2, big));
+    ws_send(&mut client, 1, b"again");
+    assert_eq!(ws_read(&mut client), (1, b"again".to_vec()));
+    // Close (code 1000): the server answers with a close and both sides end.
+    ws_send(&mut client, 8, &1000u16.to_be_bytes());
+    assert_eq!(ws_read(&mut client).0, 8);
+    assert!(
+        client.closes_within(Duration::from_secs(5)),
+        "tunnel not closed"
+    );
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_after_the_tunnel_timeout() {
+    let Some(ws) = ws_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/ws={}", ws.addr())],
+        &["--tunnel-timeout", "1"],
+    );
+    let mut client = ws_connect(&rill, "/ws");
+    ws_send(&mut client, 1, b"hello");
+    assert_eq!(ws_read(&mut client), (1, b"hello".to_vec()));
+    let started = Instant::now();
+    assert!(
+        client.closes_within(Duration::from_secs(5)),
+        "idle tunnel kept"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed > Duration::from_millis(800),
+        "closed after {elapsed:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The upstream pool against Node's keep-alive timeout
+
+/// Node closes an idle keep-alive connection after 5 s (its default); GETs
+/// that arrive every 5 s ± 300 ms meet that close. A pooled connection must
+/// be dropped before it goes stale, or the request retried: never a 502.
+/// About 75 s, in parallel with the rest of this file.
+#[test]
+fn requests_every_five_seconds_never_meet_a_stale_pooled_connection() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut failures = Vec::new();
+    for i in 0..15 {
+        if i > 0 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let jitter = (state % 601) as i64 - 300;
+            std::thread::sleep(Duration::from_millis((5000 + jitter) as u64));
+        }
+        let answer = ask(&rill, &get(&format!("/api/echo?i={i}")));
+        if answer.status != 200 {
+            failures.push(format!("request {i}: {}", answer.status));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(node.log().len(), 15);
+}
+
+// ---------------------------------------------------------------------------
+// Memory stays flat: backpressure both ways
+
+const RSS_BOUND_KIB: u64 = 32 * 1024;
+
+#[test]
+fn a_slow_reader_of_a_100_mib_answer_keeps_memory_flat() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    assert_eq!(ask(&rill, &get("/api/big?mb=1")).body.len(), MIB);
+    let start_kib = vm_rss_kib(rill.pid());
+    let watch = RssWatch::new(rill.pid());
+    let mut client = Client::new(&rill);
+    client.send(get("/api/big?mb=100"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        client.reader.read_line(&mut line).unwrap();
+        if line.trim_end().is_empty() {
+            break;
+        }
+    }
+    // About 40 MB/s: far below what Node and rill can move on loopback.
+    let started = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = client.reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        for (i, byte) in buf[..n].iter().enumerate() {
+            assert_eq!(*byte, ((total + i) % 251) as u8, "byte {}", total + i);
+        }
+        total += n;
+        let due = Duration::from_secs_f64(total as f64 / 40e6);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    assert_eq!(total, 100 * MIB);
+    let peak = watch.peak();
+    assert!(
+        peak < start_kib + RSS_BOUND_KIB,
+        "VmRSS went from {start_kib} KiB to {peak} KiB"
+    );
+}
+
+#[test]
+fn a_200_mib_upload_into_a_slow_backend_keeps_memory_flat() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    assert_eq!(Echo::parse(&ask(&rill, &get("/api/echo"))).method, "GET");
+    let start_kib = vm_rss_kib(rill.pid());
+    let watch = RssWatch::new(rill.pid());
+    let piece = pseudo_random(MIB, 200);
+    let mut client = Client::new(&rill);
+    let total = 200 * MIB;
+    client.send(format!(
+        "PUT /api/slow-sink?ms=1 HTTP/1.1\r\nHost: t\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    ));
+    client
+        .writer
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    for _ in 0..200 {
+        client.send(&piece);
+    }
+    let answer = client.read(false);
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.text().starts_with(&format!("length {total}\n")),
+        "{}",
+        answer.text()
+    );
+    let peak = watch.peak();
+    assert!(
+        peak < start_kib + RSS_BOUND_KIB,
+        "VmRSS went from {start_kib} KiB to {peak} KiB"
+    );
+}
