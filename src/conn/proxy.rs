@@ -34,8 +34,8 @@ use super::client::{Client, Stall};
 use super::tunnel::Tunnel;
 use super::{BufferPool, Shared, Turn};
 use crate::config::Config;
-use crate::http::chunked::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::forward::{write_forward_head, Forward};
+use crate::http::reframe::{Incoming, ReframeError, Reframer};
 use crate::http::relay::{
     offered, parse_response_head, upgrade_protocol, write_client_head, ClientBody, ClientView,
     LocationRewrite, ResponseBody, ResponseHead,
@@ -55,8 +55,6 @@ use std::time::Instant;
 /// The buffers come from (and go back to) the loop's [`BufferPool`], which
 /// keeps buffers of this size.
 const PROXY_BUFFER: usize = BufferPool::MAX_CAPACITY;
-/// The most a chunk's size line and its CRLF take besides its data.
-const CHUNK_FRAMING: usize = 16 + 4;
 /// Most response-body bytes relayed per turn of the loop, so one fast
 /// transfer cannot hold the loop (as [`super::http`] does for files).
 const RELAY_BUDGET_PER_TURN: usize = 512 << 10;
@@ -148,24 +146,10 @@ enum State {
     Connecting,
     /// Waiting for (the rest of) the backend's response head.
     AwaitingHead,
-    /// Relaying the body; `client` says how it is framed for the client.
-    Body {
-        backend: ResponseBody,
-        client: ClientBody,
-    },
+    /// Relaying the body, re-framed for the client.
+    Body,
     /// The answer is complete; what is left is flushing it.
     Done,
-}
-
-/// How the client's request body travels to the backend.
-#[derive(Debug)]
-enum RequestBody {
-    /// Nothing (left) to send after the head.
-    Sent,
-    /// This many bytes of a `Content-Length` body still to come.
-    Length(u64),
-    /// A chunked body, decoded and encoded again.
-    Chunked(Box<ChunkedDecoder>),
 }
 
 /// Readiness of the backend socket, as its events told it: set by an edge,
@@ -198,16 +182,13 @@ pub struct Proxy {
     /// `to_backend_sent` on.
     to_backend: Vec<u8>,
     to_backend_sent: usize,
-    request_body: RequestBody,
+    /// The client's body on its way to the backend.
+    request_body: Reframer,
     /// Bytes from the backend not yet relayed: the head being read, or a
     /// chunked or close-delimited body being re-framed.
     from_backend: Vec<u8>,
-    /// Decoding a chunked answer.
-    response_decoder: Option<Box<ChunkedDecoder>>,
-    /// Body bytes of a `Content-Length` answer still to come.
-    response_remaining: u64,
-    /// Body bytes relayed to the client so far, for the log.
-    relayed: u64,
+    /// The answer's body on its way to the client, once its head is read.
+    response_body: Option<Reframer>,
     /// Anything of the answer (a 1xx included) has gone to the client.
     answered: bool,
     /// The backend connection may carry another request afterwards.
@@ -228,10 +209,12 @@ impl Proxy {
     pub fn new(request: ProxyRequest, client: &Client, shared: &Shared) -> Proxy {
         let mut request = request;
         let to_backend = std::mem::take(&mut request.head);
+        // The head declared the body as the client framed it; a chunked
+        // body is chunked again, and its trailers are not forwarded.
         let request_body = match request.body {
-            BodyFraming::None | BodyFraming::Length(0) => RequestBody::Sent,
-            BodyFraming::Length(n) => RequestBody::Length(n),
-            BodyFraming::Chunked => RequestBody::Chunked(Box::default()),
+            BodyFraming::None => Reframer::new(Incoming::Length(0), false, false),
+            BodyFraming::Length(n) => Reframer::new(Incoming::Length(n), false, false),
+            BodyFraming::Chunked => Reframer::new(Incoming::Chunked, true, false),
         };
         add(&client.stats.proxied, 1);
         let keep_client = request.client_keep_alive;
@@ -244,9 +227,7 @@ impl Proxy {
             to_backend_sent: 0,
             request_body,
             from_backend: shared.pool.take(),
-            response_decoder: None,
-            response_remaining: 0,
-            relayed: 0,
+            response_body: None,
             answered: false,
             reusable: false,
             keep_client,
@@ -312,7 +293,7 @@ impl Proxy {
     pub fn take_upstream(&mut self) -> Option<(UpstreamConn, bool)> {
         let clean = self.reusable
             && self.state == State::Done
-            && matches!(self.request_body, RequestBody::Sent)
+            && self.request_body.is_done()
             && self.to_backend_sent == self.to_backend.len();
         self.upstream.take().map(|conn| (conn, clean))
     }
@@ -327,8 +308,8 @@ impl Proxy {
             // The backend waits for the client: its silence is not its fault.
             return client.last_activity + timeouts.idle;
         }
-        let awaiting_client = !matches!(self.request_body, RequestBody::Sent)
-            && self.to_backend_sent == self.to_backend.len();
+        let awaiting_client =
+            !self.request_body.is_done() && self.to_backend_sent == self.to_backend.len();
         if awaiting_client {
             // Likewise while the client's body is slow to come: it is held
             // to the upload rule.
@@ -455,7 +436,7 @@ impl Proxy {
                 self.to_backend_sent = 0;
             }
             // More body is wanted and there is room for it: read the client.
-            let wants_body = !matches!(self.request_body, RequestBody::Sent);
+            let wants_body = !self.request_body.is_done();
             if wants_body
                 && client.input.is_empty()
                 && self.to_backend.len() < PROXY_BUFFER
@@ -479,56 +460,18 @@ impl Proxy {
     /// framed as declared, while there is room.
     fn frame_request_body(&mut self, client: &mut Client) -> Result<bool, Fault> {
         let room = PROXY_BUFFER.saturating_sub(self.to_backend.len());
-        if client.input.is_empty() || room == 0 {
+        if client.input.is_empty() || room == 0 || self.request_body.is_done() {
             return Ok(false);
         }
-        match &mut self.request_body {
-            RequestBody::Sent => Ok(false),
-            RequestBody::Length(remaining) => {
-                let take = client
-                    .input
-                    .len()
-                    .min(room)
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                self.to_backend.extend_from_slice(&client.input[..take]);
-                client.input.drain(..take);
-                *remaining -= take as u64;
-                if *remaining == 0 {
-                    self.request_body = RequestBody::Sent;
-                }
-                Ok(take > 0)
-            }
-            RequestBody::Chunked(decoder) => {
-                let mut used = 0;
-                while used < client.input.len() && !decoder.is_done() {
-                    // Room for the chunk's framing as well as its data.
-                    let room = PROXY_BUFFER.saturating_sub(self.to_backend.len() + CHUNK_FRAMING);
-                    if room == 0 {
-                        break;
-                    }
-                    let end = client.input.len().min(used + room);
-                    let decoded = decoder
-                        .decode(&client.input[used..end])
-                        .map_err(|e| Fault::BadRequestBody(e.0))?;
-                    if !decoded.data.is_empty() {
-                        write_chunk_header(&mut self.to_backend, decoded.data.len());
-                        self.to_backend.extend_from_slice(decoded.data);
-                        self.to_backend.extend_from_slice(b"\r\n");
-                    }
-                    used += decoded.consumed;
-                    if decoded.consumed == 0 {
-                        break;
-                    }
-                }
-                client.input.drain(..used);
-                if decoder.is_done() {
-                    // The client's trailers, if any, are not forwarded.
-                    self.to_backend.extend_from_slice(LAST_CHUNK);
-                    self.request_body = RequestBody::Sent;
-                }
-                Ok(used > 0)
-            }
-        }
+        let used = self
+            .request_body
+            .feed(&client.input, &mut self.to_backend, room)
+            .map_err(|error| match error {
+                ReframeError::Chunked(why) => Fault::BadRequestBody(why),
+                ReframeError::Truncated => Fault::ClientGone("client closed mid-body"),
+            })?;
+        client.input.drain(..used);
+        Ok(used > 0)
     }
 
     /// Sends queued bytes to the backend; how many went.
@@ -625,21 +568,22 @@ impl Proxy {
         let Some(upstream) = &self.upstream else {
             return Err(Fault::Reset);
         };
-        let direct = matches!(
-            self.state,
-            State::Body {
-                backend: ResponseBody::Length(_),
-                ..
-            }
-        ) && self.from_backend.is_empty();
+        // A `Content-Length` body goes out as it came: no copy through
+        // `from_backend` once the bytes behind the head are relayed.
+        let passable = self
+            .response_body
+            .as_ref()
+            .and_then(Reframer::passable)
+            .filter(|_| self.state == State::Body && self.from_backend.is_empty());
+        let direct = passable.is_some();
         let buffer = if direct {
             &mut client.output
         } else {
             &mut self.from_backend
         };
         let mut want = PROXY_BUFFER.saturating_sub(buffer.len());
-        if direct {
-            want = want.min(usize::try_from(self.response_remaining).unwrap_or(usize::MAX));
+        if let Some(passable) = passable {
+            want = want.min(usize::try_from(passable).unwrap_or(usize::MAX));
         }
         if want == 0 {
             return Ok(Received::Nothing);
@@ -678,10 +622,9 @@ impl Proxy {
             self.ready.readable = false;
         }
         self.backend_activity = client.now;
-        if direct {
-            self.response_remaining -= got as u64;
-            self.relayed += got as u64;
-            if self.response_remaining == 0 {
+        if let Some(body) = self.response_body.as_mut().filter(|_| direct) {
+            body.pass_through(got as u64);
+            if body.is_done() {
                 self.state = State::Done;
             }
             Ok(Received::Direct)
@@ -710,13 +653,7 @@ impl Proxy {
             (State::AwaitingHead, _) if !self.from_backend.is_empty() => {
                 self.read_head(client, shared)
             }
-            (
-                State::Body {
-                    backend,
-                    client: framing,
-                },
-                read,
-            ) => self.relay_body(client, backend, framing, read),
+            (State::Body, read) => self.relay_body(client, read),
             _ => Ok(Relayed::Nothing),
         }
     }
@@ -771,20 +708,18 @@ impl Proxy {
             head.body,
             framing
         );
-        self.state = match head.body {
-            ResponseBody::None => State::Done,
-            ResponseBody::Length(0) => State::Done,
-            body => {
-                if let ResponseBody::Length(n) = body {
-                    self.response_remaining = n;
-                }
-                if body == ResponseBody::Chunked {
-                    self.response_decoder = Some(Box::new(ChunkedDecoder::keeping_trailers()));
-                }
-                State::Body {
-                    backend: body,
-                    client: framing,
-                }
+        let incoming = match head.body {
+            ResponseBody::None | ResponseBody::Length(0) => None,
+            ResponseBody::Length(n) => Some(Incoming::Length(n)),
+            ResponseBody::Chunked => Some(Incoming::Chunked),
+            ResponseBody::UntilClose => Some(Incoming::UntilClose),
+        };
+        self.state = match incoming {
+            None => State::Done,
+            Some(incoming) => {
+                let chunked_out = framing == ClientBody::Chunked;
+                self.response_body = Some(Reframer::new(incoming, chunked_out, true));
+                State::Body
             }
         };
         if self.state == State::Done {
@@ -846,102 +781,32 @@ impl Proxy {
         Ok(Turn::Tunnel(Box::new(tunnel)))
     }
 
-    /// Body: re-frame what `from_backend` holds into the client's output.
-    fn relay_body(
-        &mut self,
-        client: &mut Client,
-        backend: ResponseBody,
-        framing: ClientBody,
-        read: Received,
-    ) -> Result<Relayed, Fault> {
+    /// Body: re-frame what `from_backend` holds into the client's output;
+    /// a close ends a close-delimited body and cuts any other short.
+    fn relay_body(&mut self, client: &mut Client, read: Received) -> Result<Relayed, Fault> {
+        let Some(body) = self.response_body.as_mut() else {
+            return Err(Fault::BadAnswer("body state missing"));
+        };
+        let room = PROXY_BUFFER.saturating_sub(client.unsent());
+        let used = body
+            .feed(&self.from_backend, &mut client.output, room)
+            .map_err(|error| match error {
+                ReframeError::Chunked(why) => Fault::BadBody(why),
+                ReframeError::Truncated => Fault::Truncated,
+            })?;
+        self.from_backend.drain(..used);
         let closed = matches!(read, Received::Closed { .. });
-        let chunked_out = framing == ClientBody::Chunked;
-        let mut progress = false;
-        match backend {
-            ResponseBody::Length(_) => {
-                // Bytes that came behind the head, before reads went direct.
-                let take = self
-                    .from_backend
-                    .len()
-                    .min(usize::try_from(self.response_remaining).unwrap_or(usize::MAX));
-                if take > 0 {
-                    client.output.extend_from_slice(&self.from_backend[..take]);
-                    self.from_backend.drain(..take);
-                    self.response_remaining -= take as u64;
-                    self.relayed += take as u64;
-                    progress = true;
-                }
-                if self.response_remaining == 0 {
-                    self.state = State::Done;
-                    self.discard_extra_bytes(client);
-                } else if closed {
-                    return Err(Fault::Truncated);
-                }
-            }
-            ResponseBody::Chunked => {
-                let Some(decoder) = self.response_decoder.as_mut() else {
-                    return Err(Fault::BadAnswer("chunked state missing"));
-                };
-                let mut used = 0;
-                while used < self.from_backend.len() && !decoder.is_done() {
-                    let decoded = decoder
-                        .decode(&self.from_backend[used..])
-                        .map_err(|e| Fault::BadBody(e.0))?;
-                    if !decoded.data.is_empty() {
-                        if chunked_out {
-                            write_chunk_header(&mut client.output, decoded.data.len());
-                        }
-                        client.output.extend_from_slice(decoded.data);
-                        if chunked_out {
-                            client.output.extend_from_slice(b"\r\n");
-                        }
-                        self.relayed += decoded.data.len() as u64;
-                    }
-                    used += decoded.consumed;
-                    if decoded.consumed == 0 {
-                        break;
-                    }
-                }
-                self.from_backend.drain(..used);
-                progress |= used > 0;
-                if decoder.is_done() {
-                    if chunked_out {
-                        // The trailers go on to the client, never into
-                        // the head (RFC 9112 §7.1.2).
-                        client.output.extend_from_slice(b"0\r\n");
-                        client.output.extend_from_slice(decoder.trailers());
-                        client.output.extend_from_slice(b"\r\n");
-                    }
-                    self.state = State::Done;
-                    self.discard_extra_bytes(client);
-                } else if closed {
-                    return Err(Fault::Truncated);
-                }
-            }
-            ResponseBody::UntilClose | ResponseBody::None => {
-                if !self.from_backend.is_empty() {
-                    let data_len = self.from_backend.len();
-                    if chunked_out {
-                        write_chunk_header(&mut client.output, data_len);
-                    }
-                    client.output.extend_from_slice(&self.from_backend);
-                    if chunked_out {
-                        client.output.extend_from_slice(b"\r\n");
-                    }
-                    self.relayed += data_len as u64;
-                    self.from_backend.clear();
-                    progress = true;
-                }
-                if closed {
-                    if chunked_out {
-                        client.output.extend_from_slice(LAST_CHUNK);
-                    }
-                    self.reusable = false;
-                    self.state = State::Done;
-                }
-            }
+        if closed && !body.is_done() {
+            body.end(&mut client.output).map_err(|_| Fault::Truncated)?;
+            // Only a close-delimited body ends this way, and it leaves
+            // nothing to reuse.
+            self.reusable = false;
         }
-        Ok(if progress || closed || self.state == State::Done {
+        if body.is_done() {
+            self.state = State::Done;
+            self.discard_extra_bytes(client);
+        }
+        Ok(if used > 0 || closed || self.state == State::Done {
             Relayed::Progress
         } else {
             Relayed::Nothing
@@ -960,6 +825,11 @@ impl Proxy {
             self.from_backend.clear();
             self.reusable = false;
         }
+    }
+
+    /// Body bytes relayed to the client so far, for the log.
+    fn relayed(&self) -> u64 {
+        self.response_body.as_ref().map_or(0, Reframer::relayed)
     }
 
     fn client_view<'a>(&'a self, shared: &'a Shared) -> ClientView<'a> {
@@ -996,13 +866,13 @@ impl Proxy {
     /// The answer is complete (or ended): back to HTTP, which sends what is
     /// still queued and reads the next request, or closes.
     fn finish(&mut self, client: &mut Client, shared: &Shared) -> Turn {
-        client.log_body_bytes(self.relayed);
+        client.log_body_bytes(self.relayed());
         if !client.has_unsent() {
             // All of it is out; otherwise HTTP logs it once it has sent it.
             client.log_pending(None);
         }
         self.give_back_buffers(shared);
-        let request_done = matches!(self.request_body, RequestBody::Sent);
+        let request_done = self.request_body.is_done();
         if !request_done || client.peer_finished_writing {
             // The client's request was not read to its end: what follows in
             // its stream cannot be told apart from the rest of the body.
@@ -1021,7 +891,7 @@ impl Proxy {
         if self.answered {
             return self.end_truncated(client, shared);
         }
-        let keep = self.keep_client && matches!(self.request_body, RequestBody::Sent);
+        let keep = self.keep_client && self.request_body.is_done();
         let common = CommonHeaders {
             keep_alive: keep,
             http10: self.request.client_http10,
@@ -1063,7 +933,7 @@ impl Proxy {
         self.give_back_buffers(shared);
         self.reusable = false;
         self.state = State::Done;
-        client.log_body_bytes(self.relayed);
+        client.log_body_bytes(self.relayed());
         Turn::Http {
             close_after_send: true,
         }
