@@ -264,10 +264,11 @@ impl Server {
             self.stats.wakeup(events.iter().count());
             for event in events.iter() {
                 trace!(
-                    "event {:?}: readable={} writable={}",
-                    event.token(),
+                    "event {:?}: readable={} writable={} closed={}",
+                    Source::of(event.token()),
                     event.is_readable(),
-                    event.is_writable()
+                    event.is_writable(),
+                    event.is_read_closed() || event.is_error()
                 );
                 match Source::of(event.token()) {
                     Source::Listener => self.accept_new(now),

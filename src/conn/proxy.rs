@@ -377,7 +377,13 @@ impl Proxy {
                 return self.finish(client, shared);
             }
             if !moved {
-                return Turn::Wait(self.client_interest(client));
+                let interest = self.client_interest(client);
+                trace!(
+                    "conn {}: proxy waits: client {interest:?}, backend {:?}",
+                    client.id,
+                    self.ready
+                );
+                return Turn::Wait(interest);
             }
             if budget == 0 {
                 return Turn::Yield;
