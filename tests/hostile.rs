@@ -120,6 +120,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         ("only blank lines", "\r\n\r\n".into(), Closed),
         ("half a head", "GET /a.txt HTTP/1.1\r\nHo".into(), Closed),
         ("GET with chunked body", format!("GET /a.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), Status(200)),
+        ("GET with a broken chunked body", format!("GET /a.txt HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), Status(400)),
         ("GET with a body", format!("GET /a.txt HTTP/1.1\r\n{h}Content-Length: 3\r\nConnection: close\r\n\r\nabc"), Status(200)),
     ];
     cases

@@ -1737,3 +1737,173 @@ fn a_200_mib_upload_into_a_slow_backend_keeps_memory_flat() {
         "VmRSS went from {start_kib} KiB to {peak} KiB"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Tunnels close half by half; the loop's counters and trace see the backends
+
+/// A backend, in a thread of this test, that accepts one upgrade to `echo`,
+/// echoes until the client's side of the tunnel ends, then sends `bye` and
+/// closes. It reports what it saw before the end.
+fn half_close_backend() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        let mut writer = stream;
+        writer
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+            )
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let got = reader.read(&mut buffer).unwrap();
+            if got == 0 {
+                break; // the client's half-close, passed on by rill
+            }
+            seen.extend_from_slice(&buffer[..got]);
+            writer.write_all(&buffer[..got]).unwrap();
+        }
+        writer.write_all(b"bye").unwrap();
+        seen
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_tunnel_passes_a_half_close_through_and_the_rest_still_flows() {
+    let dir = site();
+    let (backend, thread) = half_close_backend();
+    let rill = start(dir.path(), &[format!("/t={backend}")], &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(
+            b"GET /t HTTP/1.1\r\nHost: example.test\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let head = read_fields_after_status(&mut reader);
+    assert!(head.0.starts_with("HTTP/1.1 101"), "{head:?}");
+    stream.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    reader.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+    // Our side ends; the backend must see that, and may still answer.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"bye", "what came after the half-close");
+    assert_eq!(thread.join().unwrap(), b"ping");
+}
+
+/// Reads a status line and the fields after it; returns the status line and
+/// the field lines.
+fn read_fields_after_status(reader: &mut impl BufRead) -> (String, Vec<String>) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            return (status, lines);
+        }
+        lines.push(line);
+    }
+}
+
+/// The number after `"name":` in a JSON text (the first one).
+fn json_number(json: &str, name: &str) -> u64 {
+    let key = format!("\"{name}\":");
+    let at = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        + key.len();
+    json[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in {json}"))
+}
+
+#[test]
+fn stats_count_proxied_requests_pooled_connections_and_failures() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let down = TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_addr = down.local_addr().unwrap();
+    drop(down);
+    let rill = start(
+        dir.path(),
+        &[format!("/n={}", node.addr()), format!("/down={down_addr}")],
+        &["--stats"],
+    );
+    let mut client = Client::new(&rill);
+    for _ in 0..3 {
+        let answer = client.ask("GET /n/echo HTTP/1.1\r\nHost: example.test\r\n\r\n");
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(ask(&rill, &get("/down/x")).status, 502);
+    let stats = ask(&rill, &get("/.rill/stats")).text();
+    let upstream = &stats[stats.find("\"upstream\"").expect("upstream counters")..];
+    assert_eq!(json_number(upstream, "proxied"), 4, "{upstream}");
+    assert_eq!(
+        json_number(upstream, "connects"),
+        2,
+        "one per backend: {upstream}"
+    );
+    assert_eq!(json_number(upstream, "reused"), 2, "{upstream}");
+    assert_eq!(json_number(upstream, "idle"), 1, "{upstream}");
+    assert_eq!(json_number(upstream, "refused"), 1, "{upstream}");
+    assert_eq!(json_number(&stats, "requests"), 5, "{stats}");
+}
+
+#[test]
+fn trace_logging_shows_both_sockets_of_a_proxied_connection() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/n={}", node.addr())],
+        &["--log-level", "trace"],
+    );
+    // The first request is read as the connection is accepted; the second
+    // arrives on a socket the loop waits on.
+    let mut client = Client::new(&rill);
+    for _ in 0..2 {
+        let answer = client.ask("GET /n/echo HTTP/1.1\r\nHost: example.test\r\n\r\n");
+        assert_eq!(answer.status, 200);
+    }
+    drop(client);
+    let log = rill.stop();
+    assert!(
+        log.contains("event Client("),
+        "no client event in the trace"
+    );
+    assert!(
+        log.contains("event Upstream("),
+        "no backend event in the trace"
+    );
+    assert!(
+        log.contains("http -> proxy"),
+        "no protocol switch in the trace"
+    );
+    assert!(
+        log.contains("proxy waits: client"),
+        "no waiting proxy in the trace"
+    );
+    assert!(
+        log.contains("upstream=127.0.0.1:"),
+        "the access line names no backend"
+    );
+}
