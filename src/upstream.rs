@@ -220,8 +220,9 @@ fn add_gauge(gauge: &std::cell::Cell<u64>, delta: i64) {
     gauge.set(gauge.get().saturating_add_signed(delta));
 }
 
-/// Whether an idle socket has neither bytes nor a close waiting.
-fn still_quiet(socket: &TcpStream) -> bool {
+/// Whether a socket has neither bytes nor a close waiting (one `recv` with
+/// `MSG_PEEK`).
+pub fn still_quiet(socket: &TcpStream) -> bool {
     let mut byte = 0u8;
     // SAFETY: one byte of valid memory is passed with its length.
     let got = unsafe {

@@ -1907,3 +1907,215 @@ fn trace_logging_shows_both_sockets_of_a_proxied_connection() {
         "the access line names no backend"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Backends that misbehave on cue, in a thread of the test
+
+/// One step of a scripted backend connection.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// Read one request head (and nothing of a body).
+    ReadHead,
+    Send(&'static [u8]),
+    Sleep(u64),
+    /// Shut the write side: a FIN.
+    Fin,
+    /// Close with a reset (`SO_LINGER` 0).
+    Reset,
+}
+
+/// A backend that plays one script per connection it accepts, in order, and
+/// keeps each connection open for a while after its script.
+fn scripted_backend(scripts: Vec<Vec<Act>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for script in scripts {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            std::thread::spawn(move || play(stream, &script));
+        }
+    });
+    addr
+}
+
+fn play(stream: TcpStream, script: &[Act]) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for act in script {
+        match *act {
+            Act::ReadHead => {
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+            }
+            Act::Send(bytes) => {
+                let _ = writer.write_all(bytes);
+            }
+            Act::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            Act::Fin => {
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            }
+            Act::Reset => {
+                let _ = socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO));
+                return;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+#[test]
+fn bytes_a_backend_sends_after_its_answer_never_reach_the_next_client() {
+    let evil: &'static [u8] =
+        b"helloHTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Evil: yes\r\n\r\nevil!!";
+    let backend = scripted_backend(vec![
+        vec![
+            Act::ReadHead,
+            Act::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Act::Sleep(50),
+            Act::Send(evil),
+            Act::ReadHead,
+        ],
+        vec![
+            Act::ReadHead,
+            Act::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"),
+        ],
+    ]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    let first = ask(&rill, &get("/b/one"));
+    assert_eq!((first.status, first.text().as_str()), (200, "hello"));
+    let second = ask(&rill, &get("/b/two"));
+    assert_eq!(
+        second.header("x-evil"),
+        None,
+        "a smuggled answer got through"
+    );
+    assert_eq!((second.status, second.text().as_str()), (200, "good"));
+}
+
+#[test]
+fn a_backend_connection_that_sent_its_fin_is_not_pooled() {
+    let backend = scripted_backend(vec![
+        vec![
+            Act::ReadHead,
+            Act::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            Act::Fin,
+        ],
+        vec![
+            Act::ReadHead,
+            Act::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"),
+        ],
+    ]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    assert_eq!(ask(&rill, &get("/b/one")).text(), "ok");
+    // A POST is never retried: it must go to a connection that is alive.
+    let post = "POST /b/two HTTP/1.1\r\nHost: example.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let second = ask(&rill, post);
+    assert_eq!((second.status, second.text().as_str()), (200, "good"));
+}
+
+#[test]
+fn a_tunnel_delivers_what_came_with_the_101_and_the_backends_close() {
+    static UPGRADE_AND_DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let bytes = UPGRADE_AND_DATA.get_or_init(|| {
+        let mut bytes =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec();
+        bytes.extend(std::iter::repeat_n(b'd', 40_000));
+        bytes
+    });
+    let backend = scripted_backend(vec![vec![Act::ReadHead, Act::Send(bytes), Act::Fin]]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/t={backend}")], &[]);
+    let mut stream = rill.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /t HTTP/1.1\r\nHost: example.test\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let (status, _) = read_fields_after_status(&mut reader);
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    let mut data = Vec::new();
+    let started = Instant::now();
+    reader
+        .read_to_end(&mut data)
+        .expect("the backend's close passed on, not a timeout");
+    assert_eq!(data.len(), 40_000);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn an_interim_answer_the_final_one_and_a_close_arriving_together_are_relayed() {
+    let backend = scripted_backend(vec![vec![
+        Act::ReadHead,
+        Act::Send(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ),
+        Act::Fin,
+    ]]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    let raw = rill.raw(get("/b/x").as_bytes());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 100 Continue\r\n"), "{text:?}");
+    let last = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert!(last.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(last.ends_with("\r\n\r\nok"), "{text:?}");
+}
+
+#[test]
+fn a_reset_in_a_close_delimited_answer_is_a_truncation() {
+    let backend = scripted_backend(vec![vec![
+        Act::ReadHead,
+        Act::Send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npartial-body"),
+        Act::Sleep(100),
+        Act::Reset,
+    ]]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    let raw = rill.raw(get("/b/x").as_bytes());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("partial-body"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a reset must not end the answer as if complete: {text:?}"
+    );
+}
+
+#[test]
+fn a_client_that_stalls_its_upload_gets_408_not_a_backend_timeout() {
+    let backend = scripted_backend(vec![vec![Act::ReadHead, Act::Sleep(8000)]]);
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/b={backend}")],
+        &["--header-timeout", "1", "--proxy-timeout", "5", "--stats"],
+    );
+    let mut client = Client::new(&rill);
+    client
+        .send("PUT /b/up HTTP/1.1\r\nHost: example.test\r\nContent-Length: 100\r\n\r\n0123456789");
+    let started = Instant::now();
+    let answer = client.read(false);
+    assert_eq!(answer.status, 408, "{}", answer.text());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let stats = ask(&rill, &get("/.rill/stats")).text();
+    assert_eq!(
+        json_number(&stats, "timeout"),
+        0,
+        "blamed on the backend: {stats}"
+    );
+}

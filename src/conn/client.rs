@@ -35,6 +35,8 @@ struct AccessRecord {
     started: Instant,
     /// A proxied request: the backend and how long it took to answer.
     upstream: Option<(String, Duration)>,
+    /// Why the answer was cut short, when it was.
+    aborted: Option<&'static str>,
 }
 
 /// The client socket and its buffers.
@@ -209,6 +211,15 @@ impl Client {
         self.last_activity = self.now;
     }
 
+    /// Drops the bytes already sent from the front of the output, so what
+    /// it holds is only what is still to go.
+    pub fn compact_output(&mut self) {
+        if self.output_sent > 0 {
+            self.output.drain(..self.output_sent);
+            self.output_sent = 0;
+        }
+    }
+
     /// Forgets the output once it is all sent, so the buffer is reused from
     /// its start.
     pub fn clear_sent_output(&mut self) {
@@ -247,6 +258,7 @@ impl Client {
                 body_bytes,
                 started,
                 upstream: None,
+                aborted: None,
             });
         }
     }
@@ -267,10 +279,20 @@ impl Client {
         }
     }
 
+    /// Marks the access-log line last kept as cut short, for `why`.
+    pub fn log_aborted(&mut self, why: &'static str) {
+        if let Some(record) = self.pending_log.last_mut() {
+            record.aborted = Some(why);
+        }
+    }
+
     /// Writes the access-log lines of the answers just sent (or abandoned).
     pub fn log_pending(&mut self, aborted: Option<&str>) {
         for record in self.pending_log.drain(..) {
-            let suffix = aborted.map_or(String::new(), |why| format!(" (aborted: {why})"));
+            let suffix = record
+                .aborted
+                .or(aborted)
+                .map_or(String::new(), |why| format!(" (aborted: {why})"));
             let upstream = record.upstream.map_or(String::new(), |(name, took)| {
                 format!(" upstream={name} {:.3}ms", took.as_secs_f64() * 1000.0)
             });

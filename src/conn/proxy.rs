@@ -161,6 +161,9 @@ struct Ready {
     /// The backend's FIN has arrived. Its edge may have come with the last
     /// bytes, so from then on reads go on until one returns 0.
     closed: bool,
+    /// The backend reset the connection: what came is not all it meant to
+    /// send.
+    reset: bool,
 }
 
 /// Why an exchange failed, for the counters.
@@ -191,6 +194,8 @@ pub struct Proxy {
     response_body: Option<Reframer>,
     /// Anything of the answer (a 1xx included) has gone to the client.
     answered: bool,
+    /// The request's access-log line is kept (its final status known).
+    logged: bool,
     /// The backend connection may carry another request afterwards.
     reusable: bool,
     /// The client connection stays open afterwards.
@@ -229,6 +234,7 @@ impl Proxy {
             from_backend: shared.pool.take(),
             response_body: None,
             answered: false,
+            logged: false,
             reusable: false,
             keep_client,
             retried: false,
@@ -264,6 +270,7 @@ impl Proxy {
                     readable: false,
                     writable: conn.reused,
                     closed: false,
+                    reset: false,
                 };
                 self.upstream = Some(conn);
             }
@@ -290,12 +297,30 @@ impl Proxy {
     }
 
     /// Takes the backend connection out, with whether it can be pooled.
+    ///
+    /// Clean means: the answer is complete, the whole request went out (see
+    /// [`Proxy::finish`]), the backend did not say close or send its FIN,
+    /// and nothing more is waiting in the socket. A socket last read short
+    /// was empty then, and anything later raises an edge that the pool
+    /// sees; one whose last read filled the buffer is asked (`MSG_PEEK`).
     pub fn take_upstream(&mut self) -> Option<(UpstreamConn, bool)> {
+        let upstream = self.upstream.take()?;
         let clean = self.reusable
             && self.state == State::Done
-            && self.request_body.is_done()
-            && self.to_backend_sent == self.to_backend.len();
-        self.upstream.take().map(|conn| (conn, clean))
+            && !self.ready.closed
+            && (!self.ready.readable || crate::upstream::still_quiet(&upstream.socket));
+        Some((upstream, clean))
+    }
+
+    /// The exchange waits for the client's body: all that came is sent.
+    fn awaiting_client(&self) -> bool {
+        !self.request_body.is_done() && self.to_backend_sent == self.to_backend.len()
+    }
+
+    /// The whole request — head, body and its framing — has gone to the
+    /// backend.
+    fn request_flushed(&self) -> bool {
+        self.request_body.is_done() && self.to_backend_sent == self.to_backend.len()
     }
 
     /// When this exchange times out: the backend's silence while rill waits
@@ -308,9 +333,7 @@ impl Proxy {
             // The backend waits for the client: its silence is not its fault.
             return client.last_activity + timeouts.idle;
         }
-        let awaiting_client =
-            !self.request_body.is_done() && self.to_backend_sent == self.to_backend.len();
-        if awaiting_client {
+        if self.awaiting_client() {
             // Likewise while the client's body is slow to come: it is held
             // to the upload rule.
             return client.last_activity + timeouts.header;
@@ -322,6 +345,15 @@ impl Proxy {
     pub fn on_timeout(&mut self, client: &mut Client, shared: &Shared) -> Turn {
         if client.has_unsent() && self.state != State::Connecting {
             return Turn::Close("client stopped reading");
+        }
+        if self.state != State::Connecting && self.awaiting_client() {
+            // The client stopped sending its body: not the backend's fault.
+            self.reusable = false;
+            if self.answered {
+                return Turn::Close("request body stalled");
+            }
+            let why = "request body not received in time";
+            return self.fail(client, shared, Status::REQUEST_TIMEOUT, why);
         }
         self.count(client, Failure::Timeout);
         let what = if self.state == State::Connecting {
@@ -527,6 +559,9 @@ impl Proxy {
             let has_input = self.ready.readable || !self.from_backend.is_empty();
             let answering = !matches!(self.state, State::Done | State::Connecting);
             if answering && has_room && has_input {
+                // What was sent from the front of the output is dropped, so
+                // the buffer stays within its bound across partial writes.
+                client.compact_output();
                 let read = if self.ready.readable {
                     self.recv_from_backend(client)?
                 } else {
@@ -613,13 +648,21 @@ impl Proxy {
                     Ok(Received::Nothing)
                 }
                 io::ErrorKind::Interrupted => Ok(Received::Nothing),
-                _ => Ok(Received::Closed { reset: true }),
+                _ => {
+                    self.ready.closed = true;
+                    self.ready.reset = true;
+                    Ok(Received::Closed { reset: true })
+                }
             };
         }
         let got = got as usize;
         if got == 0 {
-            self.ready.readable = false;
-            return Ok(Received::Closed { reset: false });
+            // The end stays readable: a read made later, for another
+            // state, sees it again.
+            self.ready.closed = true;
+            return Ok(Received::Closed {
+                reset: self.ready.reset,
+            });
         }
         // SAFETY: the kernel initialised the first `got` spare bytes.
         unsafe { buffer.set_len(buffer.len() + got) };
@@ -651,9 +694,16 @@ impl Proxy {
             (_, Received::Direct) => Ok(Relayed::Progress),
             (State::AwaitingHead, Received::Closed { reset }) => {
                 if self.from_backend.is_empty() {
-                    Err(Fault::NoAnswer { reset })
-                } else {
-                    Err(Fault::BadAnswer("backend closed inside its answer's head"))
+                    return Err(Fault::NoAnswer { reset });
+                }
+                // A whole head (a 1xx and the final one, say) may be
+                // buffered before the close: relay it, and meet the close
+                // again in the state it leads to.
+                match self.read_head(client, shared)? {
+                    Relayed::Nothing => {
+                        Err(Fault::BadAnswer("backend closed inside its answer's head"))
+                    }
+                    relayed => Ok(relayed),
                 }
             }
             (State::AwaitingHead, _) if !self.from_backend.is_empty() => {
@@ -693,19 +743,7 @@ impl Proxy {
         if matches!(framing, ClientBody::UntilClose) {
             self.keep_client = false;
         }
-        let status = Status::from_code(head.status);
-        client.stats.response(head.status);
-        client.log_later(
-            self.request.method,
-            std::mem::take(&mut self.request.target),
-            status,
-            0,
-            self.request.started,
-        );
-        client.log_upstream(
-            &shared.config.routes[self.request.route].authority,
-            client.now.saturating_duration_since(self.request.started),
-        );
+        self.record_answer(client, shared, Status::from_code(head.status), 0);
         self.from_backend.drain(..head_len);
         trace!(
             "conn {}: backend answered {} ({:?} -> {:?})",
@@ -755,18 +793,7 @@ impl Proxy {
         let view = self.client_view(shared);
         write_client_head(&self.from_backend, &head, &view, &mut client.output);
         self.answered = true;
-        client.stats.response(101);
-        client.log_later(
-            self.request.method,
-            std::mem::take(&mut self.request.target),
-            Status::from_code(101),
-            0,
-            self.request.started,
-        );
-        client.log_upstream(
-            &shared.config.routes[self.request.route].authority,
-            client.now.saturating_duration_since(self.request.started),
-        );
+        self.record_answer(client, shared, Status::from_code(101), 0);
         self.from_backend.drain(..head.head_len);
         // Bytes the backend sent behind its 101 belong to the new protocol.
         client.output.extend_from_slice(&self.from_backend);
@@ -777,8 +804,9 @@ impl Proxy {
         add(&client.stats.tunnels, 1);
         let tunnel = Tunnel::new(
             upstream,
-            self.ready.readable,
+            self.ready.readable || self.ready.closed,
             self.ready.writable,
+            self.ready.closed,
             std::mem::take(&mut self.to_backend),
             self.to_backend_sent,
             client.now,
@@ -802,6 +830,9 @@ impl Proxy {
             })?;
         self.from_backend.drain(..used);
         let closed = matches!(read, Received::Closed { .. });
+        if matches!(read, Received::Closed { reset: true }) && !body.is_done() {
+            return Err(Fault::Truncated);
+        }
         if closed && !body.is_done() {
             body.end(&mut client.output).map_err(|_| Fault::Truncated)?;
             // Only a close-delimited body ends this way, and it leaves
@@ -877,6 +908,9 @@ impl Proxy {
             // All of it is out; otherwise HTTP logs it once it has sent it.
             client.log_pending(None);
         }
+        // A body whose tail is still queued would have the backend read the
+        // next client's request as the rest of it.
+        self.reusable &= self.request_flushed();
         self.give_back_buffers(shared);
         let request_done = self.request_body.is_done();
         if !request_done || client.peer_finished_writing {
@@ -892,10 +926,16 @@ impl Proxy {
     /// Answers the client with an error of rill's own, when nothing of the
     /// backend's answer has gone out yet; otherwise ends the client's
     /// connection, which then sees the answer cut short.
-    fn fail(&mut self, client: &mut Client, shared: &Shared, status: Status, detail: &str) -> Turn {
+    fn fail(
+        &mut self,
+        client: &mut Client,
+        shared: &Shared,
+        status: Status,
+        detail: &'static str,
+    ) -> Turn {
         self.reusable = false;
         if self.answered {
-            return self.end_truncated(client, shared);
+            return self.end_truncated(client, shared, detail);
         }
         let keep = self.keep_client && self.request_body.is_done();
         let common = CommonHeaders {
@@ -913,18 +953,7 @@ impl Proxy {
             common,
             head_only,
         );
-        client.stats.response(status.code());
-        client.log_later(
-            self.request.method,
-            std::mem::take(&mut self.request.target),
-            status,
-            len,
-            self.request.started,
-        );
-        client.log_upstream(
-            &shared.config.routes[self.request.route].authority,
-            client.now.saturating_duration_since(self.request.started),
-        );
+        self.record_answer(client, shared, status, len);
         self.state = State::Done;
         self.answered = true;
         self.give_back_buffers(shared);
@@ -935,14 +964,38 @@ impl Proxy {
 
     /// The backend's answer ended before its end: the client gets what came
     /// and then a close, never a final chunk or a full length.
-    fn end_truncated(&mut self, client: &mut Client, shared: &Shared) -> Turn {
+    fn end_truncated(&mut self, client: &mut Client, shared: &Shared, why: &'static str) -> Turn {
+        // Only a 1xx went out: the request's line says what rill made of it.
+        self.record_answer(client, shared, Status::BAD_GATEWAY, 0);
+        client.log_body_bytes(self.relayed());
+        client.log_aborted(why);
         self.give_back_buffers(shared);
         self.reusable = false;
         self.state = State::Done;
-        client.log_body_bytes(self.relayed());
         Turn::Http {
             close_after_send: true,
         }
+    }
+
+    /// Counts the answer and keeps its access-log line (once per request:
+    /// interim 1xx answers have none of their own).
+    fn record_answer(&mut self, client: &mut Client, shared: &Shared, status: Status, body: u64) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+        client.stats.response(status.code());
+        client.log_later(
+            self.request.method,
+            std::mem::take(&mut self.request.target),
+            status,
+            body,
+            self.request.started,
+        );
+        client.log_upstream(
+            &shared.config.routes[self.request.route].authority,
+            client.now.saturating_duration_since(self.request.started),
+        );
     }
 
     /// Counts a failure by kind.
@@ -1079,7 +1132,7 @@ impl Fault {
             Fault::BadBody(why) => {
                 proxy.count(client, Failure::BadAnswer);
                 warn!("conn {}: bad body from {backend}: {why}", client.id);
-                proxy.end_truncated(client, shared)
+                proxy.end_truncated(client, shared, why)
             }
             Fault::Truncated => {
                 proxy.count(client, Failure::Reset);
@@ -1087,7 +1140,7 @@ impl Fault {
                     "conn {}: {backend} closed in the middle of its answer",
                     client.id
                 );
-                proxy.end_truncated(client, shared)
+                proxy.end_truncated(client, shared, "backend closed mid-answer")
             }
             Fault::BadRequestBody(why) => {
                 debug!("conn {}: bad chunked body: {why}", client.id);

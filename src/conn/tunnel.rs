@@ -65,6 +65,7 @@ impl Tunnel {
         upstream: UpstreamConn,
         readable: bool,
         writable: bool,
+        closed: bool,
         to_backend: Vec<u8>,
         to_backend_sent: usize,
         now: Instant,
@@ -73,7 +74,7 @@ impl Tunnel {
             upstream: Some(upstream),
             upstream_readable: readable,
             upstream_writable: writable,
-            upstream_closed: false,
+            upstream_closed: closed,
             to_backend,
             to_backend_sent,
             upward: Half::Open,
@@ -209,7 +210,7 @@ impl Tunnel {
         let mut moved = 0;
         if self.downward == Half::Open && self.upstream_readable && client.unsent() < TUNNEL_BUFFER
         {
-            client.clear_sent_output();
+            client.compact_output();
             let want = TUNNEL_BUFFER - client.unsent();
             client.output.reserve(want);
             let spare = client.output.spare_capacity_mut();
