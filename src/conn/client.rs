@@ -57,6 +57,9 @@ pub struct Client {
     pub input_drained: bool,
     /// The peer has shut down its side (a FIN arrived).
     pub peer_finished_writing: bool,
+    /// The last request said it was the last (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive), so the client sends nothing more.
+    pub said_close: bool,
     /// The last write said `WouldBlock`, and no writable edge has come
     /// since: writing again now would only say it again.
     pub write_blocked: bool,
@@ -95,6 +98,7 @@ impl Client {
             output_sent: 0,
             input_drained: false,
             peer_finished_writing: false,
+            said_close: false,
             write_blocked: false,
             opened: now,
             last_activity: now,

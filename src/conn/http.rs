@@ -162,9 +162,6 @@ pub struct Http {
     receiving: Option<Box<Receiving>>,
     /// Close once the queued output is sent.
     close_after_send: bool,
-    /// The last request said it was the last (`Connection: close`, or
-    /// HTTP/1.0 without keep-alive), so the client sends nothing more.
-    client_said_close: bool,
     /// `sendfile` was refused for this connection's files: copy instead.
     copy_file_body: bool,
     /// What the next logged transition is about (`GET /a.mp4 206 ...`); only
@@ -182,7 +179,6 @@ impl Http {
             file: None,
             receiving: None,
             close_after_send: false,
-            client_said_close: false,
             copy_file_body: false,
             transition_note: None,
             head_started: now,
@@ -431,7 +427,7 @@ impl Http {
     ) -> Step {
         client.requests += 1;
         add(&client.stats.requests, 1);
-        self.client_said_close = !request.keep_alive;
+        client.said_close = !request.keep_alive;
         // Only the access log needs the exact moment; reading the clock per
         // request cost about 2% of S1's CPU, so without the log the loop's
         // clock stands in.
@@ -1108,7 +1104,7 @@ impl Http {
         self.close_after_send
             && client.input.is_empty()
             && client.input_drained
-            && (self.client_said_close || client.peer_finished_writing)
+            && (client.said_close || client.peer_finished_writing)
     }
 
     fn has_output(&self, client: &Client) -> bool {

@@ -276,6 +276,9 @@ function route(req, res) {
 }
 
 const server = http.createServer(route);
+// KEEP_ALIVE_MS shortens Node's idle keep-alive timeout (default 5 s), so a
+// test can race rill's pool against a backend that closes sooner than it.
+if (process.env.KEEP_ALIVE_MS) server.keepAliveTimeout = Number(process.env.KEEP_ALIVE_MS);
 server.on('checkContinue', (req, res) => {
   req.continued = true;
   res.writeContinue();

@@ -232,6 +232,10 @@ pub fn raise_fd_limit() -> u64 {
 pub fn curl_available() -> bool {
     let found = Command::new("curl").arg("--version").output().is_ok();
     if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is not installed, under CI"
+        );
         eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
     }
     found
