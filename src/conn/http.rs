@@ -1,7 +1,7 @@
 //! HTTP/1.1 as a server: the state machine a connection starts in, and the
 //! one it returns to after a proxied exchange.
 //!
-//! A connection is always in one [`State`]:
+//! An HTTP connection is always in one [`State`]:
 //!
 //! ```text
 //!                 ┌───────────── keep-alive: the next request ─────────────┐
@@ -19,13 +19,13 @@
 //! its request short; a client that said `Connection: close` and left
 //! nothing unread goes from `Sending` straight to closed.
 //!
-//! Every arrow is made in one place: [`Connection::drive`] calls the
+//! Every arrow is made in one place: [`Http::drive`] calls the
 //! `poll_<state>` method of the current state, which returns the next state.
 //! `answer` (in `ReadingHead`) asks [`crate::route::decide`] where a parsed
 //! request goes, and acts on it; a request for a backend leaves this machine
 //! for [`super::proxy`].
 //!
-//! [`Connection::drive`] runs the machine as far as the socket allows: each
+//! [`Http::drive`] runs the machine as far as the socket allows: each
 //! `poll_*` method handles one state and either moves to the next state or says
 //! which readiness it is waiting for. It returns to the loop only after an
 //! operation reported `WouldBlock` — with edge-triggered readiness, that is the

@@ -6,8 +6,8 @@
 //!   client ◀──send──── [client.output] ◀─frame─ [from_backend] ◀─recv── backend
 //! ```
 //!
-//! The two directions run side by side ([`Proxy::pump_request`],
-//! [`Proxy::pump_response`]), each through one bounded buffer, so memory does
+//! The two directions run side by side (`Proxy::pump_request`,
+//! `Proxy::pump_response`), each through one bounded buffer, so memory does
 //! not grow with the body: while the client does not read, the backend is not
 //! read; while the backend does not read an upload, the client is not read.
 //! Bodies are never copied as they came: the request is rebuilt from its
@@ -299,7 +299,7 @@ impl Proxy {
     /// Takes the backend connection out, with whether it can be pooled.
     ///
     /// Clean means: the answer is complete, the whole request went out (see
-    /// [`Proxy::finish`]), the backend did not say close or send its FIN,
+    /// `Proxy::finish`), the backend did not say close or send its FIN,
     /// and nothing more is waiting in the socket. A socket last read short
     /// was empty then, and anything later raises an edge that the pool
     /// sees; one whose last read filled the buffer is asked (`MSG_PEEK`).
