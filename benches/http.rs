@@ -2,11 +2,17 @@
 //! a response head, answering a request for a cached file (parse, look up,
 //! write head and body: all of a keep-alive request's work except the system
 //! calls and the loop), decoding a chunked body and scanning a multipart body
-//! (the last two in MB/s). Run with `cargo bench --bench http`.
+//! (the last two in MB/s); and for a proxied request, rebuilding its head for
+//! the backend, reading the backend's head and rebuilding it for the client,
+//! and re-chunking a body (in MB/s). Run with `cargo bench --bench http`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rill::http::chunked::ChunkedDecoder;
+use rill::http::chunked::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
+use rill::http::forward::{write_forward_head, Forward};
 use rill::http::multipart::{Event, MultipartParser};
+use rill::http::reframe::{Incoming, Reframer};
+use rill::http::relay::{parse_response_head, write_client_head, ClientView};
+use rill::http::request::BodyFraming;
 use rill::http::request::{parse_head, Parsed};
 use rill::http::response::{CommonHeaders, HeadWriter, Status};
 use rill::respond::{respond, Context};
@@ -190,5 +196,87 @@ fn multipart(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, render, answer, chunked, multipart);
+/// What lighttpd answers for a 1 KiB file (S8's backend).
+const BACKEND_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: application/octet-stream\r\n\
+ETag: \"2417125487\"\r\n\
+Last-Modified: Tue, 01 Dec 2026 20:22:46 GMT\r\n\
+Content-Length: 1024\r\n\
+Accept-Ranges: bytes\r\n\
+Date: Tue, 01 Dec 2026 20:31:41 GMT\r\n\
+Server: lighttpd/1.4.69\r\n\r\n";
+
+fn proxy_heads(c: &mut Criterion) {
+    let mut out = Vec::with_capacity(1024);
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    c.bench_function("forward_head_wrk", |b| {
+        b.iter(|| {
+            out.clear();
+            let forward = Forward {
+                target: "/api/1k.bin",
+                peer,
+                proto: "http",
+                default_host: "127.0.0.1:8080",
+                body: BodyFraming::None,
+                upgrade: false,
+            };
+            write_forward_head(black_box(WRK_HEAD), &forward, &mut out).map(|_| out.len())
+        })
+    });
+    c.bench_function("relay_head_lighttpd", |b| {
+        b.iter(|| {
+            out.clear();
+            let head = match parse_response_head(black_box(BACKEND_HEAD), false) {
+                Ok(Some(head)) => head,
+                other => panic!("unexpected {:?}", other.map(|h| h.map(|h| h.status))),
+            };
+            let view = ClientView {
+                client_http10: false,
+                keep_alive: true,
+                rewrite: None,
+            };
+            write_client_head(BACKEND_HEAD, &head, &view, &mut out)
+        })
+    });
+}
+
+fn rechunk(c: &mut Criterion) {
+    // 8 MiB in 16 KiB chunks, re-framed through a 32 KiB output as the
+    // proxy does it.
+    let mut body = Vec::new();
+    let piece = vec![b'x'; 16 * 1024];
+    for _ in 0..512 {
+        write_chunk_header(&mut body, piece.len());
+        body.extend_from_slice(&piece);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(LAST_CHUNK);
+    let mut group = c.benchmark_group("reframe");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("rechunk_8MiB_in_32KiB_rooms", |b| {
+        let mut out = Vec::with_capacity(40 * 1024);
+        b.iter(|| {
+            let mut reframer = Reframer::new(Incoming::Chunked, true, true);
+            let mut rest = &body[..];
+            while !reframer.is_done() {
+                out.clear();
+                let used = reframer.feed(rest, &mut out, 32 * 1024).unwrap_or(0);
+                rest = &rest[used..];
+            }
+            reframer.relayed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    parse,
+    render,
+    answer,
+    chunked,
+    multipart,
+    proxy_heads,
+    rechunk
+);
 criterion_main!(benches);
