@@ -337,7 +337,7 @@ impl Server {
                 }
                 self.drive(key, now);
             }
-            Some(Owner::Pool) => self.env.upstreams.borrow_mut().on_idle_event(id),
+            Some(Owner::Pool(_)) => self.env.upstreams.borrow_mut().on_idle_event(id),
             None => {} // closed earlier in this batch of events
         }
     }

@@ -52,8 +52,9 @@ pub struct UpstreamConn {
 pub enum Owner {
     /// The client connection with this slab key.
     Connection(usize),
-    /// Nobody: it waits in the pool.
-    Pool,
+    /// Nobody: it waits in the pool, among the idle connections to this
+    /// backend.
+    Pool(SocketAddr),
 }
 
 /// A pooled connection and since when it has been idle.
@@ -152,7 +153,7 @@ impl Upstreams {
             return;
         }
         if let Some(slot) = self.owners.get_mut(conn.id) {
-            *slot = Owner::Pool;
+            *slot = Owner::Pool(conn.addr);
         }
         trace!("upstream {}: idle in the pool", conn.id);
         pooled.push(Idle { conn, since: now });
@@ -167,14 +168,13 @@ impl Upstreams {
     /// An event arrived for a pooled connection. Nothing is expected of an
     /// idle backend: bytes or a close from it mean it cannot be reused.
     pub fn on_idle_event(&mut self, id: usize) {
-        let found = self.idle.iter_mut().find_map(|(addr, pooled)| {
-            let at = pooled.iter().position(|idle| idle.conn.id == id)?;
-            Some((*addr, at))
-        });
-        let Some((addr, at)) = found else {
+        let Some(Owner::Pool(addr)) = self.owner(id) else {
             return;
         };
         let Some(pooled) = self.idle.get_mut(&addr) else {
+            return;
+        };
+        let Some(at) = pooled.iter().position(|idle| idle.conn.id == id) else {
             return;
         };
         if still_quiet(&pooled[at].conn.socket) {
