@@ -10,3 +10,4 @@ pub mod reframe;
 pub mod relay;
 pub mod request;
 pub mod response;
+pub mod websocket;
