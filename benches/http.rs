@@ -97,6 +97,7 @@ fn answer(c: &mut Criterion) {
             cors: false,
         },
         path_buffer: &path_buffer,
+        live: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("answer_cached_1KiB_file", |b| {

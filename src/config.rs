@@ -44,6 +44,11 @@ Options:
                           504 before the head, close after (default 60)
       --tunnel-timeout SECS  an upgraded connection (WebSocket) with no bytes either way
                           is closed after this long (default 600)
+      --live-reload       watch ROOT and reload the pages open on it when a file changes:
+                          HTML answers get a <script src=\"/.rill/live.js\"> appended, which
+                          listens on a WebSocket (/.rill/live); CSS-only changes restyle in place
+      --no-watch          do not watch ROOT with inotify; cached files are then looked at again
+                          every second (for file systems inotify cannot see, like network mounts)
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -80,6 +85,10 @@ pub struct Config {
     pub proxy_timeout: Duration,
     /// How long an upgraded connection may carry no bytes either way.
     pub tunnel_timeout: Duration,
+    /// Watch the whole tree and push reloads to open pages.
+    pub live_reload: bool,
+    /// Do not watch ROOT with inotify (revalidate the cache every second).
+    pub no_watch: bool,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -105,6 +114,8 @@ impl Config {
             proxy_connect_timeout: Duration::from_secs(3),
             proxy_timeout: Duration::from_secs(60),
             tunnel_timeout: Duration::from_secs(600),
+            live_reload: false,
+            no_watch: false,
         }
     }
 }
@@ -145,6 +156,8 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             Long("cors") => config.cors = true,
             Long("stats") => config.stats = true,
             Long("no-sendfile") => config.no_sendfile = true,
+            Long("live-reload") => config.live_reload = true,
+            Long("no-watch") => config.no_watch = true,
             Long("max-body") => {
                 let text = string_value(&mut parser, "--max-body")?;
                 config.max_body = parse_size(&text)
@@ -191,6 +204,9 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
         config.root = root;
     }
     config.listen = parse_listen(&listen)?;
+    if config.live_reload && config.no_watch {
+        return Err("--live-reload needs the watch that --no-watch turns off".to_owned());
+    }
     sort_routes(&mut config.routes)?;
     Ok(Command::Serve(config))
 }
@@ -359,5 +375,18 @@ mod tests {
         assert!(parse(&["--listen", "nonsense"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
         assert!(parse(&["a", "b"]).is_err());
+        assert!(parse(&["--live-reload", "--no-watch"]).is_err());
+    }
+
+    #[test]
+    fn watch_flags() {
+        let Ok(Command::Serve(config)) = parse(&["--live-reload"]) else {
+            panic!("expected a config")
+        };
+        assert!(config.live_reload && !config.no_watch);
+        let Ok(Command::Serve(config)) = parse(&["--no-watch"]) else {
+            panic!("expected a config")
+        };
+        assert!(config.no_watch && !config.live_reload);
     }
 }

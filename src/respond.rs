@@ -14,6 +14,7 @@ use crate::http::conditional::{decide, FileAnswer, Preconditions};
 use crate::http::request::{Method, Request};
 use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
 use crate::listing;
+use crate::live::Live;
 use crate::mime;
 use crate::path::RequestPath;
 use crate::site::{Found, Missing, OpenFile, Site};
@@ -38,6 +39,8 @@ pub struct FileBody {
     pub offset: u64,
     /// How many bytes are still to go.
     pub remaining: u64,
+    /// Bytes sent after the file's (the live-reload snippet).
+    pub tail: Option<Box<[u8]>>,
 }
 
 /// What was queued for one request.
@@ -62,6 +65,21 @@ pub struct Context<'a> {
     /// The buffer request paths are decoded into, reused from one request
     /// to the next.
     pub path_buffer: &'a Cell<Vec<u8>>,
+    /// Under `--live-reload`: what HTML pages get appended.
+    pub live: Option<&'a Live>,
+}
+
+/// Whether the answer will be shown as a page (and so may carry the
+/// live-reload script): a browser says so with `Sec-Fetch-Dest`, and a
+/// request without it (an older browser, or typed into a tool) counts as
+/// one. `fetch()`, XHR, scripts and images say otherwise and get the file
+/// exactly as it is.
+fn is_document(request: &Request) -> bool {
+    request.fetch_dest.is_none_or(|dest| {
+        ["document", "iframe", "frame"]
+            .iter()
+            .any(|d| dest.eq_ignore_ascii_case(d))
+    })
 }
 
 /// Writes the answer to `request` into `out` and returns what was queued.
@@ -150,7 +168,10 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                 let title = percent_encoding::percent_decode_str(&path.url(true))
                     .decode_utf8_lossy()
                     .into_owned();
-                let page = listing::render(&title, &mut entries, ctx.config.uploads);
+                let mut page = listing::render(&title, &mut entries, ctx.config.uploads);
+                if let Some(live) = ctx.live.filter(|_| is_document(request)) {
+                    page.push_str(&live.snippet());
+                }
                 HeadWriter::start(out, Status::OK, ctx.date)
                     .header("Content-Type", "text/html; charset=utf-8")
                     .header("Cache-Control", "no-cache")
@@ -212,6 +233,68 @@ fn missing_reply(
     }
 }
 
+/// An HTML page with the live-reload snippet after its bytes: `200` (or
+/// `304`) only, since ranges of a body that is not the file's would mean
+/// nothing; an ETag of its own (see [`Live::etag`]) and no `Last-Modified`,
+/// so the browser revalidates by ETag; `no-cache`, so it always asks. The
+/// file still goes out with `sendfile`, the snippet after it.
+fn injected_reply(
+    request: &Request,
+    ctx: &Context,
+    live: &Live,
+    file: Rc<OpenFile>,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let snippet = live.snippet().into_bytes().into_boxed_slice();
+    let etag = live.etag(&file.validators.etag);
+    let validators = crate::http::conditional::Validators {
+        etag,
+        modified_secs: file.validators.modified_secs,
+    };
+    let preconditions = Preconditions {
+        range: None,
+        if_none_match: request.if_none_match,
+        if_modified_since: None,
+        if_range: None,
+    };
+    if decide(&preconditions, &validators, file.size) == FileAnswer::NotModified {
+        HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
+            .header("ETag", &validators.etag)
+            .header("Cache-Control", "no-cache")
+            .finish(ctx.common);
+        return Reply {
+            status: Status::NOT_MODIFIED,
+            body_len: 0,
+            file: None,
+        };
+    }
+    let len = file.size + snippet.len() as u64;
+    HeadWriter::start(out, Status::OK, ctx.date)
+        .header("Content-Type", file.content_type)
+        .content_length(len)
+        .header("ETag", &validators.etag)
+        .header("Cache-Control", "no-cache")
+        .finish(ctx.common);
+    let file = if request.method == Method::Head {
+        None
+    } else if file.size == 0 {
+        out.extend_from_slice(&snippet);
+        None
+    } else {
+        Some(FileBody {
+            remaining: file.size,
+            file,
+            offset: 0,
+            tail: Some(snippet),
+        })
+    };
+    Reply {
+        status: Status::OK,
+        body_len: len,
+        file,
+    }
+}
+
 /// 200, 206, 304 or 416 for a regular file.
 fn file_reply(
     request: &Request,
@@ -221,6 +304,11 @@ fn file_reply(
     file: Rc<OpenFile>,
     out: &mut Vec<u8>,
 ) -> Reply {
+    if let Some(live) = ctx.live {
+        if file.content_type.starts_with("text/html") && is_document(request) && !path.download {
+            return injected_reply(request, ctx, live, file, out);
+        }
+    }
     let size = file.size;
     let validators = &file.validators;
     let preconditions = Preconditions {
@@ -281,6 +369,7 @@ fn file_reply(
         file,
         offset: start,
         remaining: len,
+        tail: None,
     });
     Reply {
         status,

@@ -13,10 +13,12 @@
 //!   first (RFC 3986 §5.2.4), matched as resolved, and sent to the backend as
 //!   resolved: `/api/../x` is `/x`, so it is not routed to `/api`, and no
 //!   backend ever sees a `..` that rill read differently;
-//! - the longest prefix wins; `/.rill/` stays the loop's own under `--stats`.
+//! - the longest prefix wins; `/.rill/` stays the loop's own under `--stats`
+//!   and `--live-reload`.
 
 use crate::config::Config;
 use crate::http::request::{Method, Request};
+use crate::live;
 use crate::stats;
 use std::borrow::Cow;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -108,11 +110,26 @@ pub fn sort_routes(routes: &mut [Route]) -> Result<(), String> {
     Ok(())
 }
 
+/// The loop's own WebSocket endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/.rill/live` (`--live-reload`): change messages for a page.
+    Live,
+    /// `/.rill/echo` (`--stats`): every message sent back, for learners and
+    /// for the Autobahn conformance suite.
+    Echo,
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination<'a> {
     /// `/.rill/…` with `--stats`.
     Stats(stats::Route),
+    /// `/.rill/live.js` with `--live-reload`.
+    LiveScript,
+    /// A WebSocket handshake for one of the loop's endpoints (any method:
+    /// the handshake's own checks refuse what is not a `GET`).
+    WebSocket(Endpoint),
     /// To the backend of `config.routes[route]`, asking for `target`.
     Proxy { route: usize, target: Cow<'a, str> },
     /// A POST or PUT into ROOT, with `--uploads`.
@@ -124,6 +141,19 @@ pub enum Destination<'a> {
 /// Decides where `request` goes.
 pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
     let target: &'a str = &request.target;
+    if config.live_reload && target.starts_with("/.rill/") {
+        match live::route(target) {
+            Some(live::Route::Script) if matches!(request.method, Method::Get | Method::Head) => {
+                return Destination::LiveScript
+            }
+            Some(live::Route::Script) => return Destination::File,
+            Some(live::Route::Socket) => return Destination::WebSocket(Endpoint::Live),
+            None => {}
+        }
+    }
+    if config.stats && target.split(['?', '#']).next() == Some("/.rill/echo") {
+        return Destination::WebSocket(Endpoint::Echo);
+    }
     if config.stats {
         if let Some(page) = stats::route(target) {
             if matches!(request.method, Method::Get | Method::Head) {
@@ -273,6 +303,8 @@ mod tests {
                 format!("{} {target}", config.routes[route].prefix)
             }
             Destination::Stats(page) => format!("stats {page:?}"),
+            Destination::LiveScript => "live.js".into(),
+            Destination::WebSocket(endpoint) => format!("websocket {endpoint:?}"),
             Destination::Upload => "upload".into(),
             Destination::File => "file".into(),
         }
@@ -361,6 +393,29 @@ mod tests {
         assert_eq!(destination(&config, "POST", "/up"), "file");
         config.stats = false;
         assert_eq!(destination(&config, "GET", "/.rill/stats"), "file");
+    }
+
+    #[test]
+    fn the_live_reload_and_echo_endpoints() {
+        let mut config = config(&["/=127.0.0.1:3000"]);
+        assert_eq!(
+            destination(&config, "GET", "/.rill/live.js"),
+            " /.rill/live.js"
+        );
+        assert_eq!(destination(&config, "GET", "/.rill/echo"), " /.rill/echo");
+        config.live_reload = true;
+        config.stats = true;
+        assert_eq!(destination(&config, "GET", "/.rill/live.js?v=1"), "live.js");
+        assert_eq!(destination(&config, "HEAD", "/.rill/live.js"), "live.js");
+        assert_eq!(destination(&config, "POST", "/.rill/live.js"), "file");
+        assert_eq!(destination(&config, "GET", "/.rill/live"), "websocket Live");
+        assert_eq!(destination(&config, "GET", "/.rill/echo"), "websocket Echo");
+        assert_eq!(
+            destination(&config, "GET", "/.rill/lively"),
+            " /.rill/lively"
+        );
+        config.stats = false;
+        assert_eq!(destination(&config, "GET", "/.rill/echo"), " /.rill/echo");
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! and the signal source.
 //!
 //! Every event source has a token of its own ([`Source`]): the listener, the
-//! signals, each client socket (by its connection's slab key) and each
-//! backend socket (by its number in [`Upstreams`], which says which
-//! connection it serves, if any). Both sockets of a proxied connection lead
-//! to the same connection.
+//! signals, the inotify watch on ROOT ([`crate::watch`]), each client socket
+//! (by its connection's slab key) and each backend socket (by its number in
+//! [`Upstreams`], which says which connection it serves, if any). Both
+//! sockets of a proxied connection lead to the same connection.
 //!
 //! Every turn of [`Server::run`]:
 //!
 //! 1. waits in `poll` — at most until the nearest deadline;
-//! 2. reads the clock once, and handles each readiness event: the listener's
+//! 2. reads the clock once; if the watch has events, reads them *first*, so
+//!    the file cache forgets what changed before any request of this turn
+//!    is answered (a GET sent after a save always sees the new bytes);
+//!    then handles each readiness event: the listener's
 //!    by accepting (until `WouldBlock`, or 64 per turn) and running
 //!    each new connection at once, a signal's by starting shutdown, a
 //!    connection's by letting its state machine ([`crate::conn`]) run as far
@@ -19,7 +22,8 @@
 //! 3. drives again the connections that gave up their turn with work left
 //!    (uploads over their per-turn budget), and accepts again if the listener
 //!    was left with connections queued, since no new edge would say so;
-//! 4. fires the timers that are due.
+//! 4. fires the timers that are due, and under `--live-reload` sends the
+//!    batch of changes to the pages once it is due ([`crate::live`]).
 //!
 //! A connection answers with the readiness it now waits for; the loop
 //! registers the socket the first time it has to wait, and re-registers it
@@ -32,6 +36,8 @@
 use crate::config::Config;
 use crate::conn::{BufferPool, Connection, Next, Shared};
 use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
+use crate::http::websocket::{write_frame, Opcode};
+use crate::live::Live;
 use crate::site::Site;
 use crate::stats::{self, add, Stats};
 use crate::timer::{poll_timeout, Timeouts, Timers};
@@ -53,6 +59,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub enum Source {
     Listener,
     Signals,
+    /// The inotify descriptor watching ROOT.
+    Watch,
     /// The client socket of the connection with this slab key.
     Client(usize),
     /// The backend socket with this number in [`Upstreams`].
@@ -63,6 +71,8 @@ pub enum Source {
 const LISTENER: Token = Token(usize::MAX);
 /// The signal source's token.
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// The watch's token.
+const WATCH: Token = Token(usize::MAX - 2);
 
 /// A client socket's token: its connection's key, shifted to make room for
 /// the kind of socket in the lowest bit.
@@ -81,6 +91,7 @@ impl Source {
         match token {
             LISTENER => Source::Listener,
             SIGNALS => Source::Signals,
+            WATCH => Source::Watch,
             Token(n) if n & 1 == 0 => Source::Client(n >> 1),
             Token(n) => Source::Upstream(n >> 1),
         }
@@ -136,6 +147,8 @@ struct Env {
     path_buffer: Cell<Vec<u8>>,
     /// Backend connections and the pool of idle ones.
     upstreams: RefCell<Upstreams>,
+    /// Changes waiting for the live-reloading pages.
+    live: Live,
 }
 
 impl Env {
@@ -148,6 +161,7 @@ impl Env {
             date: self.date.as_str(),
             path_buffer: &self.path_buffer,
             upstreams: &self.upstreams,
+            live: &self.live,
         }
     }
 }
@@ -178,14 +192,23 @@ pub struct Server {
     next_push: Instant,
     /// When the pool of idle backend connections is next pruned.
     next_prune: Instant,
+    /// Pages listening for changes on `/.rill/live`.
+    live_pages: Vec<usize>,
 }
 
 impl Server {
     /// Binds the listening socket, opens the served folder and registers
     /// for SIGINT and SIGTERM.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        let site = Site::new(&config.root)?;
+        let site = Site::open(&config.root, !config.no_watch)?;
+        if config.live_reload {
+            site.watch_tree();
+        }
         let poll = Poll::new()?;
+        if let Some(fd) = site.watch_fd() {
+            poll.registry()
+                .register(&mut mio::unix::SourceFd(&fd), WATCH, Interest::READABLE)?;
+        }
         let mut listener = listen(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -204,6 +227,7 @@ impl Server {
         }
         let now = Instant::now();
         let stats = Rc::new(Stats::new(now));
+        stats.watches.set(site.watches() as u64);
         let upstreams = Upstreams::new(poll.registry().try_clone()?, Rc::clone(&stats));
         Ok(Server {
             poll,
@@ -218,6 +242,7 @@ impl Server {
                 date: DateCache::new(SystemTime::now()),
                 path_buffer: Cell::default(),
                 upstreams: RefCell::new(upstreams),
+                live: Live::new(),
             },
             timers: Timers::new(),
             accepting: Accepting::Yes,
@@ -227,6 +252,7 @@ impl Server {
             subscribers: Vec::new(),
             next_push: now,
             next_prune: now,
+            live_pages: Vec::new(),
         })
     }
 
@@ -248,7 +274,12 @@ impl Server {
                 let push = (!self.subscribers.is_empty()).then_some(self.next_push);
                 poll_timeout(
                     now,
-                    &[self.timers.next_deadline(), self.accept_deadline(), push],
+                    &[
+                        self.timers.next_deadline(),
+                        self.accept_deadline(),
+                        push,
+                        self.env.live.deadline(),
+                    ],
                 )
             } else {
                 Some(Duration::ZERO)
@@ -261,7 +292,13 @@ impl Server {
             }
             let now = Instant::now();
             self.env.date.update(SystemTime::now());
-            self.stats.wakeup(events.iter().count());
+            let count = events.iter().count();
+            self.stats.wakeup(count);
+            // A full batch may have left the watch's event for the next
+            // poll while a request behind it is in this one: read it anyway.
+            if count == EVENTS_PER_POLL || events.iter().any(|e| e.token() == WATCH) {
+                self.on_watch(now);
+            }
             for event in events.iter() {
                 trace!(
                     "event {:?}: readable={} writable={} closed={}",
@@ -277,6 +314,7 @@ impl Server {
                             return Ok(());
                         }
                     }
+                    Source::Watch => {} // read first, above
                     Source::Client(key) => {
                         if let Some(slot) = self.connections.get_mut(key) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -303,9 +341,14 @@ impl Server {
             if !self.subscribers.is_empty() && self.next_push <= now {
                 self.push_stats(now);
             }
+            if self.env.live.deadline().is_some_and(|due| due <= now) {
+                self.push_changes(now);
+            }
             if self.next_prune <= now {
                 self.next_prune = now + PRUNE_INTERVAL;
                 self.env.upstreams.borrow_mut().prune(now);
+                self.env.site.prune_watches(now);
+                self.stats.watches.set(self.env.site.watches() as u64);
             }
             match self.accepting {
                 Accepting::PausedUntil(at) if at <= now => {
@@ -318,6 +361,50 @@ impl Server {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// The watch has events: the file cache drops what they touch, and under
+    /// `--live-reload` the changed paths join the batch for the pages.
+    fn on_watch(&mut self, now: Instant) {
+        let report = self.env.site.read_watch(now);
+        add(&self.stats.watch_events, report.events);
+        add(&self.stats.cache_invalidations, report.invalidated);
+        self.stats.watches.set(self.env.site.watches() as u64);
+        if report.overflowed {
+            add(&self.stats.watch_overflows, 1);
+        }
+        if self.env.config.live_reload {
+            for (path, mask) in &report.changes {
+                self.env.live.note(path, *mask, now);
+            }
+            if report.overflowed {
+                self.env.live.note_everything(now);
+            }
+        }
+    }
+
+    /// Sends the due batch of changes to every page listening, as one
+    /// frame rendered once.
+    fn push_changes(&mut self, now: Instant) {
+        let Some(message) = self.env.live.take_due(self.env.site.root(), now) else {
+            return;
+        };
+        add(&self.stats.live_batches, 1);
+        let mut frame = Vec::with_capacity(message.len() + 10);
+        write_frame(&mut frame, Opcode::Text, message.as_bytes());
+        let pages = std::mem::take(&mut self.live_pages);
+        info!("live reload: {message} to {} pages", pages.len());
+        for key in pages {
+            let Some(slot) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if !slot.conn.wants_changes() {
+                continue; // closing, or the key now belongs to another connection
+            }
+            slot.conn.push_change(&frame);
+            self.live_pages.push(key);
+            self.drive(key, now);
         }
     }
 
@@ -491,6 +578,9 @@ impl Server {
             }
             self.subscribers.push(key);
         }
+        if slot.conn.wants_changes() && !self.live_pages.contains(&key) {
+            self.live_pages.push(key);
+        }
         self.reschedule(key);
     }
 
@@ -602,6 +692,12 @@ impl Server {
             .collect();
         for key in closing {
             self.close(key);
+        }
+        // The others finish what they were doing; a WebSocket has just
+        // queued its Close (1001) and must be driven to send it.
+        let open: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in open {
+            self.drive(key, now);
         }
         if count > 1 {
             self.finish_shutdown("second signal");

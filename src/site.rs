@@ -15,15 +15,23 @@
 //! so a FIFO or device node under ROOT can never block the loop.
 //!
 //! Open files are cached: a small, bounded map from relative path to the open
-//! file, its validators and — for files up to 16 KiB — its bytes. An entry is
-//! trusted for [`REVALIDATE_AFTER`]; after that the next request opens the
-//! path again and keeps the entry only if inode, size and modification time
-//! are unchanged. So a hot small file costs no system call at all, and a
-//! change on disk shows within a second.
+//! file, its validators and — for files up to 16 KiB — its bytes. So a hot
+//! small file costs no system call at all. What keeps the cache true is the
+//! loop's inotify watch ([`crate::watch`]): each entry holds a watch on every
+//! directory along its path (and along its real path, when symlinks lead
+//! elsewhere), and an event about any name on the way drops exactly the
+//! entries that went through it. The loop reads those events before anything
+//! else in a turn, so a request that starts after a write finished sees the
+//! new bytes. An entry is still looked at again after [`REVALIDATE_WATCHED`],
+//! as a safety net; one whose watch could not be made (no inotify, out of
+//! watches) is trusted only for [`REVALIDATE_AFTER`], after which the next
+//! request opens the path again and keeps the entry only if inode, size and
+//! modification time are unchanged.
 
 use crate::http::conditional::Validators;
 use crate::listing::Entry;
 use crate::path::RequestPath;
+use crate::watch::{Notice, Watcher};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -36,8 +44,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// How long a cached file is served without looking at the disk again.
+/// How long a cached file without a watch is served without looking at the
+/// disk again.
 pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+/// How long a watched entry is trusted: a safety net for file systems whose
+/// changes inotify cannot see (network mounts), as lighttpd keeps one.
+pub const REVALIDATE_WATCHED: Duration = Duration::from_secs(16);
 /// Most files kept open in the cache.
 const CACHE_ENTRIES: usize = 256;
 /// How a path is opened to be served: for reading, never blocking (a FIFO).
@@ -96,6 +108,26 @@ impl OpenFile {
 struct CacheEntry {
     file: Rc<OpenFile>,
     checked: Instant,
+    /// The (watch, name) pairs whose events drop this entry: one per step
+    /// of its path.
+    deps: Vec<Dep>,
+    /// Every step is watched, so the entry is trusted until an event.
+    watched: bool,
+}
+
+/// A name inside a watched directory.
+type Dep = (i32, Box<[u8]>);
+
+/// What the loop learned from one read of the watch.
+#[derive(Debug, Default)]
+pub struct WatchReport {
+    pub events: u64,
+    /// Cache entries dropped.
+    pub invalidated: u64,
+    /// Paths (relative to ROOT) that changed, each with the event mask.
+    pub changes: Vec<(PathBuf, u32)>,
+    /// The kernel dropped events: anything may have changed.
+    pub overflowed: bool,
 }
 
 /// The served folder.
@@ -109,6 +141,11 @@ pub struct Site {
     /// components, which cost 7 % of answering a cached file (the `answer`
     /// bench), and the normalized path is already canonical.
     cache: RefCell<HashMap<Box<[u8]>, CacheEntry>>,
+    /// Which entries each (watch, name) pair keeps true.
+    dependents: RefCell<HashMap<Dep, Vec<Box<[u8]>>>>,
+    watcher: RefCell<Watcher>,
+    /// Every directory is watched (`--live-reload`), not just the cache's.
+    tree: Cell<bool>,
 }
 
 impl std::fmt::Debug for Site {
@@ -168,8 +205,14 @@ impl From<io::Error> for Missing {
 }
 
 impl Site {
-    /// Serves `root`, which must be a directory.
+    /// Serves `root`, which must be a directory, watched with inotify.
     pub fn new(root: &Path) -> io::Result<Site> {
+        Site::open(root, true)
+    }
+
+    /// Serves `root`; `watch: false` (`--no-watch`) trusts cache entries for
+    /// [`REVALIDATE_AFTER`] instead of watching them.
+    pub fn open(root: &Path, watch: bool) -> io::Result<Site> {
         let root = root.canonicalize()?;
         if !root.is_dir() {
             return Err(io::Error::new(
@@ -178,12 +221,115 @@ impl Site {
             ));
         }
         let root_dir = File::open(&root)?;
+        let watcher = if watch {
+            Watcher::new(&root)
+        } else {
+            Watcher::off(&root)
+        };
         Ok(Site {
             root,
             root_dir,
             has_openat2: Cell::new(true),
             cache: RefCell::new(HashMap::new()),
+            dependents: RefCell::new(HashMap::new()),
+            watcher: RefCell::new(watcher),
+            tree: Cell::new(false),
         })
+    }
+
+    /// The inotify descriptor, for the loop to register.
+    pub fn watch_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.watcher.borrow().raw_fd()
+    }
+
+    /// How many directories are watched now.
+    pub fn watches(&self) -> usize {
+        self.watcher.borrow().watches()
+    }
+
+    /// Watches every directory of ROOT (`--live-reload`): from now on every
+    /// change is reported, not only those that touch the cache.
+    pub fn watch_tree(&self) {
+        self.tree.set(true);
+        let files = self.watcher.borrow_mut().watch_tree(Path::new(""));
+        log::debug!(
+            "watching {} directories ({} files)",
+            self.watches(),
+            files.len()
+        );
+    }
+
+    /// Reads the watch's events: drops the cache entries they touch, and
+    /// says which paths changed. Under [`Site::watch_tree`] a directory that
+    /// appears is watched and scanned at once.
+    pub fn read_watch(&self, now: Instant) -> WatchReport {
+        let mut notices = Vec::new();
+        let events_before = self.watcher.borrow().events_read;
+        self.watcher.borrow_mut().read(&mut notices);
+        let mut report = WatchReport {
+            events: self.watcher.borrow().events_read - events_before,
+            ..WatchReport::default()
+        };
+        for notice in notices {
+            match notice {
+                Notice::Changed { wd, name, mask } => {
+                    let keys = self.dependents.borrow_mut().remove(&(wd, name.clone()));
+                    for key in keys.into_iter().flatten() {
+                        report.invalidated += u64::from(self.drop_entry(&key, now));
+                    }
+                    let dirs = self.watcher.borrow().paths(wd).to_vec();
+                    for dir in dirs {
+                        let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+                        let went = libc::IN_MOVED_FROM
+                            | libc::IN_DELETE
+                            | libc::IN_CREATE
+                            | libc::IN_MOVED_TO;
+                        if mask & went != 0
+                            && (mask & libc::IN_ISDIR != 0
+                                || self.watcher.borrow().is_watched(&path))
+                        {
+                            self.watcher.borrow_mut().forget_below(&path);
+                        }
+                        let appeared = libc::IN_CREATE | libc::IN_MOVED_TO;
+                        if self.tree.get()
+                            && mask & libc::IN_ISDIR != 0
+                            && mask & appeared != 0
+                            && !name.starts_with(b".")
+                        {
+                            // Watched before it is scanned: nothing created in
+                            // it from now on is missed, and what the scan finds
+                            // was created before anyone could be told.
+                            let found = self.watcher.borrow_mut().watch_tree(&path);
+                            report
+                                .changes
+                                .extend(found.into_iter().map(|f| (f, libc::IN_CLOSE_WRITE)));
+                        }
+                        report.changes.push((path, mask));
+                    }
+                }
+                Notice::DirGone { .. } => {
+                    report.invalidated += self.forget_cached_at(now);
+                }
+                Notice::Overflow => {
+                    log::warn!(
+                        "inotify's queue overflowed (fs.inotify.max_queued_events): the file cache starts over"
+                    );
+                    report.overflowed = true;
+                    report.invalidated += self.forget_cached_at(now);
+                    if self.tree.get() {
+                        // Directories made while events were lost are not
+                        // watched yet.
+                        self.watcher.borrow_mut().watch_tree(Path::new(""));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Drops the lazy watches nobody has needed for a while.
+    pub fn prune_watches(&self, now: Instant) {
+        self.watcher.borrow_mut().prune(now);
     }
 
     /// The canonical ROOT.
@@ -212,46 +358,140 @@ impl Site {
 
     /// Empties the file cache (after an upload changed the folder).
     pub fn forget_cached(&self) {
-        self.cache.borrow_mut().clear();
+        self.forget_cached_at(Instant::now());
+    }
+
+    /// Empties the file cache; returns how many entries it held.
+    fn forget_cached_at(&self, now: Instant) -> u64 {
+        let entries = std::mem::take(&mut *self.cache.borrow_mut());
+        self.dependents.borrow_mut().clear();
+        let mut watcher = self.watcher.borrow_mut();
+        for entry in entries.values() {
+            for (wd, _) in &entry.deps {
+                watcher.release(*wd, now);
+            }
+        }
+        entries.len() as u64
+    }
+
+    /// Drops one entry and the watches it held; `false` if there was none.
+    fn drop_entry(&self, key: &[u8], now: Instant) -> bool {
+        let Some(entry) = self.cache.borrow_mut().remove(key) else {
+            return false;
+        };
+        let mut dependents = self.dependents.borrow_mut();
+        let mut watcher = self.watcher.borrow_mut();
+        for dep in &entry.deps {
+            if let Some(keys) = dependents.get_mut(dep) {
+                keys.retain(|k| &**k != key);
+                if keys.is_empty() {
+                    dependents.remove(dep);
+                }
+            }
+            watcher.release(dep.0, now);
+        }
+        true
     }
 
     /// The cache in front of [`Site::find_relative`].
     fn find_cached(&self, relative: &Path, now: Instant) -> Result<Found, Missing> {
         let key = relative.as_os_str().as_bytes();
         let cached = self.cache.borrow().get(key).map(|entry| {
-            let fresh = now.saturating_duration_since(entry.checked) < REVALIDATE_AFTER;
+            let trusted = if entry.watched {
+                REVALIDATE_WATCHED
+            } else {
+                REVALIDATE_AFTER
+            };
+            let fresh = now.saturating_duration_since(entry.checked) < trusted;
             (Rc::clone(&entry.file), fresh)
         });
         if let Some((file, true)) = &cached {
             return Ok(Found::File(Rc::clone(file)));
         }
-        let found = self.find_relative(relative);
-        let mut cache = self.cache.borrow_mut();
-        match found {
+        match self.find_relative(relative) {
             Ok(Found::File(opened)) => {
-                // Unchanged on disk: keep the entry (and its cached bytes).
-                let file = match cached {
-                    Some((old, _)) if old.same_version(&opened) => old,
-                    _ => opened,
-                };
-                if cache.len() >= CACHE_ENTRIES && !cache.contains_key(key) {
-                    // Bounded, and simple: a full cache starts over.
-                    cache.clear();
+                if let Some((old, _)) = cached {
+                    if old.same_version(&opened) {
+                        // Unchanged on disk: keep the entry (and its bytes).
+                        if let Some(entry) = self.cache.borrow_mut().get_mut(key) {
+                            entry.checked = now;
+                        }
+                        return Ok(Found::File(old));
+                    }
+                    self.drop_entry(key, now);
                 }
-                cache.insert(
-                    Box::from(key),
-                    CacheEntry {
-                        file: Rc::clone(&file),
-                        checked: now,
-                    },
-                );
-                Ok(Found::File(file))
+                self.remember(relative, &opened, now);
+                Ok(Found::File(opened))
             }
             other => {
-                cache.remove(key);
+                self.drop_entry(key, now);
                 other
             }
         }
+    }
+
+    /// Caches a file just opened at `relative`, watching the directories on
+    /// its way first. A change between the open and the watch would be
+    /// missed, so the path is looked at once more after the watch is in
+    /// place: if it no longer names what was opened, nothing is cached.
+    fn remember(&self, relative: &Path, opened: &Rc<OpenFile>, now: Instant) {
+        if self.cache.borrow().len() >= CACHE_ENTRIES {
+            // Bounded, and simple: a full cache starts over.
+            self.forget_cached_at(now);
+        }
+        let mut deps = Vec::new();
+        let mut watched = self.hold_path(relative, &mut deps);
+        let real = fs::read_link(format!("/proc/self/fd/{}", opened.file.as_raw_fd()))
+            .ok()
+            .and_then(|real| real.strip_prefix(&self.root).ok().map(Path::to_path_buf));
+        match real {
+            Some(real) if real != relative => watched &= self.hold_path(&real, &mut deps),
+            Some(_) => {}
+            None => watched = false,
+        }
+        if watched {
+            let unchanged = fs::metadata(self.root.join(relative)).is_ok_and(|meta| {
+                (meta.ino(), meta.len(), meta.modified().ok())
+                    == (opened.inode, opened.size, Some(opened.modified))
+            });
+            if !unchanged {
+                let mut watcher = self.watcher.borrow_mut();
+                for (wd, _) in &deps {
+                    watcher.release(*wd, now);
+                }
+                return;
+            }
+        }
+        let key: Box<[u8]> = Box::from(relative.as_os_str().as_bytes());
+        let mut dependents = self.dependents.borrow_mut();
+        for dep in &deps {
+            dependents.entry(dep.clone()).or_default().push(key.clone());
+        }
+        self.cache.borrow_mut().insert(
+            key,
+            CacheEntry {
+                file: Rc::clone(opened),
+                checked: now,
+                deps,
+                watched,
+            },
+        );
+    }
+
+    /// Holds a watch on each directory along `path` and records the name
+    /// taken in it; `false` if any step could not be watched.
+    fn hold_path(&self, path: &Path, deps: &mut Vec<Dep>) -> bool {
+        let mut watcher = self.watcher.borrow_mut();
+        let mut dir = PathBuf::new();
+        let mut all = true;
+        for step in path.iter() {
+            match watcher.hold(&dir) {
+                Ok(wd) => deps.push((wd, Box::from(step.as_bytes()))),
+                Err(_) => all = false,
+            }
+            dir.push(step);
+        }
+        all
     }
 
     fn find_relative(&self, relative: &Path) -> Result<Found, Missing> {
@@ -407,10 +647,10 @@ mod tests {
     }
 
     #[test]
-    fn cache_serves_from_memory_and_sees_changes_after_revalidation() {
+    fn without_a_watch_the_cache_sees_changes_after_revalidation() {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("a.txt"), "version 1").unwrap();
-        let site = Site::new(root.path()).unwrap();
+        let site = Site::open(root.path(), false).unwrap();
         let t0 = Instant::now();
         assert_eq!(cached_bytes(&site, "/a.txt", t0).unwrap(), b"version 1");
         fs::write(root.path().join("a.txt"), "version 2, longer").unwrap();
@@ -435,6 +675,104 @@ mod tests {
         assert!(matches!(site.find_uncached(&path), Err(Missing::NotFound)));
         site.forget_cached();
         assert!(matches!(site.find(&path, later), Err(Missing::NotFound)));
+    }
+
+    /// Reads the watch as the loop does before a request.
+    fn watched_bytes(site: &Site, path: &str, now: Instant) -> Option<Vec<u8>> {
+        site.read_watch(now);
+        cached_bytes(site, path, now)
+    }
+
+    #[test]
+    fn a_watched_cache_sees_every_kind_of_change_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        fs::write(root.join("sub/deeper/a.txt"), "one").unwrap();
+        let site = Site::new(&root).unwrap();
+        let now = Instant::now();
+        let read = |path| watched_bytes(&site, path, now);
+        assert_eq!(read("/sub/deeper/a.txt").unwrap(), b"one");
+        assert!(site.watches() >= 3, "root, sub, sub/deeper");
+        // Rewritten in place, same size.
+        fs::write(root.join("sub/deeper/a.txt"), "two").unwrap();
+        assert_eq!(read("/sub/deeper/a.txt").unwrap(), b"two");
+        // An editor's atomic save.
+        fs::write(root.join("sub/deeper/.a.txt.tmp"), "three").unwrap();
+        fs::rename(
+            root.join("sub/deeper/.a.txt.tmp"),
+            root.join("sub/deeper/a.txt"),
+        )
+        .unwrap();
+        assert_eq!(read("/sub/deeper/a.txt").unwrap(), b"three");
+        // A folder on the way replaced by another.
+        fs::create_dir_all(root.join("other/deeper")).unwrap();
+        fs::write(root.join("other/deeper/a.txt"), "four").unwrap();
+        fs::rename(root.join("sub"), root.join("old")).unwrap();
+        fs::rename(root.join("other"), root.join("sub")).unwrap();
+        assert_eq!(read("/sub/deeper/a.txt").unwrap(), b"four");
+        // Deleted.
+        fs::remove_file(root.join("sub/deeper/a.txt")).unwrap();
+        assert_eq!(read("/sub/deeper/a.txt"), None);
+    }
+
+    #[test]
+    fn a_file_reached_through_a_symlink_is_watched_where_it_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::create_dir(root.join("real")).unwrap();
+        fs::write(root.join("real/page.html"), "one").unwrap();
+        symlink("real", root.join("link")).unwrap();
+        let site = Site::new(&root).unwrap();
+        let now = Instant::now();
+        assert_eq!(
+            watched_bytes(&site, "/link/page.html", now).unwrap(),
+            b"one"
+        );
+        fs::write(root.join("real/page.html"), "two").unwrap();
+        assert_eq!(
+            watched_bytes(&site, "/link/page.html", now).unwrap(),
+            b"two"
+        );
+        // The link itself pointed elsewhere.
+        fs::create_dir(root.join("elsewhere")).unwrap();
+        fs::write(root.join("elsewhere/page.html"), "three").unwrap();
+        fs::remove_file(root.join("link")).unwrap();
+        symlink("elsewhere", root.join("link")).unwrap();
+        assert_eq!(
+            watched_bytes(&site, "/link/page.html", now).unwrap(),
+            b"three"
+        );
+    }
+
+    #[test]
+    fn dropped_entries_give_their_watches_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/a.txt"), "a").unwrap();
+        let site = Site::new(&root).unwrap();
+        let now = Instant::now();
+        watched_bytes(&site, "/sub/a.txt", now).unwrap();
+        assert_eq!(site.watches(), 2);
+        fs::remove_file(root.join("sub/a.txt")).unwrap();
+        assert_eq!(watched_bytes(&site, "/sub/a.txt", now), None);
+        assert!(site.dependents.borrow().is_empty());
+        site.prune_watches(now + Duration::from_secs(3600));
+        assert_eq!(site.watches(), 0, "no entry needs them any more");
+    }
+
+    #[test]
+    fn an_overflow_starts_the_cache_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::write(root.join("a.txt"), "a").unwrap();
+        let site = Site::new(&root).unwrap();
+        let now = Instant::now();
+        watched_bytes(&site, "/a.txt", now).unwrap();
+        assert_eq!(site.cache.borrow().len(), 1);
+        assert_eq!(site.forget_cached_at(now), 1);
+        assert!(site.cache.borrow().is_empty() && site.dependents.borrow().is_empty());
     }
 
     #[test]

@@ -34,10 +34,14 @@ pub enum Phase {
     Proxying,
     /// Moving bytes both ways after an upgrade.
     Tunnel,
+    /// A WebSocket, open.
+    WebSocket,
+    /// A WebSocket whose close handshake has begun.
+    WebSocketClosing,
 }
 
 impl Phase {
-    const ALL: [Phase; 10] = [
+    const ALL: [Phase; 12] = [
         Phase::ReadingHead,
         Phase::IdleKeepAlive,
         Phase::DiscardingBody,
@@ -48,6 +52,8 @@ impl Phase {
         Phase::ProxyConnecting,
         Phase::Proxying,
         Phase::Tunnel,
+        Phase::WebSocket,
+        Phase::WebSocketClosing,
     ];
 
     fn name(self) -> &'static str {
@@ -62,6 +68,8 @@ impl Phase {
             Phase::ProxyConnecting => "proxy_connecting",
             Phase::Proxying => "proxying",
             Phase::Tunnel => "tunnel",
+            Phase::WebSocket => "websocket",
+            Phase::WebSocketClosing => "websocket_closing",
         }
     }
 }
@@ -80,7 +88,7 @@ pub struct Stats {
     pub accepted: Cell<u64>,
     pub refused: Cell<u64>,
     open: Cell<u64>,
-    in_phase: [Cell<u64>; 10],
+    in_phase: [Cell<u64>; 12],
     /// Request heads parsed, whatever their answer. Kept apart from the
     /// responses, which also count the answers to heads that never parsed.
     pub requests: Cell<u64>,
@@ -113,6 +121,21 @@ pub struct Stats {
     pub upstream_timeouts: Cell<u64>,
     pub upstream_bad_answers: Cell<u64>,
     pub upstream_resets: Cell<u64>,
+    /// Connections that became WebSockets.
+    pub websockets: Cell<u64>,
+    /// WebSocket data messages received and sent (control frames aside).
+    pub ws_messages_in: Cell<u64>,
+    pub ws_messages_out: Cell<u64>,
+    /// inotify events read.
+    pub watch_events: Cell<u64>,
+    /// Directories watched now.
+    pub watches: Cell<u64>,
+    /// File cache entries dropped because an event touched them.
+    pub cache_invalidations: Cell<u64>,
+    /// Times inotify's queue overflowed.
+    pub watch_overflows: Cell<u64>,
+    /// Change messages sent to live-reloading pages (one per batch).
+    pub live_batches: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -153,6 +176,14 @@ impl Stats {
             upstream_timeouts: Cell::new(0),
             upstream_bad_answers: Cell::new(0),
             upstream_resets: Cell::new(0),
+            websockets: Cell::new(0),
+            ws_messages_in: Cell::new(0),
+            ws_messages_out: Cell::new(0),
+            watch_events: Cell::new(0),
+            watches: Cell::new(0),
+            cache_invalidations: Cell::new(0),
+            watch_overflows: Cell::new(0),
+            live_batches: Cell::new(0),
         }
     }
 
@@ -195,6 +226,12 @@ impl Stats {
     /// How many connections are open now.
     pub fn open(&self) -> u64 {
         self.open.get()
+    }
+
+    /// How many WebSockets are open now, closing ones included.
+    pub fn websockets_open(&self) -> u64 {
+        self.in_phase[Phase::WebSocket as usize].get()
+            + self.in_phase[Phase::WebSocketClosing as usize].get()
     }
 
     /// Every counter as one JSON object.
@@ -257,7 +294,7 @@ impl Stats {
             json,
             "\"upstream\":{{\"connecting\":{},\"busy\":{busy},\"idle\":{},\"connects\":{},\
              \"reused\":{},\"retries\":{},\"proxied\":{},\"tunnels\":{},\"failures\":{{\
-             \"refused\":{},\"timeout\":{},\"bad_answer\":{},\"reset\":{}}}}}}}",
+             \"refused\":{},\"timeout\":{},\"bad_answer\":{},\"reset\":{}}}}},",
             self.in_phase[Phase::ProxyConnecting as usize].get(),
             self.upstream_idle.get(),
             self.upstream_connects.get(),
@@ -269,6 +306,22 @@ impl Stats {
             self.upstream_timeouts.get(),
             self.upstream_bad_answers.get(),
             self.upstream_resets.get()
+        );
+        let _ = write!(
+            json,
+            "\"websocket\":{{\"open\":{},\"closing\":{},\"opened\":{},\"messages_in\":{},\
+             \"messages_out\":{}}},\"watch\":{{\"watches\":{},\"events\":{},\
+             \"cache_invalidations\":{},\"overflows\":{},\"live_batches\":{}}}}}",
+            self.in_phase[Phase::WebSocket as usize].get(),
+            self.in_phase[Phase::WebSocketClosing as usize].get(),
+            self.websockets.get(),
+            self.ws_messages_in.get(),
+            self.ws_messages_out.get(),
+            self.watches.get(),
+            self.watch_events.get(),
+            self.cache_invalidations.get(),
+            self.watch_overflows.get(),
+            self.live_batches.get()
         );
         json
     }

@@ -34,7 +34,7 @@ fn check(site: &Site, config: &Config, data: &[u8]) {
         Ok(Parsed::Complete(request, _)) => {
             let path_buffer = std::cell::Cell::default();
             let now = std::time::Instant::now();
-            let ctx = Context { site, config, now, date, common, path_buffer: &path_buffer };
+            let ctx = Context { site, config, now, date, common, path_buffer: &path_buffer, live: None };
             let reply = respond(&request, &ctx, &mut out);
             if reply.file.is_some() || request.method == rill::http::request::Method::Head {
                 return; // the body is streamed by the connection, not here

@@ -40,6 +40,7 @@
 
 use super::client::{Client, Stall};
 use super::proxy::ProxyRequest;
+use super::websocket::{WebSocket, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
@@ -131,6 +132,9 @@ enum Step {
     Close(&'static str),
     /// The request goes to a backend: the connection leaves this machine.
     Proxy(Box<ProxyRequest>),
+    /// The `101` for a WebSocket handshake is queued: the connection leaves
+    /// this machine.
+    Upgrade(Box<WebSocket>),
 }
 
 impl Step {
@@ -231,6 +235,7 @@ impl Http {
                 Step::Yield => return Turn::Yield,
                 Step::Close(why) => return Turn::Close(why),
                 Step::Proxy(request) => return Turn::Proxy(request),
+                Step::Upgrade(ws) => return Turn::WebSocket(ws),
             }
         }
     }
@@ -472,6 +477,13 @@ impl Http {
             Destination::Stats(page) => {
                 return self.answer_stats(client, page, &request, common, started, shared)
             }
+            Destination::LiveScript => {
+                return self.answer_live_script(client, &request, common, started, shared)
+            }
+            Destination::WebSocket(endpoint) => {
+                let head = &input[..head_len];
+                return self.upgrade(client, endpoint, &request, head, started, shared);
+            }
             Destination::File | Destination::Proxy { .. } => {}
         }
         if request.body == BodyFraming::Chunked && chunked_is_broken(&input[head_len..]) {
@@ -491,6 +503,7 @@ impl Http {
             date: shared.date,
             common,
             path_buffer: shared.path_buffer,
+            live: shared.config.live_reload.then_some(shared.live),
         };
         if client.output.capacity() == 0 {
             // A pooled buffer, or one allocation for a typical head and small
@@ -562,6 +575,82 @@ impl Http {
         }
         self.record(client, request, Status::OK, body.len() as u64, started);
         self.close_after_send = !common.keep_alive;
+        Step::To(State::Sending)
+    }
+
+    /// `/.rill/live.js` under `--live-reload`.
+    fn answer_live_script(
+        &mut self,
+        client: &mut Client,
+        request: &Request,
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        let script = crate::live::SCRIPT;
+        HeadWriter::start(&mut client.output, Status::OK, shared.date)
+            .header("Content-Type", "text/javascript; charset=utf-8")
+            .header("Cache-Control", "no-cache")
+            .content_length(script.len() as u64)
+            .finish(common);
+        if request.method != Method::Head {
+            client.output.extend_from_slice(script.as_bytes());
+        }
+        self.record(client, request, Status::OK, script.len() as u64, started);
+        self.close_after_send = !common.keep_alive;
+        Step::To(State::Sending)
+    }
+
+    /// A WebSocket handshake for one of the loop's endpoints: `101` and the
+    /// connection becomes a [`WebSocket`], or a refusal (`400`, `403`, `426`,
+    /// or `503` past [`MAX_WEBSOCKETS`]) and a close. Bytes already behind
+    /// the head stay in the input: they are the first frames.
+    fn upgrade(
+        &mut self,
+        client: &mut Client,
+        endpoint: crate::route::Endpoint,
+        request: &Request,
+        head: &[u8],
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
+        let common = CommonHeaders {
+            keep_alive: false,
+            http10: request.minor_version == 0,
+            cors: shared.config.cors,
+        };
+        let (status, reason, extra) = match crate::http::websocket::check_handshake(head) {
+            Ok(_) if client.stats.websockets_open() >= MAX_WEBSOCKETS => (
+                Status::SERVICE_UNAVAILABLE,
+                "too many WebSockets",
+                Extra::None,
+            ),
+            Ok(handshake) => {
+                crate::http::websocket::write_switching_protocols(&mut client.output, &handshake);
+                if endpoint == crate::route::Endpoint::Live {
+                    client.output.extend_from_slice(&shared.live.hello_frame());
+                    add(&client.stats.ws_messages_out, 1);
+                }
+                self.record(client, request, Status::SWITCHING_PROTOCOLS, 0, started);
+                client.log_pending(None);
+                return Step::Upgrade(Box::new(WebSocket::new(endpoint, client.now)));
+            }
+            Err(refusal) => {
+                let extra = match refusal.header() {
+                    Some((_, version)) => Extra::WebSocketVersion(version),
+                    None => Extra::None,
+                };
+                (
+                    Status::from_code(refusal.status_code()),
+                    refusal.reason(),
+                    extra,
+                )
+            }
+        };
+        client.input.clear();
+        let len = self.queue_generated(client, status, reason, extra, common, shared);
+        self.record(client, request, status, len, started);
+        self.close_after_send = true;
         Step::To(State::Sending)
     }
 
@@ -840,6 +929,9 @@ impl Http {
         );
         if let Some(bytes) = body.file.bytes.as_deref().and_then(|b| b.get(start..end)) {
             client.output.extend_from_slice(bytes);
+            client
+                .output
+                .extend_from_slice(body.tail.as_deref().unwrap_or_default());
             return Ok(());
         }
         let at = client.output.len();
@@ -849,7 +941,12 @@ impl Http {
             .file
             .read_exact_at(&mut client.output[at..], body.offset)
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                client
+                    .output
+                    .extend_from_slice(body.tail.as_deref().unwrap_or_default());
+                Ok(())
+            }
             Err(error) => {
                 // The head is already queued, so no error status can follow it.
                 warn!("conn {}: reading a file failed: {error}", client.id);
@@ -974,7 +1071,7 @@ impl Http {
                 client.sent(sent);
                 budget = budget.saturating_sub(sent as usize);
                 if body.remaining == 0 {
-                    self.file = None;
+                    self.file_sent(client);
                 } else {
                     trace!(
                         "conn {}: sendfile sent {sent} bytes, {} to go",
@@ -1049,7 +1146,7 @@ impl Http {
                 body.offset += got as u64;
                 body.remaining -= got as u64;
                 if body.remaining == 0 {
-                    self.file = None;
+                    self.file_sent(client);
                 }
                 Ok(())
             }
@@ -1057,6 +1154,15 @@ impl Http {
                 warn!("conn {}: reading a file failed: {error}", client.id);
                 Err(Step::Close("file read error"))
             }
+        }
+    }
+
+    /// The file part of the answer is out: what follows it (the live-reload
+    /// snippet) is queued behind whatever is still unsent.
+    fn file_sent(&mut self, client: &mut Client) {
+        if let Some(tail) = self.file.take().and_then(|body| body.tail) {
+            client.compact_output();
+            client.output.extend_from_slice(&tail);
         }
     }
 

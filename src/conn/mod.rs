@@ -7,14 +7,19 @@
 //! - [`proxy`] — one request handed to a backend and its answer relayed,
 //!   with a second socket and backpressure both ways;
 //! - [`tunnel`] — after a backend accepted an upgrade (`101`), bytes moved
-//!   both ways until either side is done.
+//!   both ways until either side is done;
+//! - [`websocket`] — after rill accepted a WebSocket handshake itself
+//!   (`/.rill/live`, `/.rill/echo`), messages framed both ways.
 //!
 //! ```text
 //!            request for a route                 101 Switching Protocols
 //!   ┌──────┐ ─────────────────────▶ ┌───────┐ ──────────────────────────▶ ┌────────┐
 //!   │ Http │                        │ Proxy │                             │ Tunnel │
 //!   └──────┘ ◀───────────────────── └───────┘                             └────────┘
-//!              answer relayed, keep-alive
+//!      │       answer relayed, keep-alive
+//!      │  handshake for /.rill/live or /.rill/echo: 101   ┌───────────┐
+//!      └─────────────────────────────────────────────────▶│ WebSocket │
+//!                                                         └───────────┘
 //! ```
 //!
 //! The connection swaps one protocol for the next ([`Turn`]); the client's
@@ -25,8 +30,10 @@ pub mod client;
 pub mod http;
 pub mod proxy;
 pub mod tunnel;
+pub mod websocket;
 
 use crate::config::Config;
+use crate::live::Live;
 use crate::site::Site;
 use crate::stats::Stats;
 use crate::timer::Timeouts;
@@ -42,6 +49,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 use tunnel::Tunnel;
+use websocket::WebSocket;
 
 /// What the loop should do with the connection after [`Connection::drive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +79,8 @@ pub enum Turn {
     Http { close_after_send: bool },
     /// Proxy → tunnel: the backend switched protocols.
     Tunnel(Box<Tunnel>),
+    /// HTTP → WebSocket: rill accepted a handshake itself.
+    WebSocket(Box<WebSocket>),
 }
 
 /// The protocol a connection speaks now.
@@ -78,6 +88,7 @@ enum Protocol {
     Http(Http),
     Proxy(Box<Proxy>),
     Tunnel(Box<Tunnel>),
+    WebSocket(Box<WebSocket>),
 }
 
 /// What the connection needs from the server to answer requests.
@@ -95,6 +106,8 @@ pub struct Shared<'a> {
     pub path_buffer: &'a Cell<Vec<u8>>,
     /// Backend connections: connecting new ones, and the idle pool.
     pub upstreams: &'a RefCell<Upstreams>,
+    /// The live-reload state (used under `--live-reload`).
+    pub live: &'a Live,
 }
 
 /// Buffers that idle connections gave back, so a busy connection takes one
@@ -166,6 +179,18 @@ impl Connection {
         matches!(&self.protocol, Protocol::Http(http) if http.is_streaming_events())
     }
 
+    /// Whether this connection is a page's live-reload WebSocket.
+    pub fn wants_changes(&self) -> bool {
+        matches!(&self.protocol, Protocol::WebSocket(ws) if ws.wants_changes())
+    }
+
+    /// Queues a change message (a whole frame) on a live-reload WebSocket.
+    pub fn push_change(&mut self, frame: &[u8]) {
+        if let Protocol::WebSocket(ws) = &mut self.protocol {
+            ws.push(&mut self.client, frame);
+        }
+    }
+
     /// Runs the connection until it must wait for a socket or is done,
     /// swapping protocols as they hand it on.
     pub fn drive(&mut self, shared: &Shared) -> Next {
@@ -179,6 +204,7 @@ impl Connection {
             Protocol::Http(http) => http.drive(&mut self.client, shared),
             Protocol::Proxy(proxy) => proxy.drive(&mut self.client, shared),
             Protocol::Tunnel(tunnel) => tunnel.drive(&mut self.client, shared),
+            Protocol::WebSocket(ws) => ws.drive(&mut self.client),
         }
     }
 
@@ -203,6 +229,11 @@ impl Connection {
                 Turn::Tunnel(tunnel) => {
                     trace!("conn {}: proxy -> tunnel", self.client.id);
                     self.protocol = Protocol::Tunnel(tunnel);
+                }
+                Turn::WebSocket(ws) => {
+                    trace!("conn {}: http -> websocket", self.client.id);
+                    crate::stats::add(&self.client.stats.websockets, 1);
+                    self.protocol = Protocol::WebSocket(ws);
                 }
             }
             turn = self.run_protocol(shared);
@@ -230,7 +261,7 @@ impl Connection {
         match &mut self.protocol {
             Protocol::Proxy(proxy) => proxy.upstream_event(readable, writable, closed),
             Protocol::Tunnel(tunnel) => tunnel.upstream_event(readable, writable, closed),
-            Protocol::Http(_) => {}
+            Protocol::Http(_) | Protocol::WebSocket(_) => {}
         }
     }
 
@@ -240,6 +271,7 @@ impl Connection {
             Protocol::Http(http) => http.phase(&self.client),
             Protocol::Proxy(proxy) => proxy.phase(),
             Protocol::Tunnel(_) => crate::stats::Phase::Tunnel,
+            Protocol::WebSocket(ws) => ws.phase(),
         };
         if phase != self.client.phase {
             self.client.stats.moved(Some(self.client.phase), phase);
@@ -293,7 +325,7 @@ impl Connection {
         match &mut self.protocol {
             Protocol::Proxy(proxy) => proxy.take_upstream(),
             Protocol::Tunnel(tunnel) => tunnel.take_upstream().map(|up| (up, false)),
-            Protocol::Http(_) => None,
+            Protocol::Http(_) | Protocol::WebSocket(_) => None,
         }
     }
 
@@ -303,6 +335,7 @@ impl Connection {
             Protocol::Http(http) => http.deadline(&self.client, timeouts),
             Protocol::Proxy(proxy) => proxy.deadline(&self.client, timeouts),
             Protocol::Tunnel(tunnel) => tunnel.deadline(timeouts),
+            Protocol::WebSocket(ws) => ws.deadline(),
         }
     }
 
@@ -314,6 +347,7 @@ impl Connection {
             Protocol::Http(http) => http.on_timeout(&mut self.client, shared),
             Protocol::Proxy(proxy) => proxy.on_timeout(&mut self.client, shared),
             Protocol::Tunnel(_) => Turn::Close("tunnel idle"),
+            Protocol::WebSocket(ws) => ws.on_timeout(&mut self.client),
         };
         self.carry_out(turn, shared)
     }
@@ -325,6 +359,10 @@ impl Connection {
             Protocol::Http(http) => http.begin_shutdown(),
             Protocol::Proxy(proxy) => proxy.begin_shutdown(),
             Protocol::Tunnel(_) => true,
+            Protocol::WebSocket(ws) => {
+                ws.begin_shutdown(&mut self.client);
+                false
+            }
         }
     }
 
@@ -364,6 +402,7 @@ pub(crate) mod test_support {
         pub pool: BufferPool,
         pub path_buffer: Cell<Vec<u8>>,
         pub upstreams: RefCell<Upstreams>,
+        pub live: Live,
         _poll: mio::Poll,
     }
 
@@ -380,6 +419,7 @@ pub(crate) mod test_support {
                     registry,
                     Rc::new(Stats::new(Instant::now())),
                 )),
+                live: Live::new(),
                 _poll: poll,
             }
         }
@@ -393,6 +433,7 @@ pub(crate) mod test_support {
                 date: "Sun, 06 Nov 1994 08:49:37 GMT",
                 path_buffer: &self.path_buffer,
                 upstreams: &self.upstreams,
+                live: &self.live,
             }
         }
     }

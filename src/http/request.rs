@@ -104,6 +104,9 @@ pub struct Request<'a> {
     /// HTTP/1.1 request with `Upgrade` and `upgrade` among its `Connection`
     /// options (RFC 9110 §7.8). Only a proxied request can be upgraded.
     pub upgrade: Option<&'a str>,
+    /// `Sec-Fetch-Dest`: what the browser will do with the answer
+    /// (`document` for a page it shows; `empty` for `fetch`).
+    pub fetch_dest: Option<&'a str>,
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -194,6 +197,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
         accept: None,
         host: None,
         upgrade: None,
+        fetch_dest: None,
     };
     let mut conn_upgrade = false;
     let mut upgrade = None;
@@ -238,6 +242,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
             request.content_type = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("accept") {
             request.accept = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("sec-fetch-dest") {
+            request.fetch_dest = Some(text_value(value)?);
         }
     }
     if minor_version == 1 && host_count != 1 {

@@ -38,6 +38,7 @@ impl Status {
     pub const NOT_IMPLEMENTED: Status = Status(501);
     pub const BAD_GATEWAY: Status = Status(502);
     pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    pub const SWITCHING_PROTOCOLS: Status = Status(101);
     pub const GATEWAY_TIMEOUT: Status = Status(504);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
@@ -266,6 +267,8 @@ pub enum Extra<'a> {
     Allow(&'a str),
     /// `Content-Range: bytes */SIZE`, with 416.
     UnsatisfiedRange(u64),
+    /// `Sec-WebSocket-Version`, with 426: the version rill speaks.
+    WebSocketVersion(&'a str),
 }
 
 /// Writes a complete generated answer: head and a one-line text body such as
@@ -291,6 +294,7 @@ pub fn write_generated(
         Extra::UnsatisfiedRange(size) => {
             head.header_fmt("Content-Range", format_args!("bytes */{size}"))
         }
+        Extra::WebSocketVersion(version) => head.header("Sec-WebSocket-Version", version),
     };
     head.finish(common);
     if !head_only {

@@ -1,0 +1,596 @@
+//! The watch on ROOT, the WebSocket endpoints and `--live-reload`, against
+//! the real binary over real sockets: a GET right after a save gets the new
+//! bytes; handshakes are checked; pages get the script and the changes.
+
+mod common;
+
+use common::{read_response, Response, Rill};
+use std::fs;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A kept-alive connection that sends GETs one after another.
+struct KeptAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeptAlive {
+    fn new(rill: &Rill) -> KeptAlive {
+        KeptAlive {
+            reader: BufReader::new(rill.connect()),
+        }
+    }
+
+    fn send(&mut self, head: &str) -> Response {
+        self.reader.get_mut().write_all(head.as_bytes()).unwrap();
+        read_response(&mut self.reader, head.starts_with("HEAD")).expect("a response")
+    }
+
+    fn get(&mut self, target: &str) -> Response {
+        self.send(&format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"))
+    }
+}
+
+/// The body a save number `i` writes: its size changes too, so a stale
+/// length would show as well as stale bytes.
+fn version(i: usize, pad: usize) -> Vec<u8> {
+    let mut body = format!("version {i} ").into_bytes();
+    body.resize(body.len() + pad + i % 7, b'x');
+    body
+}
+
+/// Saves `bytes` as `path` the way editors do: a temp file renamed over it.
+fn save_atomically(path: &Path, bytes: &[u8]) {
+    let temp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&temp, bytes).unwrap();
+    fs::rename(&temp, path).unwrap();
+}
+
+/// A page's bytes without the live-reload script appended to them.
+fn without_snippet(mut body: Vec<u8>) -> Vec<u8> {
+    let marker = b"\n<script src=\"/.rill/live.js\"";
+    if let Some(at) = body.windows(marker.len()).position(|w| w == marker) {
+        body.truncate(at);
+    }
+    body
+}
+
+/// 1 000 saves of each kind, each followed at once by a GET on the same
+/// kept-alive connection: every answer has the bytes just written.
+fn every_get_after_a_save_sees_it(extra: &[&str]) {
+    let dir = common::site();
+    let small = dir.path().join("page.html");
+    let big = dir.path().join("big.bin");
+    fs::write(&small, "first").unwrap();
+    fs::write(&big, version(0, 20_000)).unwrap();
+    let rill = Rill::start(dir.path(), extra);
+    let mut conn = KeptAlive::new(&rill);
+    // Cached (and, for the small one, held in memory) before the saves.
+    assert_eq!(without_snippet(conn.get("/page.html").body), b"first");
+    let mut stale = Vec::new();
+    for i in 0..1000 {
+        let body = version(i, 40);
+        if i % 2 == 0 {
+            fs::write(&small, &body).unwrap(); // in place: same inode
+        } else {
+            save_atomically(&small, &body);
+        }
+        let answer = without_snippet(conn.get("/page.html").body);
+        if answer != body {
+            stale.push((i, String::from_utf8_lossy(&answer).into_owned()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} stale answers, first: {:?}",
+        stale.len(),
+        stale.first()
+    );
+    // A file too big to be held in memory, served from its cached descriptor.
+    for i in 1..100 {
+        let body = version(i, 20_000);
+        if i % 2 == 0 {
+            fs::write(&big, &body).unwrap();
+        } else {
+            save_atomically(&big, &body);
+        }
+        let answer = conn.get("/big.bin");
+        assert!(answer.body == body, "save {i}: stale big file");
+    }
+}
+
+#[test]
+fn a_get_right_after_a_save_sees_the_new_bytes() {
+    every_get_after_a_save_sees_it(&[]);
+}
+
+#[test]
+fn a_get_right_after_a_save_sees_the_new_bytes_with_live_reload() {
+    every_get_after_a_save_sees_it(&["--live-reload"]);
+}
+
+#[test]
+fn without_the_watch_a_change_shows_within_a_second() {
+    let dir = common::site();
+    let page = dir.path().join("page.html");
+    fs::write(&page, "one").unwrap();
+    let rill = Rill::start(dir.path(), &["--no-watch", "--stats"]);
+    let mut conn = KeptAlive::new(&rill);
+    assert_eq!(conn.get("/page.html").body, b"one");
+    fs::write(&page, "two").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(conn.get("/page.html").body, b"two");
+    let stats = conn.get("/.rill/stats").text();
+    assert!(
+        stats.contains("\"watch\":{\"watches\":0,\"events\":0"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn an_overflowed_watch_starts_the_cache_over_and_says_so() {
+    let max_queued: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    let dir = common::site();
+    let page = dir.path().join("page.html");
+    fs::write(&page, "before").unwrap();
+    let rill = Rill::start(dir.path(), &["--stats"]);
+    let mut conn = KeptAlive::new(&rill);
+    assert_eq!(conn.get("/page.html").body, b"before");
+    // While rill is stopped, more events than the kernel queues.
+    rill.signal(libc::SIGSTOP);
+    for i in 0..max_queued / 2 + 100 {
+        fs::write(dir.path().join(format!("f{i}")), "x").unwrap(); // CREATE + CLOSE_WRITE
+    }
+    fs::write(&page, "after").unwrap();
+    rill.signal(libc::SIGCONT);
+    assert_eq!(conn.get("/page.html").body, b"after");
+    let stats = conn.get("/.rill/stats").text();
+    assert!(stats.contains("\"overflows\":1"), "{stats}");
+    drop(conn);
+    let log = rill.stop();
+    assert!(log.contains("inotify's queue overflowed"), "{log}");
+}
+
+// ---- WebSocket -------------------------------------------------------------
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+fn handshake(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A client frame: masked, as RFC 6455 requires of clients.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    fragment(true, opcode, payload)
+}
+
+/// A client frame with FIN set or not.
+fn fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A WebSocket after its `101`.
+struct Socket {
+    reader: BufReader<TcpStream>,
+}
+
+impl Socket {
+    fn open(rill: &Rill, path: &str) -> Socket {
+        Socket::open_with(rill, path, "", b"")
+    }
+
+    /// Sends the handshake (with `extra` headers) and `then` in one write.
+    fn open_with(rill: &Rill, path: &str, extra: &str, then: &[u8]) -> Socket {
+        let mut stream = rill.connect();
+        let mut bytes = handshake(path, extra).into_bytes();
+        bytes.extend_from_slice(then);
+        stream.write_all(&bytes).unwrap();
+        let mut reader = BufReader::new(stream);
+        let answer = read_response(&mut reader, false).expect("an answer");
+        assert_eq!(answer.status, 101, "{answer:?}");
+        assert_eq!(answer.header("sec-websocket-accept"), Some(ACCEPT));
+        Socket { reader }
+    }
+
+    fn send(&mut self, opcode: u8, payload: &[u8]) {
+        let frame = client_frame(opcode, payload);
+        self.reader.get_mut().write_all(&frame).unwrap();
+    }
+
+    /// The next frame from the server: (opcode, payload), or None at EOF.
+    fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.reader.read_exact(&mut head).ok()?;
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut n = [0u8; 2];
+                self.reader.read_exact(&mut n).ok()?;
+                u16::from_be_bytes(n) as usize
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                self.reader.read_exact(&mut n).ok()?;
+                u64::from_be_bytes(n) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        self.reader.read_exact(&mut payload).ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+
+    fn next_text(&mut self) -> String {
+        let (opcode, payload) = self.next().expect("a frame");
+        assert_eq!(opcode, 1, "a text frame");
+        String::from_utf8(payload).unwrap()
+    }
+
+    fn timeout(&self, limit: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(limit)).unwrap();
+    }
+}
+
+#[test]
+fn handshakes_are_checked() {
+    let dir = common::site();
+    let rill = Rill::start(dir.path(), &["--stats", "--live-reload"]);
+    let refused = |raw: String| rill.request(&raw);
+    let no_key = handshake("/.rill/echo", "").replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
+    assert_eq!(refused(no_key).status, 400);
+    let bad_key = handshake("/.rill/echo", "").replace(KEY, "c2hvcnQ=");
+    assert_eq!(refused(bad_key).status, 400);
+    let old = refused(handshake("/.rill/echo", "").replace("Version: 13", "Version: 8"));
+    assert_eq!(old.status, 426);
+    assert_eq!(old.header("sec-websocket-version"), Some("13"));
+    let post = handshake("/.rill/echo", "").replacen("GET", "POST", 1);
+    assert_eq!(refused(post).status, 400);
+    let http10 = handshake("/.rill/echo", "").replace("HTTP/1.1", "HTTP/1.0");
+    assert_eq!(refused(http10).status, 400);
+    // Another site's page may not open a socket here (CVE-2025-24010).
+    let foreign = refused(handshake("/.rill/live", "Origin: http://evil.example\r\n"));
+    assert_eq!(foreign.status, 403);
+    assert_eq!(
+        refused(handshake("/.rill/live", "Origin: null\r\n")).status,
+        403
+    );
+    // The same origin may.
+    let mut socket = Socket::open_with(&rill, "/.rill/live", "Origin: http://t\r\n", b"");
+    assert!(socket.next_text().contains("\"type\":\"hello\""));
+    // Without the flags, the endpoints do not exist.
+    let plain = Rill::start(dir.path(), &[]);
+    assert_eq!(plain.request(&handshake("/.rill/echo", "")).status, 404);
+    assert_eq!(plain.request(&handshake("/.rill/live", "")).status, 404);
+}
+
+#[test]
+fn the_echo_answers_messages_pings_and_close_and_reads_bytes_behind_the_handshake() {
+    let dir = common::site();
+    let rill = Rill::start(dir.path(), &["--stats"]);
+    // A ping sent in the same write as the handshake.
+    let mut socket = Socket::open_with(&rill, "/.rill/echo", "", &client_frame(0x9, b"early"));
+    assert_eq!(socket.next(), Some((0xA, b"early".to_vec())));
+    socket.send(0x1, "héllo".as_bytes());
+    assert_eq!(socket.next_text(), "héllo");
+    let big = common::pseudo_random(300_000, 7);
+    socket.send(0x2, &big);
+    assert_eq!(socket.next(), Some((0x2, big)));
+    // Fragmented, with a ping between the fragments.
+    let fragments = [
+        fragment(false, 0x1, b"frag"),
+        client_frame(0x9, b"p"),
+        fragment(true, 0x0, b"mented"),
+    ]
+    .concat();
+    socket.reader.get_mut().write_all(&fragments).unwrap();
+    assert_eq!(socket.next(), Some((0xA, b"p".to_vec())));
+    assert_eq!(socket.next_text(), "fragmented");
+    // A continuation with nothing to continue: 1002, then the close.
+    socket.send(0x0, b"stray");
+    let (opcode, payload) = socket.next().expect("a close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+    assert_eq!(socket.next(), None, "closed after failing");
+
+    let mut socket = Socket::open(&rill, "/.rill/echo");
+    socket.send(0x8, &[0x03, 0xe8, b'b', b'y', b'e']);
+    assert_eq!(socket.next(), Some((0x8, vec![0x03, 0xe8])));
+    assert_eq!(socket.next(), None, "the server closes after the handshake");
+    // Invalid UTF-8 fails fast.
+    let mut socket = Socket::open(&rill, "/.rill/echo");
+    socket.send(0x1, &[b'a', 0xff]);
+    let (opcode, payload) = socket.next().expect("a close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &1007u16.to_be_bytes()[..]));
+    let stats = rill.get("/.rill/stats").text();
+    assert!(stats.contains("\"opened\":3"), "{stats}");
+}
+
+#[test]
+fn websockets_beyond_the_cap_get_503() {
+    common::raise_fd_limit();
+    let dir = common::site();
+    let rill = Rill::start(dir.path(), &["--stats"]);
+    let open: Vec<Socket> = (0..256)
+        .map(|_| Socket::open(&rill, "/.rill/echo"))
+        .collect();
+    assert_eq!(rill.request(&handshake("/.rill/echo", "")).status, 503);
+    drop(open);
+}
+
+// ---- --live-reload ---------------------------------------------------------
+
+/// A GET as a browser sends it for a page.
+fn navigate(rill: &Rill, target: &str, extra: &str) -> Response {
+    rill.request(&format!(
+        "GET {target} HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: document\r\n{extra}Connection: close\r\n\r\n"
+    ))
+}
+
+fn snippet_of(body: &str) -> Option<&str> {
+    body.find("\n<script src=\"/.rill/live.js\"")
+        .map(|at| &body[at..])
+}
+
+#[test]
+fn pages_get_the_script_appended_and_nothing_else_does() {
+    let dir = common::site();
+    let html = "<!doctype html><title>t</title><!-- </body> --><p>x";
+    fs::write(dir.path().join("page.html"), html).unwrap();
+    fs::write(dir.path().join("style.css"), "p {}").unwrap();
+    fs::create_dir(dir.path().join("docs")).unwrap();
+    let rill = Rill::start(dir.path(), &["--live-reload"]);
+    let page = navigate(&rill, "/page.html", "");
+    assert_eq!(page.status, 200);
+    let body = page.text();
+    assert!(body.starts_with(html), "the file's bytes first, untouched");
+    let snippet = snippet_of(&body).expect("the script");
+    assert_eq!(body.len(), html.len() + snippet.len());
+    assert_eq!(
+        page.header("content-length"),
+        Some(&*body.len().to_string())
+    );
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    assert_eq!(page.header("last-modified"), None);
+    let etag = page.header("etag").unwrap().to_owned();
+    assert!(etag.contains("-live-"), "{etag}");
+    // HEAD says the same length; a Range is answered whole.
+    let head = rill.request(
+        "HEAD /page.html HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: document\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(head.header("content-length"), page.header("content-length"));
+    let ranged = navigate(&rill, "/page.html", "Range: bytes=0-3\r\n");
+    assert_eq!((ranged.status, ranged.body.len()), (200, body.len()));
+    let cached = navigate(&rill, "/page.html", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(cached.status, 304);
+    // A listing is a page too; fetch(), CSS and the flag's absence are not.
+    assert!(snippet_of(&navigate(&rill, "/docs/", "").text()).is_some());
+    let fetched = rill.request(
+        "GET /page.html HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: empty\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(fetched.body, html.as_bytes());
+    assert_eq!(navigate(&rill, "/style.css", "").body, b"p {}");
+    let script = rill.get("/.rill/live.js");
+    assert_eq!(script.status, 200);
+    assert!(script
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().contains("/.rill/live"));
+    let plain = Rill::start(dir.path(), &[]);
+    assert_eq!(navigate(&plain, "/page.html", "").body, html.as_bytes());
+    assert_eq!(plain.get("/.rill/live.js").status, 404);
+}
+
+#[test]
+fn a_save_reaches_the_page_as_one_message_with_every_changed_path() {
+    let dir = common::site();
+    fs::write(dir.path().join("page.html"), "one").unwrap();
+    let rill = Rill::start(dir.path(), &["--live-reload", "--stats"]);
+    let etag_before = navigate(&rill, "/page.html", "")
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let mut socket = Socket::open(&rill, "/.rill/live");
+    let hello = socket.next_text();
+    assert!(hello.contains("\"generation\":0"), "{hello}");
+    // An editor's save, with its swap and backup files, plus a stylesheet.
+    fs::write(dir.path().join(".page.html.swp"), "swap").unwrap();
+    fs::write(dir.path().join("page.html~"), "backup").unwrap();
+    save_atomically(&dir.path().join("page.html"), b"two");
+    fs::write(dir.path().join("style.css"), "p {}").unwrap();
+    fs::create_dir(dir.path().join("new-folder")).unwrap();
+    let started = Instant::now();
+    let message = socket.next_text();
+    assert_eq!(
+        message,
+        r#"{"type":"change","generation":1,"paths":["/new-folder/","/page.html","/style.css"],"everything":false}"#
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // A file written into the new folder right away is seen too.
+    fs::write(dir.path().join("new-folder/inside.txt"), "x").unwrap();
+    assert!(socket
+        .next_text()
+        .contains("\"paths\":[\"/new-folder/inside.txt\"]"));
+    // The page now carries the new generation, so its ETag changed.
+    let after = navigate(&rill, "/page.html", "");
+    assert!(after.text().starts_with("two"));
+    assert!(after.text().contains("data-generation=\"2\""));
+    assert_ne!(after.header("etag").unwrap(), etag_before);
+    let stats = rill.get("/.rill/stats").text();
+    assert!(stats.contains("\"live_batches\":2"), "{stats}");
+    assert!(stats.contains("\"websocket\":{\"open\":1"), "{stats}");
+}
+
+#[test]
+fn an_upload_is_a_change_too() {
+    let dir = common::site();
+    let rill = Rill::start(dir.path(), &["--live-reload", "--uploads"]);
+    let mut socket = Socket::open(&rill, "/.rill/live");
+    socket.next_text();
+    let put = rill.request(
+        "PUT /up.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert_eq!(put.status, 201);
+    assert!(socket.next_text().contains("\"paths\":[\"/up.txt\"]"));
+}
+
+#[test]
+fn a_shutdown_closes_the_pages_sockets_with_1001() {
+    let dir = common::site();
+    let mut rill = Rill::start(dir.path(), &["--live-reload"]);
+    let mut socket = Socket::open(&rill, "/.rill/live");
+    socket.next_text();
+    socket.timeout(Duration::from_secs(5));
+    rill.signal(libc::SIGTERM);
+    let (opcode, payload) = socket.next().expect("a close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &1001u16.to_be_bytes()[..]));
+    socket.send(0x8, &payload[..2]);
+    assert_eq!(socket.next(), None, "rill closes first");
+    drop(socket);
+    assert!(rill.wait_exit(Duration::from_secs(5)).is_some());
+}
+
+// ---- Conformance and a real browser ---------------------------------------
+
+/// Whether `program` runs; under CI a missing one fails the test.
+fn available(program: &str, args: &[&str]) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is missing under CI"
+        );
+        eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
+    }
+    ok
+}
+
+#[test]
+fn autobahn_sections_1_to_7_and_10_pass() {
+    if !available("kosoku", &["--help"]) {
+        return;
+    }
+    let dir = common::site();
+    let rill = Rill::start(dir.path(), &["--stats"]);
+    let reports = tempfile::tempdir().unwrap();
+    let run = Command::new("kosoku")
+        .args(["-x", "9.*", "-x", "12.*", "-x", "13.*", "-p", "4", "-o"])
+        .arg(reports.path())
+        .arg(format!("ws://{}/.rill/echo", rill.addr))
+        .output()
+        .expect("run kosoku");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let index = fs::read_to_string(reports.path().join("index.json")).unwrap();
+    let cases = index.matches("\"behavior\":").count();
+    let failed = index.matches("\"FAILED\"").count();
+    let ok = index.matches("\"behavior\": \"OK\"").count()
+        + index.matches("\"behavior\":\"OK\"").count();
+    assert!(cases >= 240, "only {cases} cases ran");
+    assert_eq!(failed, 0, "FAILED cases in {index}");
+    assert!(ok >= cases - 5, "{ok} OK of {cases}");
+}
+
+/// Runs one scenario of tests/browser/live_reload.py in headless Chromium
+/// and returns its JSON report.
+fn browser(scenario: &str, extra: &[&str]) -> Option<String> {
+    if !available("chromium", &["--version"]) || !available("python3", &["-c", "import websockets"])
+    {
+        return None;
+    }
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/live_reload.py"
+        ))
+        .args(["--rill", env!("CARGO_BIN_EXE_rill"), "--scenario", scenario])
+        .args(extra)
+        .output()
+        .expect("run the browser scenario");
+    assert!(
+        out.status.success(),
+        "{scenario}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn field<'a>(json: &'a str, name: &str) -> &'a str {
+    let at = json
+        .find(&format!("\"{name}\": "))
+        .unwrap_or_else(|| panic!("{name} in {json}"));
+    let rest = &json[at + name.len() + 4..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim()
+}
+
+#[test]
+fn a_browser_reloads_a_page_when_its_file_is_saved() {
+    let Some(report) = browser("reload", &["--saves", "10"]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded"), "10", "{report}");
+    assert_eq!(field(&report, "extra_loads"), "0", "{report}");
+}
+
+#[test]
+fn a_browser_restyles_a_page_in_place_when_its_stylesheet_is_saved() {
+    let Some(report) = browser("css", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "restyled"), "true", "{report}");
+    assert_eq!(field(&report, "survivor"), "42", "{report}");
+    assert_eq!(field(&report, "loads_after_edit"), "0", "{report}");
+    assert_eq!(field(&report, "links"), "1", "{report}");
+}
+
+#[test]
+fn a_browser_open_across_a_restart_reloads_once() {
+    let Some(report) = browser("restart", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded_after_restart"), "true", "{report}");
+    assert_eq!(field(&report, "loads_after_restart"), "1", "{report}");
+}
+
+#[test]
+fn a_browser_showing_a_listing_sees_a_new_file() {
+    let Some(report) = browser("listing", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded"), "true", "{report}");
+    assert_eq!(field(&report, "shows_new_file"), "true", "{report}");
+}
