@@ -1,0 +1,455 @@
+"""Browser checks for rill's `--live-reload`, in headless Chromium.
+
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario reload [--saves 20]
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario css
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario restart
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario listing
+
+Each run makes its own temporary folder, starts rill on it (on a free port
+of 127.0.0.1, with `--live-reload`), opens a page in a headless Chromium
+driven over the DevTools protocol (cdp.py, beside this file), edits files,
+and prints ONE JSON object on stdout with what it measured. The Rust
+integration test decides from that JSON whether live reload works; this
+script only observes. So it exits 0 whenever it could observe, even if
+nothing reloaded, and non-zero (with a message on stderr) only when the
+harness itself could not run: no browser, rill did not start, ...
+
+`--verbose` echoes the browser's console, rill's output and the steps taken
+to stderr.
+
+What the page and rill agree on (the live-reload protocol): rill appends
+`<script src="/.rill/live.js" ...>` to every HTML page it serves; live.js
+opens a WebSocket to `/.rill/live` and sets `window.__rillLive.connected`
+to true once it is open. When a file changes, rill tells the page, which
+reloads (or, for a stylesheet, swaps the <link> in place).
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+
+# cdp.py sits beside this file. No __pycache__ left in the source tree.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cdp import Browser, CDPError  # noqa: E402
+
+LOAD = "Page.loadEventFired"
+
+# The page is connected once live.js has its WebSocket open.
+CONNECTED = "!!(window.__rillLive && window.__rillLive.connected === true)"
+
+# How long to wait for each thing to happen.
+CONNECT_TIMEOUT = 10.0  # live.js opening its WebSocket
+RELOAD_TIMEOUT = 5.0  # a save turning into a load event
+RESTART_TIMEOUT = 10.0  # a restarted rill turning into a load event
+SETTLE = 0.25  # quiet time after a reload, so a duplicate one can show up
+
+# A whole run must end within this many seconds (plus PER_SAVE_DEADLINE
+# for each save of the reload scenario); a stuck step then fails the
+# harness instead of hanging the Rust test that runs it.
+RUN_DEADLINE = 120
+PER_SAVE_DEADLINE = 16
+
+VERBOSE = False
+
+
+def log(message):
+    """A progress line on stderr, in --verbose mode only."""
+    if VERBOSE:
+        # One write per line: rill's output and the browser's come from
+        # other threads, and print() would let them split a line.
+        sys.stderr.write(f"[harness {time.monotonic():.3f}] {message}\n")
+
+
+def warn(message):
+    """Something the server side did not do; always shown on stderr."""
+    print(f"live_reload.py: {message}", file=sys.stderr)
+
+
+class HarnessError(Exception):
+    """The harness could not do its job (as opposed to a feature failing)."""
+
+
+# ---------------------------------------------------------------------------
+# rill as a child process
+
+
+class Rill:
+    """A running rill, serving `root` with `--live-reload` on 127.0.0.1.
+
+    rill prints `listening on http://ADDR` once it has bound (on stdout; both
+    streams are watched in case that moves). Threads keep reading both pipes
+    for the whole run, so rill never blocks on a full pipe, and in verbose
+    mode echo what it logs.
+    """
+
+    ANNOUNCE = re.compile(r"listening on http://(127\.0\.0\.1:(\d+))")
+
+    def __init__(self, binary, root, port=0, timeout=10.0):
+        self.command = [binary, "--listen", f"127.0.0.1:{port}", "--live-reload", root]
+        log(f"starting {' '.join(self.command)}")
+        try:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:
+            raise HarnessError(f"cannot start rill ({binary}): {e}") from None
+        self.output = deque(maxlen=40)  # the last lines, for error messages
+        self.announced = threading.Event()
+        self.port = None
+        self.stopped = False
+        self.readers = [
+            threading.Thread(target=self._read, args=(pipe,), daemon=True)
+            for pipe in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self.readers:
+            reader.start()
+        deadline = time.monotonic() + timeout
+        while not self.announced.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = "\n".join(self.output)
+                raise HarnessError(f"rill did not announce its address:\n{tail}")
+        log(f"rill (pid {self.process.pid}) listens on port {self.port}")
+
+    def _read(self, pipe):
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.output.append(line)
+            if VERBOSE:
+                sys.stderr.write(f"[rill] {line}\n")
+            match = self.ANNOUNCE.search(line)
+            if match and not self.announced.is_set():
+                self.port = int(match.group(2))
+                self.announced.set()
+
+    def stop(self):
+        """SIGTERM, wait for rill to exit (SIGKILL if it takes too long).
+        Safe to call more than once."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                warn("rill did not exit within 10 s of SIGTERM; killing it")
+                self.process.kill()
+                self.process.wait(timeout=5)
+        for reader in self.readers:  # so self.output has rill's last words
+            reader.join(timeout=2)
+        if not self.stopped:
+            self.stopped = True
+            log(f"rill (pid {self.process.pid}) exited with {self.process.returncode}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+
+
+def write_in_place(path, text):
+    """Rewrites the file itself: open (truncating), write, close."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_atomically(path, text):
+    """Writes a hidden sibling, then renames it over the file, the way many
+    editors save: readers only ever see the old or the new content."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.tmp")
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def page_html(version):
+    return (
+        "<!doctype html>\n"
+        "<html><head><meta charset=\"utf-8\"><title>live reload</title></head>\n"
+        f"<body><p id=\"text\">version {version}</p>\n"
+        "<script>window.marker = Math.random()</script>\n"
+        "</body></html>\n"
+    )
+
+
+def body_text(page):
+    """document.body.innerText, or "" if the page is between documents."""
+    try:
+        return page.evaluate("document.body ? document.body.innerText : ''") or ""
+    except CDPError:
+        return ""
+
+
+def percentile(values, fraction):
+    """The nearest-rank percentile of `values` (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))  # 1-based
+    return ordered[rank - 1]
+
+
+def open_live_page(page, url):
+    """Navigates to `url` and waits for live.js to connect. Returns whether
+    it connected; a page that fails to load at all is a harness failure."""
+    try:
+        page.navigate(url, timeout=10)
+    except CDPError as e:
+        raise HarnessError(str(e)) from None
+    log(f"loaded {url}")
+    connected = page.wait_until(CONNECTED, CONNECT_TIMEOUT)
+    if connected:
+        log("live.js is connected")
+    else:
+        warn(f"live.js never reported connected within {CONNECT_TIMEOUT} s on {url}")
+    return connected
+
+
+# ---------------------------------------------------------------------------
+# the scenarios: each takes (rill binary, folder, browser page, args) and
+# returns the dict printed as JSON
+
+
+def scenario_reload(binary, folder, page, args):
+    """N saves of page.html, alternately in place and by atomic rename; each
+    must bring exactly one load showing the new text."""
+    path = os.path.join(folder, "page.html")
+    write_in_place(path, page_html(0))
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/page.html")
+        time.sleep(SETTLE)
+        start = page.mark()  # loads from here on are caused by the saves
+        reloaded = 0
+        latencies = []
+        saves = 0
+        misses_in_a_row = 0  # saves that brought no load event at all
+        for i in range(1, args.saves + 1):
+            since = page.mark()
+            how = "in place" if i % 2 else "atomic rename"
+            (write_in_place if i % 2 else write_atomically)(path, page_html(i))
+            t0 = time.monotonic()
+            saves += 1
+            # Wait for a load that shows the new text; a load that shows old
+            # text (a stale cache, an early reload) does not count, but keep
+            # waiting for a good one until the timeout.
+            shown = None
+            deadline = t0 + RELOAD_TIMEOUT
+            seen = since
+            while shown is None:
+                event = page.wait_for_event(LOAD, max(0.0, deadline - time.monotonic()), seen)
+                if event is None:
+                    break
+                seen = event.seq + 1
+                text = body_text(page)
+                log(f"save {i} ({how}): load after {1000 * (event.received - t0):.1f} ms "
+                    f"shows {text.strip()!r}")
+                if f"version {i}" in text:
+                    shown = event
+            if shown is not None:
+                reloaded += 1
+                latencies.append(round(1000 * (shown.received - t0), 1))
+            else:
+                warn(f"save {i} ({how}): no load showing 'version {i}' within {RELOAD_TIMEOUT} s")
+            any_load = bool(page.events(LOAD, since))
+            misses_in_a_row = 0 if any_load else misses_in_a_row + 1
+            # Before the next save the (new) page must be connected again,
+            # and a duplicate reload gets a moment to show itself. Without a
+            # load the document is the same one: no point waiting long.
+            if not page.wait_until(CONNECTED, CONNECT_TIMEOUT if any_load else 1.0):
+                warn(f"save {i}: live.js not connected (again) before the next save")
+            time.sleep(SETTLE)
+            if misses_in_a_row >= 3:
+                warn(f"giving up after {saves} saves: three in a row brought no load at all")
+                break
+        time.sleep(1.0)  # a late extra reload still counts
+        loads = len(page.events(LOAD, start))
+    return {
+        "saves": saves,
+        "reloaded": reloaded,
+        "latencies_ms": latencies,
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "extra_loads": loads - reloaded,
+    }
+
+
+def scenario_css(binary, folder, page, args):
+    """Editing a stylesheet restyles the page in place: no reload, and the
+    old <link> is replaced rather than piled up."""
+    css = os.path.join(folder, "style.css")
+    write_in_place(css, "body { color: rgb(255, 0, 0) }\n")
+    write_in_place(
+        os.path.join(folder, "page.html"),
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>css</title>\n"
+        "<link rel=\"stylesheet\" href=\"style.css\"></head>\n"
+        "<body><p>styled text</p></body></html>\n",
+    )
+    color = "getComputedStyle(document.body).color"
+    links = "document.querySelectorAll('link[rel~=\"stylesheet\"]').length"
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/page.html")
+        before = page.evaluate(color)
+        if before != "rgb(255, 0, 0)":
+            warn(f"the page starts with color {before!r}, not red")
+        page.evaluate("window.survivor = 42")
+        since = page.mark()
+        write_in_place(css, "body { color: rgb(0, 0, 255) }\n")
+        t0 = time.monotonic()
+        restyled = page.wait_until(f"{color} === 'rgb(0, 0, 255)'", RELOAD_TIMEOUT)
+        log(f"restyled={restyled} after {1000 * (time.monotonic() - t0):.1f} ms")
+        # The old <link> may go a moment after the new one applies.
+        page.wait_until(f"{links} === 1", 2.0)
+        time.sleep(1.0)  # room for an unwanted reload to happen
+        survivor = None
+        count = None
+        for _ in range(20):  # retried while a reload replaces the document
+            try:
+                survivor = page.evaluate("window.survivor")
+                count = page.evaluate(links)
+                break
+            except CDPError:
+                time.sleep(0.1)
+        loads = len(page.events(LOAD, since))
+    return {
+        "restyled": restyled,
+        "survivor": survivor,
+        "loads_after_edit": loads,
+        "links": count,
+    }
+
+
+def scenario_restart(binary, folder, page, args):
+    """A rill restarted on the same port reloads the page once (the new
+    server's boot id differs), and only once: no reload loop."""
+    write_in_place(os.path.join(folder, "page.html"), page_html(0))
+    first = Rill(binary, folder)
+    port = first.port
+    second = None
+    try:
+        url = f"http://127.0.0.1:{port}/page.html"
+        open_live_page(page, url)
+        time.sleep(SETTLE)
+        since = page.mark()
+        first.stop()
+        time.sleep(0.5)
+        # The same port: the page's script keeps trying that address. A
+        # port just freed can be briefly in use; retry a few times.
+        for attempt in range(5):
+            try:
+                second = Rill(binary, folder, port=port)
+                break
+            except HarnessError as e:
+                if attempt == 4:
+                    raise HarnessError(f"cannot restart rill on port {port}: {e}") from None
+                time.sleep(0.5)
+        t_restart = time.monotonic()
+        event = page.wait_for_event(LOAD, RESTART_TIMEOUT, since)
+        reloaded = False
+        if event is not None:
+            log(f"load {1000 * (event.received - t_restart):.1f} ms after the restart")
+            reloaded = page.wait_until(
+                "location.href === " + json.dumps(url)
+                + " && document.body.innerText.includes('version 0')",
+                2.0,
+            )
+        else:
+            warn(f"no load event within {RESTART_TIMEOUT} s of the restart")
+        time.sleep(5.0)  # any further load is a reload loop
+        loads = len(page.events(LOAD, since))
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    return {"reloaded_after_restart": reloaded, "loads_after_restart": loads}
+
+
+def scenario_listing(binary, folder, page, args):
+    """A directory listing (no index.html) reloads when a file appears."""
+    write_in_place(os.path.join(folder, "existing.txt"), "here before\n")
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/")
+        time.sleep(SETTLE)
+        since = page.mark()
+        write_in_place(os.path.join(folder, "new-file.txt"), "new\n")
+        event = page.wait_for_event(LOAD, RELOAD_TIMEOUT, since)
+        shows = False
+        if event is not None:
+            # Usually true at once; retried in case a second reload is
+            # replacing the document right now.
+            shows = page.wait_until("document.body.innerText.includes('new-file.txt')", 1.0)
+        else:
+            warn(f"no load event within {RELOAD_TIMEOUT} s of creating new-file.txt")
+    return {"reloaded": event is not None, "shows_new_file": shows}
+
+
+SCENARIOS = {
+    "reload": scenario_reload,
+    "css": scenario_css,
+    "restart": scenario_restart,
+    "listing": scenario_listing,
+}
+
+
+def main():
+    global VERBOSE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rill", required=True, help="path to the rill binary")
+    parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    parser.add_argument("--saves", type=int, default=20, help="saves in the reload scenario")
+    parser.add_argument("--chromium", default="chromium", help="the browser binary")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="browser console, rill's log and each step on stderr")
+    args = parser.parse_args()
+    if args.saves < 1:
+        parser.error("--saves must be at least 1")
+    VERBOSE = args.verbose
+    binary = os.path.abspath(args.rill)
+
+    # A watchdog for the whole run: SIGALRM raises in the main thread, and
+    # the `with` blocks below still stop rill and the browser.
+    deadline = RUN_DEADLINE + (PER_SAVE_DEADLINE * args.saves if args.scenario == "reload" else 0)
+
+    def out_of_time(signum, frame):
+        raise HarnessError(f"the run took longer than {deadline} s")
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(deadline)
+
+    folder = tempfile.mkdtemp(prefix="rill-live-")
+    started = time.monotonic()
+    try:
+        with Browser(binary=args.chromium, verbose=VERBOSE) as browser:
+            page = browser.new_page()
+            result = SCENARIOS[args.scenario](binary, folder, page, args)
+    except (HarnessError, CDPError) as e:
+        print(f"live_reload.py: harness failure in '{args.scenario}': {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.alarm(0)
+        shutil.rmtree(folder, ignore_errors=True)
+    log(f"scenario '{args.scenario}' took {time.monotonic() - started:.2f} s")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
