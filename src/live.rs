@@ -45,6 +45,13 @@ pub const MAX_WAIT: Duration = Duration::from_millis(400);
 /// Paths remembered with their file's identity, to drop "changes" that
 /// changed nothing; forgotten all at once past this many.
 const REMEMBERED_PATHS: usize = 10_000;
+/// A batch with more paths than this (a `git checkout`, a build's output
+/// folder replaced) is sent as "everything changed": every page reloads,
+/// and neither the batch nor the message grows with the storm.
+const MAX_PATHS: usize = 256;
+/// A message longer than this (long names) is sent as "everything" too: it
+/// must stay far below what a page may leave unread before it is dropped.
+const MAX_MESSAGE: usize = 16 << 10;
 
 /// The `/.rill/` addresses `--live-reload` adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +184,11 @@ impl Live {
             return;
         }
         let mut batch = self.batch.borrow_mut();
-        batch.paths.insert((path.to_path_buf(), is_dir));
+        if batch.paths.len() < MAX_PATHS {
+            batch.paths.insert((path.to_path_buf(), is_dir));
+        } else {
+            batch.everything = true;
+        }
         batch.add(now);
     }
 
@@ -219,11 +230,15 @@ impl Live {
             return None;
         }
         self.generation.set(self.generation.get() + 1);
-        Some(change_message(
-            self.generation.get(),
-            &changed,
-            batch.everything,
-        ))
+        let generation = self.generation.get();
+        if batch.everything {
+            changed.clear(); // every page reloads: the list would say nothing more
+        }
+        let message = change_message(generation, &changed, batch.everything);
+        if message.len() > MAX_MESSAGE {
+            return Some(change_message(generation, &[], true));
+        }
+        Some(message)
     }
 }
 
@@ -387,6 +402,28 @@ mod tests {
             message.ends_with(r#""paths":[],"everything":true}"#),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_storm_of_changes_is_sent_as_everything() {
+        let live = Live::new();
+        let now = Instant::now();
+        for i in 0..MAX_PATHS * 10 {
+            live.note(&PathBuf::from(format!("f{i}")), libc::IN_DELETE, now);
+        }
+        assert_eq!(live.batch.borrow().paths.len(), MAX_PATHS, "bounded");
+        let message = live.take_due(Path::new("/"), now + MAX_WAIT).unwrap();
+        assert!(
+            message.ends_with(r#""paths":[],"everything":true}"#),
+            "{message}"
+        );
+        let long = "x".repeat(250);
+        for i in 0..100 {
+            live.note(&PathBuf::from(format!("{long}{i}")), libc::IN_DELETE, now);
+        }
+        let message = live.take_due(Path::new("/"), now + MAX_WAIT).unwrap();
+        assert!(message.len() < MAX_MESSAGE, "long names: {}", message.len());
+        assert!(message.ends_with(r#""everything":true}"#));
     }
 
     #[test]

@@ -763,6 +763,22 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_that_cannot_be_watched_falls_back_to_revalidation() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/a.txt"), "one").unwrap();
+        let site = Site::new(&root).unwrap();
+        site.watcher.borrow_mut().limit_watches(1); // ROOT, not sub/
+        let t0 = Instant::now();
+        assert_eq!(watched_bytes(&site, "/sub/a.txt", t0).unwrap(), b"one");
+        assert!(!site.cache.borrow()[&b"sub/a.txt"[..]].watched);
+        fs::write(root.join("sub/a.txt"), "two").unwrap();
+        let later = t0 + REVALIDATE_AFTER * 2;
+        assert_eq!(watched_bytes(&site, "/sub/a.txt", later).unwrap(), b"two");
+    }
+
+    #[test]
     fn an_overflow_starts_the_cache_over() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();

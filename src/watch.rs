@@ -138,6 +138,9 @@ pub struct Watcher {
     buffer: Vec<u8>,
     /// A warning about watches was printed: one is enough.
     warned: bool,
+    /// Most watches held: the kernel's limit stands in for it, except in
+    /// the tests of what happens when that limit is reached.
+    max_watches: usize,
     /// Events read since the start.
     pub events_read: u64,
 }
@@ -185,6 +188,7 @@ impl Watcher {
             by_path: HashMap::new(),
             buffer: Vec::new(),
             warned: false,
+            max_watches: usize::MAX,
             events_read: 0,
         }
     }
@@ -373,6 +377,10 @@ impl Watcher {
         let Some(fd) = self.inotify.as_ref().map(|fd| fd.as_raw_fd()) else {
             return Err(Unwatched::Off);
         };
+        if self.dirs.len() >= self.max_watches {
+            self.warn_unwatched(relative, &io::Error::from_raw_os_error(libc::ENOSPC));
+            return Err(Unwatched::Failed);
+        }
         let Ok(path) = CString::new(self.root.join(relative).into_os_string().into_vec()) else {
             return Err(Unwatched::Failed);
         };
@@ -425,6 +433,12 @@ impl Watcher {
     /// Whether a watch is known by exactly this path.
     pub fn is_watched(&self, path: &Path) -> bool {
         self.by_path.contains_key(path)
+    }
+
+    /// Makes the watcher behave as if the kernel allowed only `max` watches.
+    #[cfg(test)]
+    pub fn limit_watches(&mut self, max: usize) {
+        self.max_watches = max;
     }
 
     /// Forgets watch `wd` and its paths; `false` if it was not known.

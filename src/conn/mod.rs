@@ -445,6 +445,65 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// A page's live-reload socket whose page never reads: rill stops
+    /// buffering for it and drops it, instead of growing its output.
+    #[test]
+    fn a_live_page_that_never_reads_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.live_reload = true;
+        let harness = Harness::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        server_side.set_nonblocking(true).unwrap();
+        socket2::SockRef::from(&server_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let stats = Rc::new(Stats::new(Instant::now()));
+        let mut conn = Connection::new(
+            0,
+            TcpStream::from_std(server_side),
+            peer,
+            Instant::now(),
+            Rc::clone(&stats),
+        );
+        client
+            .write_all(
+                b"GET /.rill/live HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .unwrap();
+        let shared = harness.shared(Instant::now());
+        for _ in 0..100 {
+            if conn.wants_changes() {
+                break;
+            }
+            conn.drive(&shared);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(conn.wants_changes(), "upgraded");
+        let mut frame = Vec::new();
+        crate::http::websocket::write_frame(
+            &mut frame,
+            crate::http::websocket::Opcode::Text,
+            &[b'x'; 1000],
+        );
+        let mut pushed = 0;
+        let next = loop {
+            conn.push_change(&frame);
+            pushed += 1;
+            let next = conn.drive(&shared);
+            assert!(conn.client.output.len() <= websocket::LIVE_BACKLOG + frame.len());
+            if next == Next::Close || pushed > 100_000 {
+                break next;
+            }
+        };
+        assert_eq!(next, Next::Close, "dropped after {pushed} messages");
+        assert!(pushed > 10, "the first messages were sent");
+    }
+
     /// A connection on a real loopback socket whose client never reads.
     #[test]
     fn an_event_stream_client_that_never_reads_does_not_grow_memory() {
