@@ -4,9 +4,11 @@
 //  - otherwise reloads, if the page itself, a file it loaded, or (for a
 //    folder listing) an entry of its folder changed.
 // The <script> tag carries the server's boot id and change generation as
-// they were when this page was served; the server's first message says what
-// they are now. Only a difference reloads on connect: a restarted server
-// reloads an old page once, a reconnect after a blip does not reload at all.
+// they were when this page was served. The page connects with its
+// generation; the server's first message says its boot id, and a page that
+// is behind is then sent the changes it missed, judged like any other. Only
+// another boot id reloads on connect: a restarted server reloads an old page
+// once, and a late or repeated connect never reloads for nothing.
 (() => {
   "use strict";
   const tag = document.currentScript;
@@ -17,7 +19,12 @@
     generation: Number(tag.dataset.generation),
     messages: 0,
   });
+  // A folder listing shows its folder's entries: a change to any concerns it.
+  const listing = tag.hasAttribute("data-listing");
   let retryDelay = 200;
+  // The resources a page loaded are how it knows what concerns it; the
+  // browser keeps only 250 of them unless told otherwise.
+  if (performance.setResourceTimingBufferSize) performance.setResourceTimingBufferSize(10000);
 
   function connect() {
     // A hidden tab waits until it is shown: no reconnect storm from
@@ -27,7 +34,9 @@
       return;
     }
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/.rill/live");
+    const socket = new WebSocket(
+      scheme + location.host + "/.rill/live?generation=" + live.generation,
+    );
     socket.onmessage = (event) => {
       live.messages += 1;
       let message;
@@ -38,7 +47,7 @@
       }
       if (message.type === "hello") {
         retryDelay = 200;
-        if (message.boot !== live.boot || message.generation !== live.generation) {
+        if (message.boot !== live.boot) {
           location.reload();
           return;
         }
@@ -73,10 +82,8 @@
   function touchesPage(path) {
     const page = here();
     if (path === page) return true;
-    if (page.endsWith("/")) {
-      // A folder's index.html, or (for a listing) an entry of the folder.
-      if (path === page + "index.html" || parentOf(path) === page) return true;
-    }
+    if (page.endsWith("/") && path === page + "index.html") return true;
+    if (listing && parentOf(path) === page) return true;
     return performance
       .getEntriesByType("resource")
       .some((entry) => sameOriginPath(entry.name) === path);
@@ -90,7 +97,10 @@
         paths.includes(sameOriginPath(link.href)),
       );
       if (links.length > 0) {
-        links.forEach(swapStylesheet);
+        // One swap per sheet: the newest link to it (an earlier swap's
+        // new link may still be loading beside the old one).
+        const newest = new Map(links.map((link) => [sameOriginPath(link.href), link]));
+        newest.forEach(swapStylesheet);
         return;
       }
       // A stylesheet this page reaches otherwise (an @import): reload.
@@ -99,13 +109,20 @@
   }
 
   // The new sheet is loaded beside the old one, which goes only once the new
-  // one applies: no moment without styles.
+  // one applies: no moment without styles. Once it has loaded, every other
+  // link to the same sheet goes, so swaps that overlap (a second save while
+  // the first new sheet loads) still leave exactly one.
   function swapStylesheet(link) {
+    const path = sameOriginPath(link.href);
     const fresh = link.cloneNode();
     const url = new URL(link.href, location.href);
     url.searchParams.set("rill-live", String(live.generation));
     fresh.href = url.href;
-    const done = () => link.remove();
+    const done = () => {
+      for (const other of document.querySelectorAll('link[rel~="stylesheet"]')) {
+        if (other !== fresh && sameOriginPath(other.href) === path) other.remove();
+      }
+    };
     fresh.addEventListener("load", done, { once: true });
     fresh.addEventListener("error", done, { once: true });
     link.after(fresh);

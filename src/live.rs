@@ -9,8 +9,8 @@
 //!    change, `CLOSE_WRITE` is);
 //! 2. a burst — an editor's save is several events, a build many files — is
 //!    gathered into one [`Batch`] until it has been quiet for [`DEBOUNCE`]
-//!    (or has waited [`MAX_WAIT`]); paths whose file is as it was when last
-//!    reported are dropped;
+//!    (or has waited [`MAX_WAIT`]); a file closed without being written to
+//!    is no change;
 //! 3. the loop sends the batch, as one message that lists every path, to
 //!    each page's WebSocket ([`crate::conn::websocket`]), and the generation
 //!    goes up by one;
@@ -19,18 +19,20 @@
 //!    among the paths.
 //!
 //! A page carries the boot id and generation it was served at (in the
-//! `<script>` tag); the first message on its socket says the server's. A page
-//! reloads on connect only when they differ — so a tab open across a restart
-//! reloads once, and a tab that reconnects after a blip does not.
+//! `<script>` tag) and sends its generation when it connects; the first
+//! message on its socket says the server's boot id, and a page behind is
+//! then sent what it missed, judged like any change. A page reloads on
+//! connect only when the boot id differs — so a tab open across a restart
+//! reloads once, and a tab that connects late, or after a blip, reloads only
+//! if a change it missed concerns it.
 //!
 //! The timing (step 2) is a pure function of the times passed in, so it is
 //! unit-tested without a clock.
 
 use crate::http::websocket::{write_frame, Opcode};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::fmt::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,9 +44,6 @@ pub const DEBOUNCE: Duration = Duration::from_millis(60);
 /// A stream of events that never pauses (a build writing for seconds) is
 /// still sent this often, so the first files show.
 pub const MAX_WAIT: Duration = Duration::from_millis(400);
-/// Paths remembered with their file's identity, to drop "changes" that
-/// changed nothing; forgotten all at once past this many.
-const REMEMBERED_PATHS: usize = 10_000;
 /// A batch with more paths than this (a `git checkout`, a build's output
 /// folder replaced) is sent as "everything changed": every page reloads,
 /// and neither the batch nor the message grows with the storm.
@@ -69,6 +68,16 @@ pub fn route(target: &str) -> Option<Route> {
         "/.rill/live" => Some(Route::Socket),
         _ => None,
     }
+}
+
+/// The generation a page says it was served at, from the query of its
+/// socket's URL (`/.rill/live?generation=N`).
+pub fn page_generation(target: &str) -> Option<u64> {
+    let query = target.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("generation="))
+        .and_then(|n| n.parse().ok())
 }
 
 /// Changes gathered but not sent yet.
@@ -102,18 +111,29 @@ pub struct Live {
     pub boot: String,
     generation: Cell<u64>,
     batch: RefCell<Batch>,
-    /// What each reported path was when last reported.
-    remembered: RefCell<HashMap<PathBuf, Option<Identity>>>,
+    /// Files written to (or touched, or created) since they were last
+    /// reported: a `CLOSE_WRITE` of any other file closed it unchanged.
+    dirty: RefCell<HashSet<PathBuf>>,
+    /// Too many files written at once to keep track: every `CLOSE_WRITE`
+    /// counts until the next batch goes out.
+    dirty_overflowed: Cell<bool>,
+    /// The last batches sent, for a page that (re)connects behind: it is
+    /// told what it missed rather than reloaded blindly.
+    history: RefCell<VecDeque<Sent>>,
 }
 
-/// Enough of a file's metadata to tell a real change from a touch-less
-/// close: inode, size, modification time.
-type Identity = (u64, u64, i64, i64);
-
-fn identity(root: &Path, path: &Path) -> Option<Identity> {
-    let meta = std::fs::metadata(root.join(path)).ok()?;
-    Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
+/// One batch as it was sent.
+#[derive(Debug)]
+struct Sent {
+    generation: u64,
+    paths: Vec<(PathBuf, bool)>,
+    everything: bool,
 }
+
+/// How many sent batches are kept for pages that connect behind.
+const HISTORY: usize = 32;
+/// Files tracked as written but not yet closed; past this, all count.
+const MAX_DIRTY: usize = 10_000;
 
 impl Live {
     /// A fresh state, with a boot id made from the clock and the process id.
@@ -126,7 +146,9 @@ impl Live {
             boot: format!("{:x}{:x}", nanos as u64, std::process::id()),
             generation: Cell::new(0),
             batch: RefCell::default(),
-            remembered: RefCell::default(),
+            dirty: RefCell::default(),
+            dirty_overflowed: Cell::new(false),
+            history: RefCell::default(),
         }
     }
 
@@ -138,33 +160,68 @@ impl Live {
     /// What is appended to an HTML page. An external script (not inline):
     /// it passes a `script-src 'self'` policy, and appended after the
     /// file's last byte it needs no search for `</body>` — which a regex gets
-    /// wrong in comments, strings and pages without one.
-    pub fn snippet(&self) -> String {
+    /// wrong in comments, strings and pages without one. A folder listing
+    /// says it is one: it shows its folder's entries, so a change to any of
+    /// them concerns it (a folder's `index.html` is only itself).
+    pub fn snippet(&self, listing: bool) -> String {
         format!(
-            "\n<script src=\"/.rill/live.js\" data-boot=\"{}\" data-generation=\"{}\" defer></script>\n",
+            "\n<script src=\"/.rill/live.js\" data-boot=\"{}\" data-generation=\"{}\"{} defer></script>\n",
             self.boot,
-            self.generation.get()
+            self.generation.get(),
+            if listing { " data-listing" } else { "" }
         )
     }
 
     /// The ETag of a page with the snippet: the file's, plus what the snippet
     /// says, so a page cached by the browser is never revalidated into one
-    /// that carries an old generation (which would reload it again).
+    /// that carries an old generation.
     pub fn etag(&self, file_etag: &str) -> String {
         let inner = file_etag.trim_matches('"');
         format!("\"{inner}-live-{}-{}\"", self.boot, self.generation.get())
     }
 
-    /// The first message on a page's socket, as a frame.
-    pub fn hello_frame(&self) -> Vec<u8> {
-        let message = format!(
-            "{{\"type\":\"hello\",\"boot\":\"{}\",\"generation\":{}}}",
-            self.boot,
-            self.generation.get()
+    /// The first frames on a page's socket: the hello (boot id and
+    /// generation), and, for a page served at an older generation of this
+    /// boot, one change message with everything it missed — so a page never
+    /// reloads for a change that does not touch it, however late it
+    /// connects.
+    pub fn hello_frames(&self, page_generation: Option<u64>) -> Vec<u8> {
+        let generation = self.generation.get();
+        let hello = format!(
+            "{{\"type\":\"hello\",\"boot\":\"{}\",\"generation\":{generation}}}",
+            self.boot
         );
-        let mut frame = Vec::with_capacity(message.len() + 4);
-        write_frame(&mut frame, Opcode::Text, message.as_bytes());
-        frame
+        let mut frames = Vec::with_capacity(hello.len() + 4);
+        write_frame(&mut frames, Opcode::Text, hello.as_bytes());
+        if let Some(missed) = page_generation.filter(|&g| g < generation) {
+            let message = self.changes_since(missed);
+            write_frame(&mut frames, Opcode::Text, message.as_bytes());
+        }
+        frames
+    }
+
+    /// One change message covering every batch after `generation`.
+    fn changes_since(&self, generation: u64) -> String {
+        let history = self.history.borrow();
+        let kept_from = history.front().map_or(u64::MAX, |sent| sent.generation);
+        let missed: Vec<&Sent> = history
+            .iter()
+            .filter(|s| s.generation > generation)
+            .collect();
+        let current = self.generation.get();
+        if kept_from > generation + 1 || missed.iter().any(|sent| sent.everything) {
+            return change_message(current, &[], true);
+        }
+        let paths: BTreeSet<(PathBuf, bool)> = missed
+            .iter()
+            .flat_map(|sent| sent.paths.iter().cloned())
+            .collect();
+        let paths: Vec<_> = paths.into_iter().collect();
+        let message = change_message(current, &paths, false);
+        if message.len() > MAX_MESSAGE {
+            return change_message(current, &[], true);
+        }
+        message
     }
 
     /// Takes in what the watch reported; `mask` is inotify's.
@@ -173,13 +230,25 @@ impl Live {
             return;
         }
         let is_dir = mask & libc::IN_ISDIR != 0;
-        let file_done = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO;
-        let gone = libc::IN_DELETE | libc::IN_MOVED_FROM;
-        // A new folder is a change (a listing shows it); a new file is one
-        // only once written (its CLOSE_WRITE follows), and MODIFY or ATTRIB
-        // alone never are: the file is still being written, or only touched
-        // in its metadata.
-        let counts = mask & (file_done | gone) != 0 || (is_dir && mask & libc::IN_CREATE != 0);
+        let written = libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CREATE;
+        if !is_dir && mask & written != 0 {
+            // Not a change yet: the file is being written (or was only
+            // touched); its CLOSE_WRITE says when it is done.
+            let mut dirty = self.dirty.borrow_mut();
+            if dirty.len() >= MAX_DIRTY {
+                dirty.clear();
+                self.dirty_overflowed.set(true);
+            }
+            dirty.insert(path.to_path_buf());
+            return;
+        }
+        let closed = mask & libc::IN_CLOSE_WRITE != 0;
+        let appeared_or_went =
+            libc::IN_MOVED_TO | libc::IN_MOVED_FROM | libc::IN_DELETE | libc::IN_CREATE;
+        let was_written = self.dirty.borrow_mut().remove(path) || self.dirty_overflowed.get();
+        // A file opened for writing and closed untouched is no change; a
+        // new folder is (a listing shows it), as are renames and deletions.
+        let counts = (closed && was_written) || mask & appeared_or_went != 0;
         if !counts {
             return;
         }
@@ -204,40 +273,39 @@ impl Live {
         self.batch.borrow().due()
     }
 
-    /// The message for the pages, if a batch is due at `now` and anything in
-    /// it really changed; sending it is the caller's.
-    pub fn take_due(&self, root: &Path, now: Instant) -> Option<String> {
+    /// The message for the pages, if a batch is due at `now`; sending it is
+    /// the caller's.
+    pub fn take_due(&self, now: Instant) -> Option<String> {
         if self.batch.borrow().due().is_none_or(|due| due > now) {
             return None;
         }
-        let batch = std::mem::take(&mut *self.batch.borrow_mut());
-        let mut remembered = self.remembered.borrow_mut();
-        if remembered.len() > REMEMBERED_PATHS {
-            remembered.clear();
-        }
-        let mut changed = Vec::new();
-        for (path, is_dir) in batch.paths {
-            let now_is = if is_dir { None } else { identity(root, &path) };
-            let before = remembered.insert(path.clone(), now_is);
-            // Unchanged since the last report (a file opened for writing and
-            // closed untouched): nothing for the pages.
-            if !is_dir && now_is.is_some() && before == Some(now_is) {
-                continue;
-            }
-            changed.push((path, is_dir));
-        }
-        if changed.is_empty() && !batch.everything {
+        let mut batch = std::mem::take(&mut *self.batch.borrow_mut());
+        if batch.paths.is_empty() && !batch.everything {
             return None;
         }
+        self.dirty_overflowed.set(false);
         self.generation.set(self.generation.get() + 1);
         let generation = self.generation.get();
+        let mut paths: Vec<(PathBuf, bool)> =
+            std::mem::take(&mut batch.paths).into_iter().collect();
         if batch.everything {
-            changed.clear(); // every page reloads: the list would say nothing more
+            paths.clear(); // every page reloads: the list would say nothing more
         }
-        let message = change_message(generation, &changed, batch.everything);
+        let mut message = change_message(generation, &paths, batch.everything);
         if message.len() > MAX_MESSAGE {
-            return Some(change_message(generation, &[], true));
+            batch.everything = true;
+            paths.clear();
+            message = change_message(generation, &[], true);
         }
+        let mut history = self.history.borrow_mut();
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(Sent {
+            generation,
+            paths,
+            everything: batch.everything,
+        });
         Some(message)
     }
 }
@@ -260,6 +328,8 @@ pub fn ignored(path: &Path) -> bool {
             || name.ends_with(b".swo")
             || name == b"4913" // vim's "can I write here?" probe
             || (name.starts_with(b"#") && name.ends_with(b"#")) // emacs auto-save
+            || name.ends_with(b"___jb_tmp___") // JetBrains' safe write
+            || name.ends_with(b"___jb_old___")
     })
 }
 
@@ -308,17 +378,13 @@ mod tests {
     fn a_burst_is_sent_once_it_has_been_quiet() {
         let live = Live::new();
         let t0 = Instant::now();
-        let dir = tempfile::tempdir().unwrap();
         assert_eq!(live.deadline(), None);
+        live.note(Path::new("a.html"), libc::IN_MODIFY, t0);
         live.note(Path::new("a.html"), WRITTEN, t0);
-        live.note(Path::new("b.css"), WRITTEN, t0 + DEBOUNCE / 2);
+        live.note(Path::new("b.css"), libc::IN_MOVED_TO, t0 + DEBOUNCE / 2);
         assert_eq!(live.deadline(), Some(t0 + DEBOUNCE / 2 + DEBOUNCE));
-        assert_eq!(
-            live.take_due(dir.path(), t0 + DEBOUNCE),
-            None,
-            "not quiet yet"
-        );
-        let message = live.take_due(dir.path(), t0 + DEBOUNCE * 2).unwrap();
+        assert_eq!(live.take_due(t0 + DEBOUNCE), None, "not quiet yet");
+        let message = live.take_due(t0 + DEBOUNCE * 2).unwrap();
         assert_eq!(
             message,
             r#"{"type":"change","generation":1,"paths":["/a.html","/b.css"],"everything":false}"#
@@ -333,7 +399,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = t0;
         while t < t0 + MAX_WAIT * 2 {
-            live.note(Path::new("out.js"), WRITTEN, t);
+            live.note(Path::new("out.js"), libc::IN_MOVED_TO, t);
             t += DEBOUNCE / 2;
         }
         assert_eq!(live.deadline(), Some(t0 + MAX_WAIT));
@@ -346,15 +412,14 @@ mod tests {
         live.note(Path::new("a.txt"), libc::IN_MODIFY, now);
         live.note(Path::new("a.txt"), libc::IN_ATTRIB, now);
         live.note(Path::new("new.txt"), libc::IN_CREATE, now);
-        assert_eq!(live.deadline(), None);
+        assert_eq!(live.deadline(), None, "still being written");
+        live.note(Path::new("new.txt"), WRITTEN, now);
         live.note(Path::new("sub"), libc::IN_CREATE | libc::IN_ISDIR, now);
         live.note(Path::new("old.txt"), libc::IN_DELETE, now);
         live.note(Path::new("moved.txt"), libc::IN_MOVED_FROM, now);
-        let message = live
-            .take_due(Path::new("/nonexistent"), now + MAX_WAIT)
-            .unwrap();
+        let message = live.take_due(now + MAX_WAIT).unwrap();
         assert!(
-            message.contains(r#"["/moved.txt","/old.txt","/sub/"]"#),
+            message.contains(r#"["/moved.txt","/new.txt","/old.txt","/sub/"]"#),
             "{message}"
         );
     }
@@ -368,6 +433,7 @@ mod tests {
             "4913",
             "#page.html#",
             "docs/.rill-upload-1",
+            "style.css___jb_tmp___",
         ] {
             assert!(ignored(Path::new(path)), "{path}");
         }
@@ -377,19 +443,45 @@ mod tests {
     }
 
     #[test]
-    fn a_file_closed_without_a_change_is_not_sent_again() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.html"), "one").unwrap();
+    fn a_file_closed_without_a_write_is_no_change() {
         let live = Live::new();
         let now = Instant::now();
+        live.note(Path::new("a.html"), WRITTEN, now); // opened, closed, untouched
+        assert_eq!(live.take_due(now + MAX_WAIT), None);
+        live.note(Path::new("a.html"), libc::IN_MODIFY, now);
         live.note(Path::new("a.html"), WRITTEN, now);
-        assert!(live.take_due(dir.path(), now + MAX_WAIT).is_some());
-        live.note(Path::new("a.html"), WRITTEN, now);
-        assert_eq!(live.take_due(dir.path(), now + MAX_WAIT), None, "same file");
-        std::fs::write(dir.path().join("a.html"), "two!").unwrap();
-        live.note(Path::new("a.html"), WRITTEN, now);
-        assert!(live.take_due(dir.path(), now + MAX_WAIT).is_some());
-        assert_eq!(live.generation(), 2);
+        assert!(live.take_due(now + MAX_WAIT).is_some());
+        live.note(Path::new("a.html"), WRITTEN, now); // and again untouched
+        assert_eq!(live.take_due(now + MAX_WAIT), None);
+        assert_eq!(live.generation(), 1);
+    }
+
+    #[test]
+    fn a_page_that_connects_behind_is_told_what_it_missed() {
+        let live = Live::new();
+        let now = Instant::now();
+        for name in ["a.css", "b.html", "a.css"] {
+            live.note(Path::new(name), libc::IN_MOVED_TO, now);
+            live.take_due(now + MAX_WAIT).unwrap();
+        }
+        let text = |frames: Vec<u8>| String::from_utf8_lossy(&frames).into_owned();
+        let up_to_date = text(live.hello_frames(Some(3)));
+        assert!(up_to_date.contains(r#""type":"hello""#));
+        assert!(!up_to_date.contains("change"), "{up_to_date}");
+        let behind = text(live.hello_frames(Some(1)));
+        assert!(
+            behind.contains(r#"{"type":"change","generation":3,"paths":["/a.css","/b.html"],"everything":false}"#),
+            "{behind}"
+        );
+        for _ in 0..HISTORY {
+            live.note(Path::new("x"), libc::IN_DELETE, now);
+            live.take_due(now + MAX_WAIT).unwrap();
+        }
+        let far_behind = text(live.hello_frames(Some(1)));
+        assert!(far_behind.contains(r#""everything":true"#), "{far_behind}");
+        assert_eq!(page_generation("/.rill/live?generation=12"), Some(12));
+        assert_eq!(page_generation("/.rill/live?x=1&generation=3"), Some(3));
+        assert_eq!(page_generation("/.rill/live"), None);
     }
 
     #[test]
@@ -397,7 +489,7 @@ mod tests {
         let live = Live::new();
         let now = Instant::now();
         live.note_everything(now);
-        let message = live.take_due(Path::new("/"), now + DEBOUNCE).unwrap();
+        let message = live.take_due(now + DEBOUNCE).unwrap();
         assert!(
             message.ends_with(r#""paths":[],"everything":true}"#),
             "{message}"
@@ -412,7 +504,7 @@ mod tests {
             live.note(&PathBuf::from(format!("f{i}")), libc::IN_DELETE, now);
         }
         assert_eq!(live.batch.borrow().paths.len(), MAX_PATHS, "bounded");
-        let message = live.take_due(Path::new("/"), now + MAX_WAIT).unwrap();
+        let message = live.take_due(now + MAX_WAIT).unwrap();
         assert!(
             message.ends_with(r#""paths":[],"everything":true}"#),
             "{message}"
@@ -421,7 +513,7 @@ mod tests {
         for i in 0..100 {
             live.note(&PathBuf::from(format!("{long}{i}")), libc::IN_DELETE, now);
         }
-        let message = live.take_due(Path::new("/"), now + MAX_WAIT).unwrap();
+        let message = live.take_due(now + MAX_WAIT).unwrap();
         assert!(message.len() < MAX_MESSAGE, "long names: {}", message.len());
         assert!(message.ends_with(r#""everything":true}"#));
     }
@@ -435,8 +527,10 @@ mod tests {
     #[test]
     fn the_snippet_and_the_etag_carry_boot_and_generation() {
         let live = Live::new();
-        let snippet = live.snippet();
+        let snippet = live.snippet(false);
         assert!(snippet.starts_with("\n<script src=\"/.rill/live.js\""));
+        assert!(!snippet.contains("data-listing"));
+        assert!(live.snippet(true).contains(" data-listing defer"));
         assert!(snippet.contains(&format!("data-boot=\"{}\"", live.boot)));
         assert!(snippet.contains("data-generation=\"0\""));
         assert_eq!(

@@ -170,7 +170,7 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                     .into_owned();
                 let mut page = listing::render(&title, &mut entries, ctx.config.uploads);
                 if let Some(live) = ctx.live.filter(|_| is_document(request)) {
-                    page.push_str(&live.snippet());
+                    page.push_str(&live.snippet(true));
                 }
                 HeadWriter::start(out, Status::OK, ctx.date)
                     .header("Content-Type", "text/html; charset=utf-8")
@@ -245,7 +245,7 @@ fn injected_reply(
     file: Rc<OpenFile>,
     out: &mut Vec<u8>,
 ) -> Reply {
-    let snippet = live.snippet().into_bytes().into_boxed_slice();
+    let snippet = live.snippet(false).into_bytes().into_boxed_slice();
     let etag = live.etag(&file.validators.etag);
     let validators = crate::http::conditional::Validators {
         etag,
@@ -261,6 +261,7 @@ fn injected_reply(
         HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
             .header("ETag", &validators.etag)
             .header("Cache-Control", "no-cache")
+            .header("Vary", "Sec-Fetch-Dest")
             .finish(ctx.common);
         return Reply {
             status: Status::NOT_MODIFIED,
@@ -274,6 +275,7 @@ fn injected_reply(
         .content_length(len)
         .header("ETag", &validators.etag)
         .header("Cache-Control", "no-cache")
+        .header("Vary", "Sec-Fetch-Dest")
         .finish(ctx.common);
     let file = if request.method == Method::Head {
         None
@@ -292,6 +294,20 @@ fn injected_reply(
         status: Status::OK,
         body_len: len,
         file,
+    }
+}
+
+/// Under `--live-reload`, every file is `no-cache`: a page reloaded after a
+/// save would otherwise take its scripts, images and imported stylesheets
+/// from the browser's cache (a reload revalidates only the page itself),
+/// and show the old ones. An HTML file's answer depends on whether it is
+/// fetched as a page (see [`is_document`]).
+fn live_reload_headers<'a>(head: HeadWriter<'a>, file: &OpenFile) -> HeadWriter<'a> {
+    let head = head.header("Cache-Control", "no-cache");
+    if file.content_type.starts_with("text/html") {
+        head.header("Vary", "Sec-Fetch-Dest")
+    } else {
+        head
     }
 }
 
@@ -321,10 +337,13 @@ fn file_reply(
         FileAnswer::Full => (Status::OK, 0, size),
         FileAnswer::Partial { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
         FileAnswer::NotModified => {
-            HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
+            let mut head = HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
                 .header("ETag", &validators.etag)
-                .header("Last-Modified", &file.last_modified)
-                .finish(ctx.common);
+                .header("Last-Modified", &file.last_modified);
+            if ctx.live.is_some() {
+                head = live_reload_headers(head, &file);
+            }
+            head.finish(ctx.common);
             return Reply {
                 status: Status::NOT_MODIFIED,
                 body_len: 0,
@@ -363,6 +382,9 @@ fn file_reply(
     }
     if path.download {
         head = head.header("Content-Disposition", &mime::attachment(name));
+    }
+    if ctx.live.is_some() {
+        head = live_reload_headers(head, &file);
     }
     head.finish(ctx.common);
     let file = (request.method != Method::Head && len > 0).then_some(FileBody {

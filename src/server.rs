@@ -108,6 +108,8 @@ const ACCEPTS_PER_TURN: usize = 64;
 const REFUSAL_SLOTS: usize = 64;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most new folders watched and scanned per turn (`--live-reload`).
+const SCAN_BUDGET_PER_TURN: usize = 64;
 /// How often idle backend connections are checked for their age.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long answers in flight may take to finish after a shutdown signal.
@@ -270,7 +272,9 @@ impl Server {
         let mut turn = Vec::new();
         loop {
             let now = Instant::now();
-            let timeout = if self.yielded.is_empty() && !self.accept_pending {
+            let busy =
+                !self.yielded.is_empty() || self.accept_pending || self.env.site.has_pending_scan();
+            let timeout = if !busy {
                 let push = (!self.subscribers.is_empty()).then_some(self.next_push);
                 poll_timeout(
                     now,
@@ -338,6 +342,12 @@ impl Server {
                 self.drive(key, now);
             }
             self.fire_timers(now);
+            if self.env.site.has_pending_scan() {
+                // New folders (a tree moved into ROOT) are watched and
+                // scanned a slice per turn, between the connections' work.
+                self.env.site.scan_pending(SCAN_BUDGET_PER_TURN);
+            }
+            self.take_watch_report(now);
             if !self.subscribers.is_empty() && self.next_push <= now {
                 self.push_stats(now);
             }
@@ -364,10 +374,21 @@ impl Server {
         }
     }
 
-    /// The watch has events: the file cache drops what they touch, and under
-    /// `--live-reload` the changed paths join the batch for the pages.
+    /// The watch has events: the file cache drops what they touch (see
+    /// [`Server::take_watch_report`] for the rest).
     fn on_watch(&mut self, now: Instant) {
-        let report = self.env.site.read_watch(now);
+        self.env.site.read_watch(now);
+        self.take_watch_report(now);
+    }
+
+    /// Counts what the watch said since last time (in [`Server::on_watch`],
+    /// or when the cache read it again in a long turn, or from scanning new
+    /// folders), and under `--live-reload` adds the changed paths to the
+    /// batch for the pages.
+    fn take_watch_report(&mut self, now: Instant) {
+        let Some(report) = self.env.site.take_watch_report() else {
+            return;
+        };
         add(&self.stats.watch_events, report.events);
         add(&self.stats.cache_invalidations, report.invalidated);
         self.stats.watches.set(self.env.site.watches() as u64);
@@ -387,7 +408,7 @@ impl Server {
     /// Sends the due batch of changes to every page listening, as one
     /// frame rendered once.
     fn push_changes(&mut self, now: Instant) {
-        let Some(message) = self.env.live.take_due(self.env.site.root(), now) else {
+        let Some(message) = self.env.live.take_due(now) else {
             return;
         };
         add(&self.stats.live_batches, 1);

@@ -146,6 +146,24 @@ pub struct Site {
     watcher: RefCell<Watcher>,
     /// Every directory is watched (`--live-reload`), not just the cache's.
     tree: Cell<bool>,
+    /// There is an inotify descriptor to read.
+    watcher_active: Cell<bool>,
+    /// The coarse clock's reading when the watch was last read.
+    watch_tick: Cell<(i64, i64)>,
+    /// What the watch said that the loop has not taken yet.
+    report: RefCell<WatchReport>,
+}
+
+/// `CLOCK_MONOTONIC_COARSE`: the kernel's last tick, read without a system
+/// call (vDSO) and cheaper than the precise clock.
+fn coarse_tick() -> (i64, i64) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    (now.tv_sec, now.tv_nsec)
 }
 
 impl std::fmt::Debug for Site {
@@ -232,8 +250,11 @@ impl Site {
             has_openat2: Cell::new(true),
             cache: RefCell::new(HashMap::new()),
             dependents: RefCell::new(HashMap::new()),
+            watcher_active: Cell::new(watcher.raw_fd().is_some()),
             watcher: RefCell::new(watcher),
             tree: Cell::new(false),
+            watch_tick: Cell::new((0, 0)),
+            report: RefCell::default(),
         })
     }
 
@@ -260,71 +281,105 @@ impl Site {
     }
 
     /// Reads the watch's events: drops the cache entries they touch, and
-    /// says which paths changed. Under [`Site::watch_tree`] a directory that
-    /// appears is watched and scanned at once.
-    pub fn read_watch(&self, now: Instant) -> WatchReport {
+    /// notes which paths changed (see [`Site::take_watch_report`]). Under
+    /// [`Site::watch_tree`] a directory that appears is queued to be watched
+    /// and scanned ([`Site::scan_pending`]).
+    pub fn read_watch(&self, now: Instant) {
+        self.watch_tick.set(coarse_tick());
         let mut notices = Vec::new();
         let events_before = self.watcher.borrow().events_read;
         self.watcher.borrow_mut().read(&mut notices);
-        let mut report = WatchReport {
-            events: self.watcher.borrow().events_read - events_before,
-            ..WatchReport::default()
-        };
+        let events = self.watcher.borrow().events_read - events_before;
+        self.report.borrow_mut().events += events;
         for notice in notices {
             match notice {
-                Notice::Changed { wd, name, mask } => {
-                    let keys = self.dependents.borrow_mut().remove(&(wd, name.clone()));
-                    for key in keys.into_iter().flatten() {
-                        report.invalidated += u64::from(self.drop_entry(&key, now));
-                    }
-                    let dirs = self.watcher.borrow().paths(wd).to_vec();
-                    for dir in dirs {
-                        let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-                        let went = libc::IN_MOVED_FROM
-                            | libc::IN_DELETE
-                            | libc::IN_CREATE
-                            | libc::IN_MOVED_TO;
-                        if mask & went != 0
-                            && (mask & libc::IN_ISDIR != 0
-                                || self.watcher.borrow().is_watched(&path))
-                        {
-                            self.watcher.borrow_mut().forget_below(&path);
-                        }
-                        let appeared = libc::IN_CREATE | libc::IN_MOVED_TO;
-                        if self.tree.get()
-                            && mask & libc::IN_ISDIR != 0
-                            && mask & appeared != 0
-                            && !name.starts_with(b".")
-                        {
-                            // Watched before it is scanned: nothing created in
-                            // it from now on is missed, and what the scan finds
-                            // was created before anyone could be told.
-                            let found = self.watcher.borrow_mut().watch_tree(&path);
-                            report
-                                .changes
-                                .extend(found.into_iter().map(|f| (f, libc::IN_CLOSE_WRITE)));
-                        }
-                        report.changes.push((path, mask));
-                    }
-                }
+                Notice::Changed { wd, name, mask } => self.on_change(wd, &name, mask, now),
                 Notice::DirGone { .. } => {
-                    report.invalidated += self.forget_cached_at(now);
+                    let dropped = self.forget_cached_at(now);
+                    self.report.borrow_mut().invalidated += dropped;
                 }
                 Notice::Overflow => {
                     log::warn!(
                         "inotify's queue overflowed (fs.inotify.max_queued_events): the file cache starts over"
                     );
+                    let dropped = self.forget_cached_at(now);
+                    let mut report = self.report.borrow_mut();
                     report.overflowed = true;
-                    report.invalidated += self.forget_cached_at(now);
+                    report.invalidated += dropped;
                     if self.tree.get() {
                         // Directories made while events were lost are not
                         // watched yet.
-                        self.watcher.borrow_mut().watch_tree(Path::new(""));
+                        self.watcher.borrow_mut().watch_tree_later(Path::new(""));
                     }
                 }
             }
         }
-        report
+    }
+
+    /// The entry `name` of watched directory `wd` changed.
+    fn on_change(&self, wd: i32, name: &[u8], mask: u32, now: Instant) {
+        let keys = self.dependents.borrow_mut().remove(&(wd, Box::from(name)));
+        let mut invalidated = 0;
+        for key in keys.into_iter().flatten() {
+            invalidated += u64::from(self.drop_entry(&key, now));
+        }
+        self.report.borrow_mut().invalidated += invalidated;
+        let dirs = self.watcher.borrow().paths(wd).to_vec();
+        for dir in dirs {
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            let went = libc::IN_MOVED_FROM | libc::IN_DELETE | libc::IN_CREATE | libc::IN_MOVED_TO;
+            if mask & went != 0
+                && (mask & libc::IN_ISDIR != 0 || self.watcher.borrow().is_watched(&path))
+            {
+                self.watcher.borrow_mut().forget_below(&path);
+            }
+            let appeared = libc::IN_CREATE | libc::IN_MOVED_TO;
+            if self.tree.get()
+                && mask & libc::IN_ISDIR != 0
+                && mask & appeared != 0
+                && !name.starts_with(b".")
+            {
+                self.watcher.borrow_mut().watch_tree_later(&path);
+            }
+            self.report.borrow_mut().changes.push((path, mask));
+        }
+    }
+
+    /// Whether directories wait to be watched and scanned.
+    pub fn has_pending_scan(&self) -> bool {
+        self.watcher.borrow().has_pending_scan()
+    }
+
+    /// Watches and scans up to `budget` queued directories. Each is watched
+    /// before it is read, so nothing created in it is missed; the files the
+    /// scan finds were created before anyone could be told, and are
+    /// reported as having appeared.
+    pub fn scan_pending(&self, budget: usize) {
+        let found = self.watcher.borrow_mut().scan_pending(budget);
+        self.report
+            .borrow_mut()
+            .changes
+            .extend(found.into_iter().map(|path| (path, libc::IN_MOVED_TO)));
+    }
+
+    /// What the watch has said since the last call, if anything.
+    pub fn take_watch_report(&self) -> Option<WatchReport> {
+        let mut report = self.report.borrow_mut();
+        let empty = report.events == 0 && report.changes.is_empty() && !report.overflowed;
+        (!empty).then(|| std::mem::take(&mut *report))
+    }
+
+    /// Before an answer comes from the cache: reads the watch again if a
+    /// clock tick (1-4 ms) has passed since it was last read. The loop reads
+    /// it at the start of every turn; a long turn (a big listing, an upload
+    /// chunk, many connections accepted) must not answer a request that
+    /// came in late in it from an entry a save has made stale meanwhile.
+    /// The coarse clock costs a few nanoseconds; the read (usually
+    /// `EAGAIN`) happens at most once per tick.
+    fn catch_up(&self, now: Instant) {
+        if self.watcher_active.get() && self.watch_tick.get() != coarse_tick() {
+            self.read_watch(now);
+        }
     }
 
     /// Drops the lazy watches nobody has needed for a while.
@@ -395,6 +450,7 @@ impl Site {
 
     /// The cache in front of [`Site::find_relative`].
     fn find_cached(&self, relative: &Path, now: Instant) -> Result<Found, Missing> {
+        self.catch_up(now);
         let key = relative.as_os_str().as_bytes();
         let cached = self.cache.borrow().get(key).map(|entry| {
             let trusted = if entry.watched {
@@ -445,7 +501,13 @@ impl Site {
             .ok()
             .and_then(|real| real.strip_prefix(&self.root).ok().map(Path::to_path_buf));
         match real {
-            Some(real) if real != relative => watched &= self.hold_path(&real, &mut deps),
+            Some(real) if real != relative => {
+                // Events on both paths drop the entry at once; but a symlink
+                // in the middle of a chain (a -> b -> c) is on neither, so
+                // such entries are also looked at again every second.
+                self.hold_path(&real, &mut deps);
+                watched = false;
+            }
             Some(_) => {}
             None => watched = false,
         }
@@ -743,6 +805,24 @@ mod tests {
             watched_bytes(&site, "/link/page.html", now).unwrap(),
             b"three"
         );
+    }
+
+    #[test]
+    fn a_symlink_in_the_middle_of_a_chain_is_looked_at_again_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::write(root.join("c1.html"), "one").unwrap();
+        fs::write(root.join("c2.html"), "two").unwrap();
+        symlink("c1.html", root.join("b.html")).unwrap();
+        symlink("b.html", root.join("a.html")).unwrap();
+        let site = Site::new(&root).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(watched_bytes(&site, "/a.html", t0).unwrap(), b"one");
+        // b.html is on neither the path asked for nor the real one.
+        fs::remove_file(root.join("b.html")).unwrap();
+        symlink("c2.html", root.join("b.html")).unwrap();
+        let later = t0 + REVALIDATE_AFTER * 2;
+        assert_eq!(watched_bytes(&site, "/a.html", later).unwrap(), b"two");
     }
 
     #[test]

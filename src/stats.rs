@@ -123,6 +123,8 @@ pub struct Stats {
     pub upstream_resets: Cell<u64>,
     /// Connections that became WebSockets.
     pub websockets: Cell<u64>,
+    /// `/.rill/echo` sockets open now.
+    pub echo_sockets: Cell<u64>,
     /// WebSocket data messages received and sent (control frames aside).
     pub ws_messages_in: Cell<u64>,
     pub ws_messages_out: Cell<u64>,
@@ -177,6 +179,7 @@ impl Stats {
             upstream_bad_answers: Cell::new(0),
             upstream_resets: Cell::new(0),
             websockets: Cell::new(0),
+            echo_sockets: Cell::new(0),
             ws_messages_in: Cell::new(0),
             ws_messages_out: Cell::new(0),
             watch_events: Cell::new(0),

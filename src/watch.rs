@@ -141,6 +141,9 @@ pub struct Watcher {
     /// Most watches held: the kernel's limit stands in for it, except in
     /// the tests of what happens when that limit is reached.
     max_watches: usize,
+    /// Directories still to be watched and scanned (`--live-reload`), each
+    /// with whether it was asked for (rather than found below one).
+    pending_scan: Vec<(PathBuf, bool)>,
     /// Events read since the start.
     pub events_read: u64,
 }
@@ -189,6 +192,7 @@ impl Watcher {
             buffer: Vec::new(),
             warned: false,
             max_watches: usize::MAX,
+            pending_scan: Vec::new(),
             events_read: 0,
         }
     }
@@ -252,22 +256,52 @@ impl Watcher {
     /// Watches `relative` and every directory below it (hidden ones
     /// excepted, symlinks not followed), each before it is scanned, and
     /// returns the files found (relative to ROOT): for a directory that
-    /// just appeared, they are changes nobody was told of yet.
+    /// just appeared, they are changes nobody was told of yet. All at once:
+    /// for the start, before the loop runs; [`Watcher::watch_tree_later`]
+    /// spreads the work over turns.
     pub fn watch_tree(&mut self, relative: &Path) -> Vec<PathBuf> {
+        self.watch_tree_later(relative);
+        self.scan_pending(usize::MAX)
+    }
+
+    /// Queues `relative` (and so its whole subtree) to be watched and
+    /// scanned by [`Watcher::scan_pending`]: a big folder moved into ROOT
+    /// must not hold the loop for the whole scan.
+    pub fn watch_tree_later(&mut self, relative: &Path) {
+        if self.inotify.is_some() {
+            self.pending_scan.push((relative.to_path_buf(), true));
+        }
+    }
+
+    /// Whether directories wait to be watched and scanned.
+    pub fn has_pending_scan(&self) -> bool {
+        !self.pending_scan.is_empty()
+    }
+
+    /// Watches and scans at most `budget` queued directories (each watched
+    /// before it is read, so nothing created meanwhile is missed), queueing
+    /// their subdirectories; returns the files found.
+    pub fn scan_pending(&mut self, mut budget: usize) -> Vec<PathBuf> {
         let mut found = Vec::new();
-        let mut pending = vec![relative.to_path_buf()];
-        while let Some(dir) = pending.pop() {
+        while budget > 0 {
+            let Some((dir, asked)) = self.pending_scan.pop() else {
+                break;
+            };
+            budget -= 1;
             match self.add(&dir) {
                 Ok(wd) => {
                     if let Some(watched) = self.dirs.get_mut(&wd) {
-                        if watched.tree && dir != relative {
+                        if watched.tree && !asked {
                             continue; // reached twice (a bind mount): scanned already
                         }
                         watched.tree = true;
                         watched.unused_since = None;
                     }
                 }
-                Err(Unwatched::Off) => return found,
+                Err(Unwatched::Off) => {
+                    self.pending_scan.clear();
+                    break;
+                }
                 Err(Unwatched::Failed) => continue,
             }
             let Ok(entries) = std::fs::read_dir(self.root.join(&dir)) else {
@@ -280,7 +314,7 @@ impl Watcher {
                 }
                 let path = dir.join(&name);
                 match entry.file_type() {
-                    Ok(kind) if kind.is_dir() => pending.push(path),
+                    Ok(kind) if kind.is_dir() => self.pending_scan.push((path, false)),
                     Ok(_) => found.push(path),
                     Err(_) => {}
                 }
@@ -615,6 +649,26 @@ mod tests {
         assert_eq!(watcher.watches(), 3, "root, a, a/b");
         watcher.prune(Instant::now() + UNUSED_LIFETIME * 2);
         assert_eq!(watcher.watches(), 3, "tree watches stay");
+    }
+
+    #[test]
+    fn a_tree_queued_for_later_is_scanned_a_budget_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for i in 0..10 {
+            std::fs::create_dir_all(root.join(format!("big/d{i}"))).unwrap();
+            std::fs::write(root.join(format!("big/d{i}/f")), "x").unwrap();
+        }
+        let mut watcher = Watcher::new(&root);
+        watcher.watch_tree_later(Path::new("big"));
+        let mut found = watcher.scan_pending(4);
+        assert_eq!(watcher.watches(), 4);
+        assert!(watcher.has_pending_scan());
+        while watcher.has_pending_scan() {
+            found.extend(watcher.scan_pending(4));
+        }
+        assert_eq!(watcher.watches(), 11);
+        assert_eq!(found.len(), 10);
     }
 
     #[test]

@@ -333,15 +333,51 @@ fn the_echo_answers_messages_pings_and_close_and_reads_bytes_behind_the_handshak
 }
 
 #[test]
-fn websockets_beyond_the_cap_get_503() {
+fn websockets_beyond_the_caps_get_503() {
     common::raise_fd_limit();
     let dir = common::site();
-    let rill = Rill::start(dir.path(), &["--stats"]);
-    let open: Vec<Socket> = (0..256)
+    let rill = Rill::start(dir.path(), &["--stats", "--live-reload"]);
+    let echoes: Vec<Socket> = (0..16)
         .map(|_| Socket::open(&rill, "/.rill/echo"))
         .collect();
     assert_eq!(rill.request(&handshake("/.rill/echo", "")).status, 503);
-    drop(open);
+    let pages: Vec<Socket> = (16..256)
+        .map(|_| Socket::open(&rill, "/.rill/live"))
+        .collect();
+    assert_eq!(rill.request(&handshake("/.rill/live", "")).status, 503);
+    drop(echoes);
+    drop(pages);
+}
+
+/// A save made while the loop is busy with a long turn (here a listing of
+/// a big folder, answered while more connections queue up) is still seen by
+/// a request that comes in after it, in that same turn.
+#[test]
+fn a_save_during_a_long_turn_is_seen_by_a_request_after_it() {
+    let dir = common::site();
+    let big = dir.path().join("big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..40_000 {
+        fs::File::create(big.join(format!("entry-with-a-long-name-{i:06}"))).unwrap();
+    }
+    let page = dir.path().join("page.txt");
+    let rill = Rill::start(dir.path(), &[]);
+    for round in 0..3 {
+        fs::write(&page, format!("round {round} before")).unwrap();
+        assert_eq!(
+            rill.get("/page.txt").text(),
+            format!("round {round} before")
+        );
+        let mut busy = rill.connect();
+        busy.write_all(b"GET /big/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        save_atomically(&page, format!("round {round} after").as_bytes());
+        assert_eq!(rill.get("/page.txt").text(), format!("round {round} after"));
+        let mut listing = Vec::new();
+        busy.read_to_end(&mut listing).unwrap();
+        assert!(listing.len() > 1_000_000, "the listing was the long turn");
+    }
 }
 
 // ---- --live-reload ---------------------------------------------------------
@@ -389,8 +425,15 @@ fn pages_get_the_script_appended_and_nothing_else_does() {
     assert_eq!((ranged.status, ranged.body.len()), (200, body.len()));
     let cached = navigate(&rill, "/page.html", &format!("If-None-Match: {etag}\r\n"));
     assert_eq!(cached.status, 304);
+    assert!(!snippet.contains("data-listing"), "a page is not a listing");
+    // Everything is revalidated by the browser: a reload must fetch the
+    // scripts and styles a save changed, not take them from its cache.
+    let css = navigate(&rill, "/style.css", "");
+    assert_eq!(css.header("cache-control"), Some("no-cache"));
+    assert_eq!(page.header("vary"), Some("Sec-Fetch-Dest"));
     // A listing is a page too; fetch(), CSS and the flag's absence are not.
-    assert!(snippet_of(&navigate(&rill, "/docs/", "").text()).is_some());
+    let listing = navigate(&rill, "/docs/", "").text();
+    assert!(snippet_of(&listing).unwrap().contains("data-listing"));
     let fetched = rill.request(
         "GET /page.html HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: empty\r\nConnection: close\r\n\r\n",
     );
@@ -443,9 +486,18 @@ fn a_save_reaches_the_page_as_one_message_with_every_changed_path() {
     assert!(after.text().starts_with("two"));
     assert!(after.text().contains("data-generation=\"2\""));
     assert_ne!(after.header("etag").unwrap(), etag_before);
+    // A page served at generation 0 that connects only now is told, after
+    // the hello, what it missed; one served at 2 is told nothing more.
+    let mut late = Socket::open(&rill, "/.rill/live?generation=0");
+    assert!(late.next_text().contains("\"type\":\"hello\""));
+    let missed = late.next_text();
+    assert_eq!(
+        missed,
+        r#"{"type":"change","generation":2,"paths":["/new-folder/","/new-folder/inside.txt","/page.html","/style.css"],"everything":false}"#
+    );
     let stats = rill.get("/.rill/stats").text();
     assert!(stats.contains("\"live_batches\":2"), "{stats}");
-    assert!(stats.contains("\"websocket\":{\"open\":1"), "{stats}");
+    assert!(stats.contains("\"websocket\":{\"open\":2"), "{stats}");
 }
 
 #[test]

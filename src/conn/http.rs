@@ -40,7 +40,7 @@
 
 use super::client::{Client, Stall};
 use super::proxy::ProxyRequest;
-use super::websocket::{WebSocket, MAX_WEBSOCKETS};
+use super::websocket::{WebSocket, MAX_ECHO_SOCKETS, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
@@ -625,15 +625,29 @@ impl Http {
                 "too many WebSockets",
                 Extra::None,
             ),
+            Ok(_)
+                if endpoint == crate::route::Endpoint::Echo
+                    && client.stats.echo_sockets.get() >= MAX_ECHO_SOCKETS =>
+            {
+                (
+                    Status::SERVICE_UNAVAILABLE,
+                    "too many echo sockets",
+                    Extra::None,
+                )
+            }
             Ok(handshake) => {
                 crate::http::websocket::write_switching_protocols(&mut client.output, &handshake);
                 if endpoint == crate::route::Endpoint::Live {
-                    client.output.extend_from_slice(&shared.live.hello_frame());
+                    let behind = crate::live::page_generation(&request.target);
+                    client
+                        .output
+                        .extend_from_slice(&shared.live.hello_frames(behind));
                     add(&client.stats.ws_messages_out, 1);
                 }
                 self.record(client, request, Status::SWITCHING_PROTOCOLS, 0, started);
                 client.log_pending(None);
-                return Step::Upgrade(Box::new(WebSocket::new(endpoint, client.now)));
+                let ws = WebSocket::new(endpoint, client.now, &client.stats);
+                return Step::Upgrade(Box::new(ws));
             }
             Err(refusal) => {
                 let extra = match refusal.header() {

@@ -37,15 +37,19 @@ use crate::http::websocket::{
     write_close, write_frame, Decoder, Message, Opcode, CLOSE_GOING_AWAY,
 };
 use crate::route::Endpoint;
-use crate::stats::{add, Phase};
+use crate::stats::{add, Phase, Stats};
 use log::{debug, trace};
 use mio::Interest;
 use std::io;
 use std::net::Shutdown;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Most WebSockets open at once; more handshakes get `503`.
 pub const MAX_WEBSOCKETS: u64 = 256;
+/// Most of them on the echo, which may hold a 16 MiB message and its answer
+/// each: 16 bound that to about half a GiB.
+pub const MAX_ECHO_SOCKETS: u64 = 16;
 /// A peer silent this long is pinged; silent as long again, it is dropped.
 pub const PING_AFTER: Duration = Duration::from_secs(30);
 /// How long rill waits for the peer's Close after sending its own.
@@ -88,15 +92,31 @@ pub struct WebSocket {
     pinged: bool,
     /// Set when the connection must end at its next turn.
     drop_reason: Option<&'static str>,
+    /// An echo counts itself in the stats' gauge while it lives.
+    echo_gauge: Option<Rc<Stats>>,
+}
+
+impl Drop for WebSocket {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.echo_gauge {
+            stats
+                .echo_sockets
+                .set(stats.echo_sockets.get().saturating_sub(1));
+        }
+    }
 }
 
 impl WebSocket {
     /// A WebSocket whose `101` is queued on the client's output.
-    pub fn new(endpoint: Endpoint, now: Instant) -> WebSocket {
+    pub fn new(endpoint: Endpoint, now: Instant, stats: &Rc<Stats>) -> WebSocket {
         let max_message = match endpoint {
             Endpoint::Echo => ECHO_MAX_MESSAGE,
             Endpoint::Live => LIVE_MAX_MESSAGE,
         };
+        let echo_gauge = (endpoint == Endpoint::Echo).then(|| {
+            add(&stats.echo_sockets, 1);
+            Rc::clone(stats)
+        });
         WebSocket {
             endpoint,
             state: State::Open,
@@ -104,6 +124,7 @@ impl WebSocket {
             quiet_since: now,
             pinged: false,
             drop_reason: None,
+            echo_gauge,
         }
     }
 
