@@ -646,3 +646,34 @@ fn a_browser_showing_a_listing_sees_a_new_file() {
     assert_eq!(field(&report, "reloaded"), "true", "{report}");
     assert_eq!(field(&report, "shows_new_file"), "true", "{report}");
 }
+
+#[test]
+fn a_browser_showing_a_folders_index_ignores_the_folders_other_files() {
+    let Some(report) = browser("index", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "loads_after_unrelated"), "0", "{report}");
+    assert_eq!(
+        field(&report, "reloaded_after_own_save"),
+        "true",
+        "{report}"
+    );
+}
+
+#[test]
+fn a_browser_reload_after_a_script_is_saved_runs_the_new_script() {
+    let Some(report) = browser("script", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded"), "true", "{report}");
+    assert_eq!(field(&report, "app_version_after"), "2", "{report}");
+}
+
+#[test]
+fn a_slow_page_beside_a_busy_file_loads_once() {
+    let Some(report) = browser("late", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "connected"), "true", "{report}");
+    assert_eq!(field(&report, "loads"), "1", "{report}");
+}

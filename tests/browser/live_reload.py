@@ -4,6 +4,9 @@
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario css
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario restart
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario listing
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario index
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario script
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario late
 
 Each run makes its own temporary folder, starts rill on it (on a free port
 of 127.0.0.1, with `--live-reload`), opens a page in a headless Chromium
@@ -224,6 +227,34 @@ def open_live_page(page, url):
     return connected
 
 
+def wait_for_load_showing(page, text, since, timeout):
+    """The first load event from log position `since` on after which the
+    page's text contains `text`, or None after `timeout` s. A load showing
+    something else (a stale copy, an early reload) does not count, but the
+    wait goes on for a good one."""
+    deadline = time.monotonic() + timeout
+    seen = since
+    while True:
+        event = page.wait_for_event(LOAD, max(0.0, deadline - time.monotonic()), seen)
+        if event is None:
+            return None
+        seen = event.seq + 1
+        shown = body_text(page)
+        log(f"load shows {shown.strip()!r}")
+        if text in shown:
+            return event
+
+
+def evaluate_settled(page, expression, tries=20):
+    """`expression`'s value, retried for a moment while a reload replaces
+    the document (its context is then gone and evaluate fails)."""
+    for _ in range(tries):
+        try:
+            return page.evaluate(expression)
+        except CDPError:
+            time.sleep(0.1)
+    raise HarnessError(f"cannot evaluate {expression!r}: the page never settled")
+
 # ---------------------------------------------------------------------------
 # the scenarios: each takes (rill binary, folder, browser page, args) and
 # returns the dict printed as JSON
@@ -401,11 +432,139 @@ def scenario_listing(binary, folder, page, args):
     return {"reloaded": event is not None, "shows_new_file": shows}
 
 
+def scenario_index(binary, folder, page, args):
+    """A folder's index.html, opened as the folder's URL (/), is a page like
+    any other: it is only itself. Files appearing beside it (which a listing
+    of that folder would show) must not reload it; saving it must."""
+    index = os.path.join(folder, "index.html")
+
+    def index_html(version):
+        return (
+            "<!doctype html>\n"
+            "<html><head><meta charset=\"utf-8\"><title>index</title></head>\n"
+            f"<body><p>index v{version}</p></body></html>\n"
+        )
+
+    write_in_place(index, index_html(0))
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/")
+        time.sleep(SETTLE)
+        since = page.mark()
+        # Unrelated: a file in the same folder, and a page in a new subfolder.
+        write_in_place(os.path.join(folder, "notes.txt"), "unrelated\n")
+        os.mkdir(os.path.join(folder, "sub"))
+        write_in_place(os.path.join(folder, "sub", "other.html"), page_html(0))
+        time.sleep(1.5)  # well past a batch's 60-400 ms of gathering
+        unrelated = len(page.events(LOAD, since))
+        if unrelated:
+            warn(f"{unrelated} load(s) after writing notes.txt and sub/other.html")
+            # A reloaded page must be connected again to see the next save.
+            page.wait_until(CONNECTED, CONNECT_TIMEOUT)
+            time.sleep(SETTLE)
+        since = page.mark()
+        write_in_place(index, index_html(1))
+        reloaded = wait_for_load_showing(page, "index v1", since, RELOAD_TIMEOUT) is not None
+        if not reloaded:
+            warn(f"no load showing 'index v1' within {RELOAD_TIMEOUT} s of saving index.html")
+    return {"loads_after_unrelated": unrelated, "reloaded_after_own_save": reloaded}
+
+
+def scenario_script(binary, folder, page, args):
+    """A page reloads when a script it loaded is saved, and runs the new
+    script, although the old one looks fresh to the browser's cache: both
+    files date from 10 days ago, so without `no-cache` Chromium would keep
+    app.js for a day (a tenth of its age) and a reload would not ask again."""
+    script = os.path.join(folder, "app.js")
+    html = os.path.join(folder, "page.html")
+    write_in_place(script, "window.appVersion = 1;\n")
+    write_in_place(
+        html,
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>script</title>\n"
+        "<script src=\"app.js\"></script></head>\n"
+        "<body><p>a page with a script</p></body></html>\n",
+    )
+    old = time.time() - 10 * 24 * 3600
+    for path in (script, html):
+        os.utime(path, (old, old))
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/page.html")
+        before = page.evaluate("window.appVersion")
+        if before != 1:
+            warn(f"the page starts with appVersion {before!r}, not 1")
+        time.sleep(SETTLE)
+        since = page.mark()
+        write_in_place(script, "window.appVersion = 2;\n")
+        t0 = time.monotonic()
+        event = page.wait_for_event(LOAD, RELOAD_TIMEOUT, since)
+        after = None
+        if event is not None:
+            log(f"load {1000 * (event.received - t0):.1f} ms after saving app.js")
+            # Scripts in <head> have run by the load event.
+            after = evaluate_settled(page, "window.appVersion")
+        else:
+            warn(f"no load event within {RELOAD_TIMEOUT} s of saving app.js")
+    return {"reloaded": event is not None, "app_version_after": after}
+
+
+def scenario_late(binary, folder, page, args):
+    """A page that is slow to finish, opened while an unrelated file keeps
+    changing: by the time live.js connects it is behind by a few batches,
+    which it is then sent, and none concerns it. One load, no reload loop."""
+    write_in_place(
+        os.path.join(folder, "slow.html"),
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>slow</title></head>\n"
+        # 700 ms of busy work before the content: live.js (appended after
+        # the last byte, deferred) runs only after that.
+        "<body><script>const t = Date.now(); while (Date.now() - t < 700) {}</script>\n"
+        "<p>slow page</p></body></html>\n",
+    )
+    os.mkdir(os.path.join(folder, "data"))
+    status = os.path.join(folder, "data", "status.json")
+    duration, interval = 6.0, 0.3
+    stop = threading.Event()
+
+    def keep_writing():
+        # Never loaded by the page: each batch of these is unrelated to it.
+        n = 0
+        while not stop.wait(0 if n == 0 else interval):
+            n += 1
+            write_in_place(status, json.dumps({"n": n, "t": time.time()}) + "\n")
+        log(f"wrote data/status.json {n} times")
+
+    writer = threading.Thread(target=keep_writing, name="status-writer", daemon=True)
+    with Rill(binary, folder) as rill:
+        since = page.mark()
+        t0 = time.monotonic()
+        writer.start()
+        try:
+            try:
+                page.navigate(f"http://127.0.0.1:{rill.port}/slow.html", timeout=10)
+            except CDPError as e:
+                raise HarnessError(str(e)) from None
+            log(f"first load {1000 * (time.monotonic() - t0):.1f} ms after the writes began")
+            # Connected at some point within the 6 s (a page caught in a
+            # reload loop may never be).
+            connected = page.wait_until(CONNECTED, max(0.5, t0 + duration - time.monotonic()))
+            if not connected:
+                warn(f"live.js never reported connected within {duration} s")
+            time.sleep(max(0.0, t0 + duration - time.monotonic()))
+        finally:
+            stop.set()
+            writer.join(timeout=2)
+        time.sleep(0.5)  # the last write's batch, and any reload it brings
+        loads = len(page.events(LOAD, since))
+        if loads != 1:
+            warn(f"{loads} load events in {duration} s, not 1")
+    return {"loads": loads, "connected": connected}
+
 SCENARIOS = {
     "reload": scenario_reload,
     "css": scenario_css,
     "restart": scenario_restart,
     "listing": scenario_listing,
+    "index": scenario_index,
+    "script": scenario_script,
+    "late": scenario_late,
 }
 
 
