@@ -81,6 +81,17 @@ pub enum State {
     },
 }
 
+impl State {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Closing { .. } => "closing",
+            State::Closed { .. } => "closed",
+        }
+    }
+}
+
 /// A WebSocket connection's protocol state.
 pub struct WebSocket {
     endpoint: Endpoint,
@@ -209,7 +220,7 @@ impl WebSocket {
                 }
                 if !shut {
                     let _ = client.socket.shutdown(Shutdown::Write);
-                    self.state = State::Closed { since, shut: true };
+                    self.move_to(client.id, State::Closed { since, shut: true });
                 }
                 return self.drain_until_fin(client);
             }
@@ -276,10 +287,13 @@ impl WebSocket {
             if self.state != State::Open {
                 // Closing: only the peer's Close matters now.
                 if let Message::Close { .. } = message {
-                    self.state = State::Closed {
-                        since: client.now,
-                        shut: false,
-                    };
+                    self.move_to(
+                        client.id,
+                        State::Closed {
+                            since: client.now,
+                            shut: false,
+                        },
+                    );
                 }
                 continue;
             }
@@ -308,10 +322,13 @@ impl WebSocket {
                         Some(code) => write_close(&mut client.output, code, ""),
                         None => write_frame(&mut client.output, Opcode::Close, b""),
                     }
-                    self.state = State::Closed {
-                        since: client.now,
-                        shut: false,
-                    };
+                    self.move_to(
+                        client.id,
+                        State::Closed {
+                            since: client.now,
+                            shut: false,
+                        },
+                    );
                 }
             }
         }
@@ -325,11 +342,27 @@ impl WebSocket {
                 client.compact_output();
                 write_close(&mut client.output, code, reason);
             }
-            self.state = State::Closed {
-                since: client.now,
-                shut: false,
-            };
+            self.move_to(
+                client.id,
+                State::Closed {
+                    since: client.now,
+                    shut: false,
+                },
+            );
         }
+    }
+
+    /// Every change of state goes through here, so `--log-level trace`
+    /// shows each one.
+    fn move_to(&mut self, id: usize, next: State) {
+        if self.state.name() != next.name() {
+            trace!(
+                "conn {id}: websocket {} -> {}",
+                self.state.name(),
+                next.name()
+            );
+        }
+        self.state = next;
     }
 
     /// Closed, our FIN sent: read and drop until the peer's FIN.
@@ -354,6 +387,6 @@ impl WebSocket {
     fn close(&mut self, client: &mut Client, code: u16, reason: &str) {
         client.compact_output();
         write_close(&mut client.output, code, reason);
-        self.state = State::Closing { since: client.now };
+        self.move_to(client.id, State::Closing { since: client.now });
     }
 }
