@@ -81,12 +81,18 @@
 
   function touchesPage(path) {
     const page = here();
+    const loaded = performance
+      .getEntriesByType("resource")
+      .map((entry) => sameOriginPath(entry.name));
+    if (path.endsWith("/")) {
+      // A folder renamed, moved or deleted: every page and file inside it.
+      if (page.startsWith(path) || loaded.some((p) => p && p.startsWith(path))) return true;
+      return listing && parentOf(path) === page;
+    }
     if (path === page) return true;
     if (page.endsWith("/") && path === page + "index.html") return true;
     if (listing && parentOf(path) === page) return true;
-    return performance
-      .getEntriesByType("resource")
-      .some((entry) => sameOriginPath(entry.name) === path);
+    return loaded.includes(path);
   }
 
   function apply(message) {
@@ -96,14 +102,16 @@
       const links = [...document.querySelectorAll('link[rel~="stylesheet"]')].filter((link) =>
         paths.includes(sameOriginPath(link.href)),
       );
-      if (links.length > 0) {
-        // One swap per sheet: the newest link to it (an earlier swap's
-        // new link may still be loading beside the old one).
-        const newest = new Map(links.map((link) => [sameOriginPath(link.href), link]));
-        newest.forEach(swapStylesheet);
-        return;
-      }
-      // A stylesheet this page reaches otherwise (an @import): reload.
+      const linked = new Set(links.map((link) => sameOriginPath(link.href)));
+      // A changed sheet this page reaches otherwise (an @import) can only
+      // be re-read by a reload; the <link>ed ones are swapped in place.
+      const elsewhere = paths.filter((path) => !linked.has(path));
+      if (elsewhere.some(touchesPage)) return location.reload();
+      // One swap per sheet: the newest link to it (an earlier swap's
+      // new link may still be loading beside the old one).
+      const newest = new Map(links.map((link) => [sameOriginPath(link.href), link]));
+      newest.forEach(swapStylesheet);
+      return;
     }
     if (paths.some(touchesPage)) location.reload();
   }

@@ -31,7 +31,7 @@
 
 use crate::http::websocket::{write_frame, Opcode};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -83,19 +83,49 @@ pub fn page_generation(target: &str) -> Option<u64> {
 /// Changes gathered but not sent yet.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// Paths relative to ROOT, each with whether it is a folder.
-    paths: BTreeSet<(PathBuf, bool)>,
-    /// Events were lost: every page reloads.
+    /// Paths relative to ROOT, each with whether it is a folder, and what
+    /// happened to it in this batch.
+    paths: BTreeMap<(PathBuf, bool), Seen>,
+    /// Events were lost, or too many paths changed: every page reloads.
     everything: bool,
     first: Option<Instant>,
     last: Option<Instant>,
 }
 
+/// What a batch saw of one path.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    /// It was created in this batch.
+    created: bool,
+    /// Its last event removed it (deleted, or renamed away).
+    gone: bool,
+    /// Something happened to it that pages care about.
+    counts: bool,
+}
+
+impl Seen {
+    /// A file created and gone again within one batch (`sed -i`'s temp
+    /// file, `tmp.html` renamed over `page.html`) was never there for a
+    /// page to show.
+    fn reported(&self) -> bool {
+        self.counts && !(self.created && self.gone)
+    }
+}
+
+/// A storm (more paths than a message lists) waits for quiet up to this
+/// long: pages reload once it is over, not once per [`MAX_WAIT`] of it.
+pub const STORM_MAX_WAIT: Duration = Duration::from_secs(5);
+
 impl Batch {
     /// When the batch is due, if it holds anything.
     pub fn due(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
-        Some((last + DEBOUNCE).min(first + MAX_WAIT))
+        let longest = if self.everything {
+            STORM_MAX_WAIT
+        } else {
+            MAX_WAIT
+        };
+        Some((last + DEBOUNCE).min(first + longest))
     }
 
     fn add(&mut self, now: Instant) {
@@ -130,8 +160,9 @@ struct Sent {
     everything: bool,
 }
 
-/// How many sent batches are kept for pages that connect behind.
-const HISTORY: usize = 32;
+/// How many sent batches are kept for pages that connect behind (at most
+/// [`MAX_PATHS`] paths each).
+const HISTORY: usize = 128;
 /// Files tracked as written but not yet closed; past this, all count.
 const MAX_DIRTY: usize = 10_000;
 
@@ -231,6 +262,14 @@ impl Live {
         }
         let is_dir = mask & libc::IN_ISDIR != 0;
         let written = libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CREATE;
+        let mut batch = self.batch.borrow_mut();
+        if batch.paths.len() >= MAX_PATHS
+            && !batch.paths.contains_key(&(path.to_path_buf(), is_dir))
+        {
+            batch.everything = true;
+            batch.add(now);
+            return;
+        }
         if !is_dir && mask & written != 0 {
             // Not a change yet: the file is being written (or was only
             // touched); its CLOSE_WRITE says when it is done.
@@ -240,24 +279,28 @@ impl Live {
                 self.dirty_overflowed.set(true);
             }
             dirty.insert(path.to_path_buf());
+            if mask & libc::IN_CREATE != 0 {
+                batch
+                    .paths
+                    .entry((path.to_path_buf(), false))
+                    .or_default()
+                    .created = true;
+            }
             return;
         }
         let closed = mask & libc::IN_CLOSE_WRITE != 0;
-        let appeared_or_went =
-            libc::IN_MOVED_TO | libc::IN_MOVED_FROM | libc::IN_DELETE | libc::IN_CREATE;
         let was_written = self.dirty.borrow_mut().remove(path) || self.dirty_overflowed.get();
+        let appeared = libc::IN_MOVED_TO | libc::IN_CREATE;
+        let went = libc::IN_MOVED_FROM | libc::IN_DELETE;
         // A file opened for writing and closed untouched is no change; a
         // new folder is (a listing shows it), as are renames and deletions.
-        let counts = (closed && was_written) || mask & appeared_or_went != 0;
-        if !counts {
+        if !(closed && was_written) && mask & (appeared | went) == 0 {
             return;
         }
-        let mut batch = self.batch.borrow_mut();
-        if batch.paths.len() < MAX_PATHS {
-            batch.paths.insert((path.to_path_buf(), is_dir));
-        } else {
-            batch.everything = true;
-        }
+        let seen = batch.paths.entry((path.to_path_buf(), is_dir)).or_default();
+        seen.counts = true;
+        seen.created |= is_dir && mask & libc::IN_CREATE != 0;
+        seen.gone = mask & went != 0;
         batch.add(now);
     }
 
@@ -280,14 +323,17 @@ impl Live {
             return None;
         }
         let mut batch = std::mem::take(&mut *self.batch.borrow_mut());
-        if batch.paths.is_empty() && !batch.everything {
+        let mut paths: Vec<(PathBuf, bool)> = std::mem::take(&mut batch.paths)
+            .into_iter()
+            .filter(|(_, seen)| seen.reported())
+            .map(|(path, _)| path)
+            .collect();
+        if paths.is_empty() && !batch.everything {
             return None;
         }
         self.dirty_overflowed.set(false);
         self.generation.set(self.generation.get() + 1);
         let generation = self.generation.get();
-        let mut paths: Vec<(PathBuf, bool)> =
-            std::mem::take(&mut batch.paths).into_iter().collect();
         if batch.everything {
             paths.clear(); // every page reloads: the list would say nothing more
         }
@@ -343,7 +389,19 @@ pub fn change_message(generation: u64, paths: &[(PathBuf, bool)], everything: bo
             json.push(',');
         }
         let mut url = String::from("/");
-        url.push_str(&path.to_string_lossy());
+        match path.to_str() {
+            Some(text) => url.push_str(text),
+            // Not UTF-8: the page cannot decode its own URL either, and
+            // compares it as the listing's link encoded it.
+            None => {
+                for (i, step) in path.iter().enumerate() {
+                    if i > 0 {
+                        url.push('/');
+                    }
+                    url.extend(crate::path::encode_segment(step.as_encoded_bytes()));
+                }
+            }
+        }
         if *is_dir {
             url.push('/');
         }
@@ -457,6 +515,27 @@ mod tests {
     }
 
     #[test]
+    fn a_file_created_and_renamed_away_in_one_batch_is_not_reported() {
+        let live = Live::new();
+        let now = Instant::now();
+        // sed -i: a temp file written, then renamed over the original.
+        live.note(Path::new("css/sedAb12"), libc::IN_CREATE, now);
+        live.note(Path::new("css/sedAb12"), libc::IN_MODIFY, now);
+        live.note(Path::new("css/sedAb12"), WRITTEN, now);
+        live.note(Path::new("css/sedAb12"), libc::IN_MOVED_FROM, now);
+        live.note(Path::new("css/a.css"), libc::IN_MOVED_TO, now);
+        let message = live.take_due(now + MAX_WAIT).unwrap();
+        assert!(message.contains(r#""paths":["/css/a.css"]"#), "{message}");
+        // A file that was there before and is deleted is reported.
+        live.note(Path::new("old.txt"), libc::IN_DELETE, now);
+        assert!(live.take_due(now + MAX_WAIT).unwrap().contains("/old.txt"));
+        // Nothing that counts: no message at all.
+        live.note(Path::new("t"), libc::IN_CREATE, now);
+        live.note(Path::new("t"), libc::IN_DELETE, now);
+        assert_eq!(live.take_due(now + MAX_WAIT), None);
+    }
+
+    #[test]
     fn a_page_that_connects_behind_is_told_what_it_missed() {
         let live = Live::new();
         let now = Instant::now();
@@ -504,6 +583,11 @@ mod tests {
             live.note(&PathBuf::from(format!("f{i}")), libc::IN_DELETE, now);
         }
         assert_eq!(live.batch.borrow().paths.len(), MAX_PATHS, "bounded");
+        assert_eq!(
+            live.deadline(),
+            Some(now + DEBOUNCE),
+            "a storm waits for quiet"
+        );
         let message = live.take_due(now + MAX_WAIT).unwrap();
         assert!(
             message.ends_with(r#""paths":[],"everything":true}"#),
@@ -516,6 +600,19 @@ mod tests {
         let message = live.take_due(now + MAX_WAIT).unwrap();
         assert!(message.len() < MAX_MESSAGE, "long names: {}", message.len());
         assert!(message.ends_with(r#""everything":true}"#));
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_sent_as_its_link_encodes_it() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+            b"caf\xc3\xa9/bad\xff name.html",
+        ));
+        let message = change_message(1, &[(path, false)], false);
+        assert!(
+            message.contains(r#"["/caf%C3%A9/bad%FF%20name.html"]"#),
+            "{message}"
+        );
     }
 
     #[test]

@@ -188,6 +188,9 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
             }
             Err(missing) => missing_reply(missing, generated, out),
         },
+        Err(Missing::NotFound) if ctx.live.is_some() && is_document(request) => {
+            live_not_found(request, ctx, out)
+        }
         Err(missing) => missing_reply(missing, generated, out),
     }
 }
@@ -294,6 +297,30 @@ fn injected_reply(
         status: Status::OK,
         body_len: len,
         file,
+    }
+}
+
+/// Under `--live-reload`, a page that is not there (deleted while shown, or
+/// not built yet) is a small HTML page with the live-reload script, so the
+/// tab keeps listening and reloads when the file appears.
+fn live_not_found(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
+    let snippet = ctx.live.map(|live| live.snippet(false)).unwrap_or_default();
+    let body = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>404 Not Found</title>\
+         <p>404 Not Found: no such file</p>{snippet}"
+    );
+    HeadWriter::start(out, Status::NOT_FOUND, ctx.date)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-cache")
+        .content_length(body.len() as u64)
+        .finish(ctx.common);
+    if request.method != Method::Head {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Reply {
+        status: Status::NOT_FOUND,
+        body_len: body.len() as u64,
+        file: None,
     }
 }
 

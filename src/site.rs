@@ -306,10 +306,12 @@ impl Site {
                     let mut report = self.report.borrow_mut();
                     report.overflowed = true;
                     report.invalidated += dropped;
+                    let mut watcher = self.watcher.borrow_mut();
+                    // Folders deleted while events were lost are still on
+                    // the books, and folders made meanwhile not watched yet.
+                    watcher.forget_missing();
                     if self.tree.get() {
-                        // Directories made while events were lost are not
-                        // watched yet.
-                        self.watcher.borrow_mut().watch_tree_later(Path::new(""));
+                        watcher.watch_tree_later(Path::new(""));
                     }
                 }
             }

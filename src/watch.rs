@@ -26,7 +26,7 @@
 //! part: the kernel's bytes to events.
 
 use log::{debug, trace, warn};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -134,7 +134,9 @@ pub struct Watcher {
     inotify: Option<OwnedFd>,
     root: PathBuf,
     dirs: HashMap<i32, WatchedDir>,
-    by_path: HashMap<PathBuf, i32>,
+    /// Ordered by path, so everything below a folder is one range: a
+    /// folder tree deleted or moved is forgotten in O(log n) per folder.
+    by_path: BTreeMap<PathBuf, i32>,
     buffer: Vec<u8>,
     /// A warning about watches was printed: one is enough.
     warned: bool,
@@ -188,7 +190,7 @@ impl Watcher {
             inotify: None,
             root: root.to_path_buf(),
             dirs: HashMap::new(),
-            by_path: HashMap::new(),
+            by_path: BTreeMap::new(),
             buffer: Vec::new(),
             warned: false,
             max_watches: usize::MAX,
@@ -444,8 +446,8 @@ impl Watcher {
     pub fn forget_below(&mut self, path: &Path) {
         let stale: Vec<(PathBuf, i32)> = self
             .by_path
-            .iter()
-            .filter(|(known, _)| known.starts_with(path))
+            .range(path.to_path_buf()..)
+            .take_while(|(known, _)| known.starts_with(path))
             .map(|(known, &wd)| (known.clone(), wd))
             .collect();
         for (known, wd) in stale {
@@ -460,6 +462,23 @@ impl Watcher {
                     unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) };
                 }
                 self.dirs.remove(&wd);
+            }
+        }
+    }
+
+    /// After an overflow, the events that said which folders went away may
+    /// be among those lost: forgets (and removes) every watch whose folder
+    /// is no longer at its path.
+    pub fn forget_missing(&mut self) {
+        let missing: Vec<PathBuf> = self
+            .by_path
+            .keys()
+            .filter(|path| !self.root.join(path).is_dir())
+            .cloned()
+            .collect();
+        for path in missing {
+            if self.by_path.contains_key(&path) {
+                self.forget_below(&path);
             }
         }
     }
@@ -649,6 +668,24 @@ mod tests {
         assert_eq!(watcher.watches(), 3, "root, a, a/b");
         watcher.prune(Instant::now() + UNUSED_LIFETIME * 2);
         assert_eq!(watcher.watches(), 3, "tree watches stay");
+    }
+
+    #[test]
+    fn a_deleted_folder_forgets_exactly_the_watches_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for sub in ["a/b/c", "a/bc", "ab"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let mut watcher = Watcher::new(&root);
+        watcher.watch_tree(Path::new(""));
+        assert_eq!(watcher.watches(), 6, "root, a, a/b, a/b/c, a/bc, ab");
+        watcher.forget_below(Path::new("a/b"));
+        assert_eq!(watcher.watches(), 4);
+        assert!(watcher.is_watched(Path::new("a/bc")) && watcher.is_watched(Path::new("ab")));
+        std::fs::remove_dir(root.join("ab")).unwrap();
+        watcher.forget_missing();
+        assert_eq!(watcher.watches(), 3, "root, a, a/bc");
     }
 
     #[test]

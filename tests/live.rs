@@ -446,8 +446,29 @@ fn pages_get_the_script_appended_and_nothing_else_does() {
         .unwrap()
         .starts_with("text/javascript"));
     assert!(script.text().contains("/.rill/live"));
+    // A page that is not there keeps listening, to reload when it appears.
+    let missing = navigate(&rill, "/not-yet.html", "");
+    assert_eq!(missing.status, 404);
+    assert!(missing
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(snippet_of(&missing.text()).is_some());
+    let fetched_missing = rill.request(
+        "GET /not-yet.html HTTP/1.1\r\nHost: t\r\nSec-Fetch-Dest: empty\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(fetched_missing.status, 404);
+    assert!(fetched_missing
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     let plain = Rill::start(dir.path(), &[]);
     assert_eq!(navigate(&plain, "/page.html", "").body, html.as_bytes());
+    assert!(plain
+        .get("/not-yet.html")
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(plain.get("/.rill/live.js").status, 404);
 }
 
