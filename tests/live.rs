@@ -698,3 +698,26 @@ fn a_slow_page_beside_a_busy_file_loads_once() {
     assert_eq!(field(&report, "connected"), "true", "{report}");
     assert_eq!(field(&report, "loads"), "1", "{report}");
 }
+
+#[test]
+fn a_browser_reloads_when_a_stylesheet_it_imports_changes_beside_a_linked_one() {
+    let Some(report) = browser("import", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded"), "true", "{report}");
+    assert!(
+        report.contains(r#""background": "rgb(4, 4, 4)""#),
+        "{report}"
+    );
+    assert!(report.contains(r#""h1": "rgb(3, 3, 3)""#), "{report}");
+}
+
+#[test]
+fn a_browser_inside_a_renamed_folder_waits_on_a_404_and_comes_back() {
+    let Some(report) = browser("folder", &[]) else {
+        return;
+    };
+    assert_eq!(field(&report, "reloaded_to_404"), "true", "{report}");
+    assert_eq!(field(&report, "404_connected"), "true", "{report}");
+    assert_eq!(field(&report, "reloaded_back"), "true", "{report}");
+}

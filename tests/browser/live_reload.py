@@ -7,6 +7,8 @@
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario index
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario script
     python3 tests/browser/live_reload.py --rill target/debug/rill --scenario late
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario import
+    python3 tests/browser/live_reload.py --rill target/debug/rill --scenario folder
 
 Each run makes its own temporary folder, starts rill on it (on a free port
 of 127.0.0.1, with `--live-reload`), opens a page in a headless Chromium
@@ -557,6 +559,100 @@ def scenario_late(binary, folder, page, args):
             warn(f"{loads} load events in {duration} s, not 1")
     return {"loads": loads, "connected": connected}
 
+
+def scenario_import(binary, folder, page, args):
+    """Two stylesheets saved at once, one a <link> of the page and one it
+    reaches only through an @import: the batch names both, and since the
+    imported one cannot be swapped in place, the page reloads and shows
+    both new styles."""
+    write_in_place(os.path.join(folder, "main.css"), "@import url(\"base.css\");\n")
+    base = os.path.join(folder, "base.css")
+    other = os.path.join(folder, "other.css")
+    write_in_place(base, "body { background-color: rgb(1, 1, 1) }\n")
+    write_in_place(other, "h1 { color: rgb(2, 2, 2) }\n")
+    write_in_place(
+        os.path.join(folder, "page.html"),
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>import</title>\n"
+        "<link rel=\"stylesheet\" href=\"main.css\">\n"
+        "<link rel=\"stylesheet\" href=\"other.css\"></head>\n"
+        "<body><h1>imported styles</h1></body></html>\n",
+    )
+    background = "getComputedStyle(document.body).backgroundColor"
+    h1 = "getComputedStyle(document.querySelector('h1')).color"
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/page.html")
+        before = page.evaluate(f"[{background}, {h1}]")
+        if before != ["rgb(1, 1, 1)", "rgb(2, 2, 2)"]:
+            warn(f"the page starts with background and h1 color {before!r}")
+        page.evaluate("window.survivor = 42")
+        since = page.mark()
+        # Both saves back to back, well inside one batch's 60 ms of quiet.
+        write_in_place(other, "h1 { color: rgb(3, 3, 3) }\n")
+        write_in_place(base, "body { background-color: rgb(4, 4, 4) }\n")
+        t0 = time.monotonic()
+        event = page.wait_for_event(LOAD, RELOAD_TIMEOUT, since)
+        if event is not None:
+            log(f"load {1000 * (event.received - t0):.1f} ms after saving both sheets")
+            # <link>ed sheets (and what they import) apply before the load
+            # event; survivor tells that the document really is a new one.
+            log(f"survivor after the load: {evaluate_settled(page, 'window.survivor')!r}")
+        else:
+            warn(f"no load event within {RELOAD_TIMEOUT} s of saving other.css and base.css")
+        shown_background = evaluate_settled(page, background)
+        shown_h1 = evaluate_settled(page, h1)
+    return {"reloaded": event is not None, "background": shown_background, "h1": shown_h1}
+
+
+def scenario_folder(binary, folder, page, args):
+    """A page whose folder is renamed away reloads into rill's live 404,
+    which still listens, and comes back once the folder is renamed back."""
+    posts = os.path.join(folder, "blog", "posts")
+    os.makedirs(posts)
+    write_in_place(
+        os.path.join(posts, "p1.html"),
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>p1</title></head>\n"
+        "<body><p>post one</p></body></html>\n",
+    )
+    write_in_place(
+        os.path.join(folder, "index.html"),
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>index</title></head>\n"
+        "<body><p>the index</p></body></html>\n",
+    )
+    blog, blog2 = os.path.join(folder, "blog"), os.path.join(folder, "blog2")
+    with Rill(binary, folder) as rill:
+        open_live_page(page, f"http://127.0.0.1:{rill.port}/blog/posts/p1.html")
+        time.sleep(SETTLE)
+        # Away: the page's URL now names nothing.
+        since = page.mark()
+        os.rename(blog, blog2)
+        t0 = time.monotonic()
+        gone = wait_for_load_showing(page, "404 Not Found", since, RELOAD_TIMEOUT)
+        connected = False
+        if gone is not None:
+            log(f"404 shown {1000 * (gone.received - t0):.1f} ms after renaming blog to blog2")
+            connected = page.wait_until(CONNECTED, CONNECT_TIMEOUT)
+            if connected:
+                log("live.js is connected on the 404 page")
+            else:
+                warn(f"the 404 page never reported connected within {CONNECT_TIMEOUT} s")
+            time.sleep(SETTLE)
+        else:
+            warn(f"no load showing '404 Not Found' within {RELOAD_TIMEOUT} s of renaming blog")
+        # And back: the same URL is the post again.
+        since = page.mark()
+        os.rename(blog2, blog)
+        t0 = time.monotonic()
+        back = wait_for_load_showing(page, "post one", since, RELOAD_TIMEOUT)
+        if back is not None:
+            log(f"post shown {1000 * (back.received - t0):.1f} ms after renaming blog2 back")
+        else:
+            warn(f"no load showing 'post one' within {RELOAD_TIMEOUT} s of renaming blog2 back")
+    return {
+        "reloaded_to_404": gone is not None,
+        "404_connected": connected,
+        "reloaded_back": back is not None,
+    }
+
 SCENARIOS = {
     "reload": scenario_reload,
     "css": scenario_css,
@@ -565,6 +661,8 @@ SCENARIOS = {
     "index": scenario_index,
     "script": scenario_script,
     "late": scenario_late,
+    "import": scenario_import,
+    "folder": scenario_folder,
 }
 
 
