@@ -223,6 +223,7 @@ fn proxy_heads(c: &mut Criterion) {
                 default_host: "127.0.0.1:8080",
                 body: BodyFraming::None,
                 upgrade: false,
+                strip_authorization: false,
             };
             write_forward_head(black_box(WRK_HEAD), &forward, &mut out).map(|_| out.len())
         })
@@ -320,8 +321,38 @@ fn websocket(c: &mut Criterion) {
     group.finish();
 }
 
+/// `--auth`: a warm check (the header seen and verified before) against
+/// a bcrypt user costs one hash-map lookup, not a bcrypt run; the cold one
+/// (cost 10, what `htpasswd -B` uses) is what it saves.
+fn auth(c: &mut Criterion) {
+    use base64::Engine;
+    use rill::auth::{Gate, Need, User};
+    let hash = bcrypt::hash_with_salt("s3cret", 10, [3; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
+    let mut user = User::parse_line(&format!("ann:{hash}")).unwrap();
+    user.settle_rights(false);
+    let gate = Gate::new(vec![user], false);
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ann:s3cret")
+    );
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+    let now = Instant::now();
+    let mut group = c.benchmark_group("auth");
+    group.bench_function("check_warm_bcrypt", |b| {
+        b.iter(|| gate.check(black_box(Some(&header)), Need::Read, peer, now))
+    });
+    group.sample_size(10);
+    group.bench_function("bcrypt_verify_cost_10", |b| {
+        b.iter(|| bcrypt::verify(black_box("s3cret"), &hash).unwrap())
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    auth,
     parse,
     render,
     answer,

@@ -1,5 +1,6 @@
 //! The command line: `rill [OPTIONS] [ROOT]`, parsed into a [`Config`].
 
+use crate::auth::User;
 use crate::route::{sort_routes, Route};
 use lexopt::prelude::*;
 use log::LevelFilter;
@@ -49,6 +50,12 @@ Options:
                           listens on a WebSocket (/.rill/live); CSS-only changes restyle in place
       --no-watch          do not watch ROOT with inotify; cached files are then looked at again
                           every second (for file systems inotify cannot see, like network mounts)
+      --auth USER:PASSWORD[:RIGHTS]  ask for a password (repeatable); RIGHTS = read, upload or
+                          read,upload (default: read, plus upload with --uploads). The password
+                          may contain ':'; only an exact last field is taken as rights
+      --auth-file FILE    users from FILE, one USER:HASH[:RIGHTS] per line, HASH bcrypt
+                          (as `htpasswd -nB USER` prints it)
+      --public-read       with --auth: reading needs no password, uploading does
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -89,6 +96,10 @@ pub struct Config {
     pub live_reload: bool,
     /// Do not watch ROOT with inotify (revalidate the cache every second).
     pub no_watch: bool,
+    /// `--auth` and `--auth-file` users; none: no credentials asked for.
+    pub users: Vec<User>,
+    /// With users: reading needs no credentials.
+    pub public_read: bool,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -116,11 +127,15 @@ impl Config {
             tunnel_timeout: Duration::from_secs(600),
             live_reload: false,
             no_watch: false,
+            users: Vec::new(),
+            public_read: false,
         }
     }
 }
 
 /// What the command line asks for.
+// Made once per run; boxing the config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve(Config),
@@ -157,6 +172,18 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             Long("stats") => config.stats = true,
             Long("no-sendfile") => config.no_sendfile = true,
             Long("live-reload") => config.live_reload = true,
+            Long("auth") => config
+                .users
+                .push(User::parse_arg(&string_value(&mut parser, "--auth")?)?),
+            Long("auth-file") => {
+                let path = PathBuf::from(parser.value().map_err(|e| e.to_string())?);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("--auth-file {}: {e}", path.display()))?;
+                let users = User::parse_file(&text)
+                    .map_err(|e| format!("--auth-file {}: {e}", path.display()))?;
+                config.users.extend(users);
+            }
+            Long("public-read") => config.public_read = true,
             Long("no-watch") => config.no_watch = true,
             Long("max-body") => {
                 let text = string_value(&mut parser, "--max-body")?;
@@ -204,6 +231,12 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
         config.root = root;
     }
     config.listen = parse_listen(&listen)?;
+    if config.public_read && config.users.is_empty() {
+        return Err("--public-read needs --auth or --auth-file".to_owned());
+    }
+    for user in &mut config.users {
+        user.settle_rights(config.uploads);
+    }
     if config.live_reload && config.no_watch {
         return Err("--live-reload needs the watch that --no-watch turns off".to_owned());
     }
@@ -376,6 +409,27 @@ mod tests {
         assert!(parse(&["--log-level", "loud"]).is_err());
         assert!(parse(&["a", "b"]).is_err());
         assert!(parse(&["--live-reload", "--no-watch"]).is_err());
+    }
+
+    #[test]
+    fn auth_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users");
+        std::fs::write(&file, "bob:$2b$04$abcdefghijklmnopqrstuu:upload\n").unwrap();
+        let Ok(Command::Serve(config)) = parse(&[
+            "--auth",
+            "ann:pw",
+            "--auth-file",
+            file.to_str().unwrap(),
+            "--public-read",
+        ]) else {
+            panic!("expected a config")
+        };
+        assert_eq!(config.users.len(), 2);
+        assert!(config.public_read);
+        assert!(parse(&["--public-read"]).is_err());
+        assert!(parse(&["--auth", "nocolon"]).is_err());
+        assert!(parse(&["--auth-file", "/nonexistent/users"]).is_err());
     }
 
     #[test]

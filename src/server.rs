@@ -151,6 +151,8 @@ struct Env {
     upstreams: RefCell<Upstreams>,
     /// Changes waiting for the live-reloading pages.
     live: Live,
+    /// Who may do what (`--auth`), and the failures it counts.
+    gate: crate::auth::Gate,
 }
 
 impl Env {
@@ -164,6 +166,7 @@ impl Env {
             path_buffer: &self.path_buffer,
             upstreams: &self.upstreams,
             live: &self.live,
+            gate: &self.gate,
         }
     }
 }
@@ -218,6 +221,9 @@ impl Server {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut config = config.clone();
+        if let Some(warning) = clear_text_warning(&config) {
+            warn!("{warning}");
+        }
         let fd_limit = raise_open_file_limit();
         let fd_cap = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
         if config.max_connections > fd_cap {
@@ -231,6 +237,7 @@ impl Server {
         let stats = Rc::new(Stats::new(now));
         stats.watches.set(site.watches() as u64);
         let upstreams = Upstreams::new(poll.registry().try_clone()?, Rc::clone(&stats));
+        let gate = crate::auth::Gate::new(config.users.clone(), config.public_read);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -245,6 +252,7 @@ impl Server {
                 path_buffer: Cell::default(),
                 upstreams: RefCell::new(upstreams),
                 live: Live::new(),
+                gate,
             },
             timers: Timers::new(),
             accepting: Accepting::Yes,
@@ -743,6 +751,17 @@ impl Server {
     }
 }
 
+/// With `--auth` on an address other than loopback, plain HTTP carries the
+/// passwords in clear across the network: said once at start.
+fn clear_text_warning(config: &Config) -> Option<String> {
+    (!config.users.is_empty() && !config.listen.ip().is_loopback()).then(|| {
+        format!(
+            "--auth over plain HTTP on {}: passwords travel in clear to anyone on the network",
+            config.listen
+        )
+    })
+}
+
 /// How many connections the kernel may queue before rill accepts them. mio
 /// (like std) asks for 128, which a burst of a few thousand clients overflows:
 /// their handshakes then stall in retransmission for seconds. The kernel caps
@@ -831,6 +850,19 @@ pub fn raise_open_file_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_beyond_loopback_are_warned_about() {
+        let mut config = Config::new(".".into());
+        config.users = vec![crate::auth::User::parse_arg("ann:pw").unwrap()];
+        assert_eq!(clear_text_warning(&config), None, "loopback");
+        config.listen = "0.0.0.0:4000".parse().unwrap();
+        assert!(clear_text_warning(&config).unwrap().contains("in clear"));
+        config.listen = "[::]:4000".parse().unwrap();
+        assert!(clear_text_warning(&config).is_some());
+        config.users.clear();
+        assert_eq!(clear_text_warning(&config), None, "no passwords");
+    }
 
     #[test]
     fn accepted_sockets_inherit_nodelay_from_the_listener() {

@@ -138,6 +138,11 @@ pub struct Stats {
     pub watch_overflows: Cell<u64>,
     /// Change messages sent to live-reloading pages (one per batch).
     pub live_batches: Cell<u64>,
+    /// Requests refused by `--auth`: no or wrong credentials, a right the
+    /// user lacks, an address locked out.
+    pub auth_unauthorized: Cell<u64>,
+    pub auth_forbidden: Cell<u64>,
+    pub auth_locked: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -187,6 +192,9 @@ impl Stats {
             cache_invalidations: Cell::new(0),
             watch_overflows: Cell::new(0),
             live_batches: Cell::new(0),
+            auth_unauthorized: Cell::new(0),
+            auth_forbidden: Cell::new(0),
+            auth_locked: Cell::new(0),
         }
     }
 
@@ -314,7 +322,8 @@ impl Stats {
             json,
             "\"websocket\":{{\"open\":{},\"closing\":{},\"opened\":{},\"messages_in\":{},\
              \"messages_out\":{}}},\"watch\":{{\"watches\":{},\"events\":{},\
-             \"cache_invalidations\":{},\"overflows\":{},\"live_batches\":{}}}}}",
+             \"cache_invalidations\":{},\"overflows\":{},\"live_batches\":{}}},\
+             \"auth\":{{\"unauthorized\":{},\"forbidden\":{},\"locked\":{}}}}}",
             self.in_phase[Phase::WebSocket as usize].get(),
             self.in_phase[Phase::WebSocketClosing as usize].get(),
             self.websockets.get(),
@@ -324,7 +333,10 @@ impl Stats {
             self.watch_events.get(),
             self.cache_invalidations.get(),
             self.watch_overflows.get(),
-            self.live_batches.get()
+            self.live_batches.get(),
+            self.auth_unauthorized.get(),
+            self.auth_forbidden.get(),
+            self.auth_locked.get()
         );
         json
     }

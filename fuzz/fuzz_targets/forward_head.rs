@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         default_host: "127.0.0.1:3000",
         body,
         upgrade: flags & 8 != 0,
+        strip_authorization: flags & 16 != 0,
     };
     let mut out = Vec::new();
     let seen = write_forward_head(&raw[..used], &forward, &mut out).expect("accepted head");

@@ -441,6 +441,9 @@ impl Http {
         } else {
             client.now
         };
+        if let Some(step) = self.refused_by_gate(client, &request, started, shared) {
+            return step;
+        }
         let destination = decide(&request, shared.config);
         if let Destination::Proxy { route, target } = destination {
             let raw_head = &input[..head_len];
@@ -528,6 +531,70 @@ impl Http {
             // Small answer queued: look for another pipelined request first.
             _ => Step::To(State::ReadingHead),
         }
+    }
+
+    /// With `--auth`: `401` (asking for credentials), `403` (a user without
+    /// the right) or `429` (an address that failed too often), or `None` to
+    /// go on. `OPTIONS` passes: a CORS preflight never carries credentials.
+    /// A refused request with a body is closed after the answer; one
+    /// without keeps its connection, so the browser can ask again on it.
+    fn refused_by_gate(
+        &mut self,
+        client: &mut Client,
+        request: &Request,
+        started: Instant,
+        shared: &Shared,
+    ) -> Option<Step> {
+        if !shared.gate.is_on() || request.method == Method::Options {
+            return None;
+        }
+        let need = match request.method {
+            Method::Post | Method::Put => crate::auth::Need::Upload,
+            _ => crate::auth::Need::Read,
+        };
+        let verdict = shared
+            .gate
+            .check(request.authorization, need, client.peer.ip(), client.now);
+        let (status, reason, extra) = match verdict {
+            crate::auth::Verdict::Allowed => return None,
+            crate::auth::Verdict::Unauthorized => {
+                add(&client.stats.auth_unauthorized, 1);
+                (
+                    Status::UNAUTHORIZED,
+                    "credentials needed",
+                    Extra::Authenticate,
+                )
+            }
+            crate::auth::Verdict::Forbidden => {
+                add(&client.stats.auth_forbidden, 1);
+                (Status::FORBIDDEN, "this user may not do that", Extra::None)
+            }
+            crate::auth::Verdict::Locked(wait) => {
+                add(&client.stats.auth_locked, 1);
+                let secs = wait.as_secs().max(1);
+                (
+                    Status::TOO_MANY_REQUESTS,
+                    "too many failed logins",
+                    Extra::RetryAfter(secs),
+                )
+            }
+        };
+        let common = CommonHeaders {
+            keep_alive: request.keep_alive && request.body == BodyFraming::None,
+            http10: request.minor_version == 0,
+            cors: shared.config.cors,
+        };
+        if client.output.capacity() == 0 {
+            client.output = shared.pool.take();
+        }
+        let len = self.queue_generated(client, status, reason, extra, common, shared);
+        self.record(client, request, status, len, started);
+        self.close_after_send = !common.keep_alive;
+        Some(if common.keep_alive {
+            Step::To(State::ReadingHead)
+        } else {
+            Step::To(State::Sending)
+        })
     }
 
     /// `/.rill/...` with `--stats`: the page, the JSON, or the start of an

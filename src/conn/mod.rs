@@ -108,6 +108,8 @@ pub struct Shared<'a> {
     pub upstreams: &'a RefCell<Upstreams>,
     /// The live-reload state (used under `--live-reload`).
     pub live: &'a Live,
+    /// Who may do what (`--auth`).
+    pub gate: &'a crate::auth::Gate,
 }
 
 /// Buffers that idle connections gave back, so a busy connection takes one
@@ -403,11 +405,13 @@ pub(crate) mod test_support {
         pub path_buffer: Cell<Vec<u8>>,
         pub upstreams: RefCell<Upstreams>,
         pub live: Live,
+        pub gate: crate::auth::Gate,
         _poll: mio::Poll,
     }
 
     impl Harness {
         pub fn new(config: Config) -> Harness {
+            let gate = crate::auth::Gate::new(config.users.clone(), config.public_read);
             let poll = mio::Poll::new().unwrap();
             let registry = poll.registry().try_clone().unwrap();
             Harness {
@@ -420,6 +424,7 @@ pub(crate) mod test_support {
                     Rc::new(Stats::new(Instant::now())),
                 )),
                 live: Live::new(),
+                gate,
                 _poll: poll,
             }
         }
@@ -434,6 +439,7 @@ pub(crate) mod test_support {
                 path_buffer: &self.path_buffer,
                 upstreams: &self.upstreams,
                 live: &self.live,
+                gate: &self.gate,
             }
         }
     }

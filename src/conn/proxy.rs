@@ -107,6 +107,7 @@ impl ProxyRequest {
                 default_host: &backend.authority,
                 body: request.body,
                 upgrade: upgrade.is_some(),
+                strip_authorization: !config.users.is_empty(),
             },
             &mut head,
         )?;

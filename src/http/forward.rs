@@ -35,6 +35,9 @@ pub struct Forward<'a> {
     /// Forward the client's `Upgrade` (a WebSocket handshake): keep the
     /// `Upgrade` field and send `Connection: upgrade`.
     pub upgrade: bool,
+    /// Drop the client's `Authorization`: with `--auth` it carries rill's
+    /// own credentials, which are no business of the backend's.
+    pub strip_authorization: bool,
 }
 
 /// What was learnt about the client's head while rebuilding it.
@@ -201,6 +204,9 @@ fn keeps(name: &[u8], forward: &Forward) -> bool {
     if same_name(name, b"upgrade") {
         return forward.upgrade;
     }
+    if same_name(name, b"authorization") {
+        return !forward.strip_authorization;
+    }
     if same_name(name, b"trailer") {
         // Trailer announces fields after a chunked body; with any other
         // framing there is nowhere for them to go.
@@ -284,6 +290,7 @@ mod tests {
             default_host: "127.0.0.1:3000",
             body,
             upgrade,
+            strip_authorization: false,
         }
     }
 
@@ -519,6 +526,23 @@ mod tests {
     }
 
     #[test]
+    fn rills_own_credentials_stay_with_rill() {
+        let raw = "GET /a HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YTpi\r\n\r\n";
+        let (kept, _) = rebuild(raw, &forward(BodyFraming::None, false));
+        assert_eq!(
+            values(&kept, "authorization"),
+            ["Basic YTpi"],
+            "without --auth, passed on"
+        );
+        let strip = Forward {
+            strip_authorization: true,
+            ..forward(BodyFraming::None, false)
+        };
+        let (stripped, _) = rebuild(raw, &strip);
+        assert!(values(&stripped, "authorization").is_empty(), "{stripped}");
+    }
+
+    #[test]
     fn expect_and_via_are_kept() {
         let (head, _) = rebuild(
             "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nVia: 1.1 cdn\r\n\
@@ -609,6 +633,7 @@ mod tests {
                 default_host: "b:1",
                 body,
                 upgrade,
+                strip_authorization: false,
             };
             !keeps(name.as_bytes(), &fwd)
         }
@@ -658,6 +683,7 @@ mod tests {
                     default_host: "b:1",
                     body,
                     upgrade,
+                    strip_authorization: false,
                 };
                 let mut out = Vec::new();
                 write_forward_head(raw.as_bytes(), &fwd, &mut out).unwrap();

@@ -107,6 +107,8 @@ pub struct Request<'a> {
     /// `Sec-Fetch-Dest`: what the browser will do with the answer
     /// (`document` for a page it shows; `empty` for `fetch`).
     pub fetch_dest: Option<&'a str>,
+    /// `Authorization`, for `--auth`.
+    pub authorization: Option<&'a str>,
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -198,6 +200,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
         host: None,
         upgrade: None,
         fetch_dest: None,
+        authorization: None,
     };
     let mut conn_upgrade = false;
     let mut upgrade = None;
@@ -244,6 +247,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
             request.accept = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("sec-fetch-dest") {
             request.fetch_dest = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            request.authorization = Some(text_value(value)?);
         }
     }
     if minor_version == 1 && host_count != 1 {

@@ -39,6 +39,8 @@ impl Status {
     pub const BAD_GATEWAY: Status = Status(502);
     pub const SERVICE_UNAVAILABLE: Status = Status(503);
     pub const SWITCHING_PROTOCOLS: Status = Status(101);
+    pub const UNAUTHORIZED: Status = Status(401);
+    pub const TOO_MANY_REQUESTS: Status = Status(429);
     pub const GATEWAY_TIMEOUT: Status = Status(504);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
@@ -269,6 +271,10 @@ pub enum Extra<'a> {
     UnsatisfiedRange(u64),
     /// `Sec-WebSocket-Version`, with 426: the version rill speaks.
     WebSocketVersion(&'a str),
+    /// `WWW-Authenticate: Basic realm="rill", charset="UTF-8"`, with 401.
+    Authenticate,
+    /// `Retry-After` in seconds, with 429.
+    RetryAfter(u64),
 }
 
 /// Writes a complete generated answer: head and a one-line text body such as
@@ -295,6 +301,11 @@ pub fn write_generated(
             head.header_fmt("Content-Range", format_args!("bytes */{size}"))
         }
         Extra::WebSocketVersion(version) => head.header("Sec-WebSocket-Version", version),
+        Extra::Authenticate => head.header(
+            "WWW-Authenticate",
+            "Basic realm=\"rill\", charset=\"UTF-8\"",
+        ),
+        Extra::RetryAfter(secs) => head.header_fmt("Retry-After", format_args!("{secs}")),
     };
     head.finish(common);
     if !head_only {

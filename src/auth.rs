@@ -1,0 +1,614 @@
+//! Who may do what: the `--auth` users, their rights, and the verdict on a
+//! request's `Authorization` header — decided without I/O, with the time
+//! passed in, so every rule is unit-tested without a socket or a clock.
+//!
+//! - A user has a password given on the command line (`--auth`) or a bcrypt
+//!   hash from a file (`--auth-file`, the format `htpasswd -B` writes), and
+//!   the rights `read` (GET, HEAD) and/or `upload` (POST, PUT).
+//! - Passwords are compared in constant time: digests of equal length, so
+//!   neither the bytes nor the length of a guess leak through timing.
+//! - A bcrypt check takes tens of milliseconds — on the one thread, every
+//!   other connection would wait that long. So a header value that was
+//!   verified once is remembered ([`VERIFIED_CACHE`] entries) and a warm
+//!   request costs one hash-map lookup, whatever the password's format.
+//! - Failed attempts are counted per client address; past
+//!   [`FAILURES_ALLOWED`] within [`FAILURE_WINDOW`] the address is locked
+//!   out (`429`) for [`LOCKOUT`]. That also bounds how many slow checks one
+//!   address can make the loop do.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Failed attempts allowed per address within [`FAILURE_WINDOW`].
+pub const FAILURES_ALLOWED: u32 = 10;
+/// The window failures are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long an address that failed too often gets `429`.
+pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// Verified `Authorization` values remembered.
+pub const VERIFIED_CACHE: usize = 64;
+/// Addresses whose failures are tracked; past this the oldest are dropped.
+const TRACKED_ADDRESSES: usize = 4096;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights {
+    pub read: bool,
+    pub upload: bool,
+}
+
+/// How a user's password is known.
+#[derive(Clone, PartialEq, Eq)]
+enum Secret {
+    /// Given in clear on the command line: kept as a digest, compared in
+    /// constant time.
+    Plain([u8; 20]),
+    /// A bcrypt hash (`$2a$`, `$2b$`, `$2y$`).
+    Bcrypt(String),
+}
+
+/// One `--auth` or `--auth-file` user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    secret: Secret,
+    /// `None` until the defaults are known (read, plus upload with
+    /// `--uploads`; see [`User::settle_rights`]).
+    rights: Option<Rights>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password or a hash in a log.
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("rights", &self.rights)
+            .finish()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 20] {
+    sha1_smol::Sha1::from(bytes).digest().bytes()
+}
+
+/// `a == b` in time that does not depend on where they differ.
+fn same_digest(a: &[u8; 20], b: &[u8; 20]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Splits off a last field that is exactly a rights list.
+fn split_rights(text: &str) -> (&str, Option<Rights>) {
+    let rights = |field: &str| match field {
+        "read" => Some(Rights {
+            read: true,
+            upload: false,
+        }),
+        "upload" => Some(Rights {
+            read: false,
+            upload: true,
+        }),
+        "read,upload" | "upload,read" => Some(Rights {
+            read: true,
+            upload: true,
+        }),
+        _ => None,
+    };
+    match text.rsplit_once(':') {
+        Some((rest, last)) => match rights(last) {
+            Some(rights) => (rest, Some(rights)),
+            None => (text, None),
+        },
+        None => (text, None),
+    }
+}
+
+impl User {
+    /// `USER:PASSWORD[:RIGHTS]`. The password may contain `:`; only a last
+    /// field of exactly `read`, `upload` or `read,upload` is taken as rights.
+    pub fn parse_arg(text: &str) -> Result<User, String> {
+        let (name, rest) = text
+            .split_once(':')
+            .ok_or_else(|| format!("--auth needs USER:PASSWORD (got '{text}')"))?;
+        let (password, rights) = split_rights(rest);
+        if name.is_empty() || password.is_empty() {
+            return Err("--auth needs a user name and a password".to_owned());
+        }
+        Ok(User {
+            name: name.to_owned(),
+            secret: Secret::Plain(digest(password.as_bytes())),
+            rights,
+        })
+    }
+
+    /// One `USER:HASH[:RIGHTS]` line of an `--auth-file`.
+    pub fn parse_line(line: &str) -> Result<User, String> {
+        let (name, rest) = line
+            .split_once(':')
+            .ok_or_else(|| "expected USER:HASH".to_owned())?;
+        let (hash, rights) = split_rights(rest);
+        let bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+        if name.is_empty() || !bcrypt {
+            return Err("expected USER:HASH with a bcrypt hash (htpasswd -B)".to_owned());
+        }
+        Ok(User {
+            name: name.to_owned(),
+            secret: Secret::Bcrypt(hash.to_owned()),
+            rights,
+        })
+    }
+
+    /// Reads an `--auth-file`: one user per line; empty lines and lines
+    /// starting with `#` are skipped.
+    pub fn parse_file(text: &str) -> Result<Vec<User>, String> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+            .map(|(i, line)| {
+                User::parse_line(line.trim()).map_err(|e| format!("line {}: {e}", i + 1))
+            })
+            .collect()
+    }
+
+    /// Gives rights to a user who was given none: read, plus upload when
+    /// uploads are on.
+    pub fn settle_rights(&mut self, uploads: bool) {
+        self.rights.get_or_insert(Rights {
+            read: true,
+            upload: uploads,
+        });
+    }
+
+    fn rights(&self) -> Rights {
+        self.rights.unwrap_or(Rights {
+            read: true,
+            upload: false,
+        })
+    }
+
+    /// Whether `password` is this user's. Slow for a bcrypt hash.
+    fn verify(&self, password: &str) -> bool {
+        match &self.secret {
+            Secret::Plain(expected) => same_digest(expected, &digest(password.as_bytes())),
+            Secret::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        }
+    }
+}
+
+/// What a request needs to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Upload,
+}
+
+/// The answer to a request's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Serve it.
+    Allowed,
+    /// `401` with `WWW-Authenticate`: no credentials, or wrong ones.
+    Unauthorized,
+    /// `403`: a known user without the right asked for.
+    Forbidden,
+    /// `429`: this address failed too often; try again after this long.
+    Locked(Duration),
+}
+
+/// Failures of one address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    since: Instant,
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// The users and what the gate remembers between requests.
+#[derive(Debug, Default)]
+pub struct Gate {
+    users: Vec<User>,
+    public_read: bool,
+    /// Verified `Authorization` values, and whose they are.
+    verified: RefCell<HashMap<Box<str>, usize>>,
+    failures: RefCell<HashMap<IpAddr, Failures>>,
+}
+
+impl Gate {
+    /// A gate for `users` (no users: everything is allowed).
+    pub fn new(users: Vec<User>, public_read: bool) -> Gate {
+        Gate {
+            users,
+            public_read,
+            ..Gate::default()
+        }
+    }
+
+    /// Whether any credentials are asked for at all.
+    pub fn is_on(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// The verdict on a request from `peer` that needs `need`, carrying
+    /// `authorization` (the header's value, if any). A wrong or malformed
+    /// header counts as a failure of `peer`; a missing one does not (a
+    /// browser asks without credentials first).
+    pub fn check(
+        &self,
+        authorization: Option<&str>,
+        need: Need,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        if !self.is_on() || (self.public_read && need == Need::Read) {
+            return Verdict::Allowed;
+        }
+        if let Some(wait) = self.locked(peer, now) {
+            return Verdict::Locked(wait);
+        }
+        let Some(value) = authorization else {
+            return Verdict::Unauthorized;
+        };
+        let cached = self.verified.borrow().get(value).copied();
+        let user = match cached {
+            Some(user) => user,
+            None => match self.verify(value) {
+                Some(user) => user,
+                None => {
+                    self.fail(peer, now);
+                    return Verdict::Unauthorized;
+                }
+            },
+        };
+        let rights = self.users[user].rights();
+        let allowed = match need {
+            Need::Read => rights.read,
+            Need::Upload => rights.upload,
+        };
+        if allowed {
+            Verdict::Allowed
+        } else {
+            Verdict::Forbidden
+        }
+    }
+
+    /// Checks a header not seen before; remembers it if it is right.
+    fn verify(&self, value: &str) -> Option<usize> {
+        let (user, password) = basic_credentials(value)?;
+        let index = self.users.iter().position(|u| u.name == user)?;
+        if !self.users[index].verify(&password) {
+            return None;
+        }
+        let mut verified = self.verified.borrow_mut();
+        if verified.len() >= VERIFIED_CACHE {
+            verified.clear(); // bounded, and simple: start over
+        }
+        verified.insert(Box::from(value), index);
+        Some(index)
+    }
+
+    /// How long `peer` is still locked out, if it is.
+    fn locked(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
+        let failures = self.failures.borrow();
+        let until = failures.get(&peer)?.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    fn fail(&self, peer: IpAddr, now: Instant) {
+        let mut failures = self.failures.borrow_mut();
+        if failures.len() >= TRACKED_ADDRESSES && !failures.contains_key(&peer) {
+            failures.retain(|_, f| now.saturating_duration_since(f.since) < FAILURE_WINDOW);
+            if failures.len() >= TRACKED_ADDRESSES {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(peer).or_insert(Failures {
+            since: now,
+            count: 0,
+            locked_until: None,
+        });
+        if now.saturating_duration_since(entry.since) >= FAILURE_WINDOW {
+            *entry = Failures {
+                since: now,
+                count: 0,
+                locked_until: None,
+            };
+        }
+        entry.count += 1;
+        if entry.count >= FAILURES_ALLOWED && entry.locked_until.is_none_or(|until| until <= now) {
+            entry.locked_until = Some(now + LOCKOUT);
+            log::warn!(
+                "{peer}: {} failed logins within {FAILURE_WINDOW:?}; answering 429 for {LOCKOUT:?}",
+                entry.count
+            );
+        }
+    }
+}
+
+/// The user and password of a `Basic` credential (RFC 7617): the scheme in
+/// any case, base64 of `user:password` in UTF-8. `None` for anything else.
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = BASE64.decode(token.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(credentials: &str) -> String {
+        format!("Basic {}", BASE64.encode(credentials))
+    }
+
+    fn gate(args: &[&str], uploads: bool, public_read: bool) -> Gate {
+        let users = args
+            .iter()
+            .map(|a| {
+                let mut user = User::parse_arg(a).unwrap();
+                user.settle_rights(uploads);
+                user
+            })
+            .collect();
+        Gate::new(users, public_read)
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn arguments_split_rights_only_from_an_exact_last_field() {
+        let user = User::parse_arg("ann:pa:ss:read,upload").unwrap();
+        assert_eq!(user.name, "ann");
+        assert!(user.verify("pa:ss"));
+        assert_eq!(
+            user.rights,
+            Some(Rights {
+                read: true,
+                upload: true
+            })
+        );
+        let user = User::parse_arg("bob:pass:word").unwrap();
+        assert!(user.verify("pass:word"), "word is no right");
+        assert_eq!(user.rights, None);
+        let user = User::parse_arg("cy:x:upload").unwrap();
+        assert_eq!(
+            user.rights,
+            Some(Rights {
+                read: false,
+                upload: true
+            })
+        );
+        assert!(User::parse_arg("nobody").is_err());
+        assert!(User::parse_arg(":pw").is_err());
+        assert!(User::parse_arg("u:").is_err());
+        assert!(!format!("{user:?}").contains('x'), "no secret in Debug");
+    }
+
+    #[test]
+    fn default_rights_follow_uploads() {
+        let g = gate(&["ann:pw"], false, false);
+        let ann = header("ann:pw");
+        assert_eq!(
+            g.check(Some(&ann), Need::Read, PEER, Instant::now()),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            g.check(Some(&ann), Need::Upload, PEER, Instant::now()),
+            Verdict::Forbidden
+        );
+        let g = gate(&["ann:pw"], true, false);
+        assert_eq!(
+            g.check(Some(&ann), Need::Upload, PEER, Instant::now()),
+            Verdict::Allowed
+        );
+    }
+
+    #[test]
+    fn every_right_on_every_need() {
+        let g = gate(
+            &["r:1:read", "u:2:upload", "ru:3:read,upload"],
+            false,
+            false,
+        );
+        let now = Instant::now();
+        let cases = [
+            ("r:1", Verdict::Allowed, Verdict::Forbidden),
+            ("u:2", Verdict::Forbidden, Verdict::Allowed),
+            ("ru:3", Verdict::Allowed, Verdict::Allowed),
+        ];
+        for (credentials, read, upload) in cases {
+            let value = header(credentials);
+            assert_eq!(
+                g.check(Some(&value), Need::Read, PEER, now),
+                read,
+                "{credentials}"
+            );
+            assert_eq!(
+                g.check(Some(&value), Need::Upload, PEER, now),
+                upload,
+                "{credentials}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_missing_and_malformed_credentials_are_401() {
+        let g = gate(&["ann:pw", "zoé:mot de passe é"], false, false);
+        let now = Instant::now();
+        for value in [
+            header("ann:wrong"),
+            header("ann:"),
+            header("bob:pw"),
+            header("annpw"),
+            "Basic !!!".to_owned(),
+            "Basic".to_owned(),
+            "Bearer abc".to_owned(),
+            format!("Basic {}", BASE64.encode(b"ann:\xff")),
+        ] {
+            let peer: IpAddr = "10.0.0.1".parse().unwrap();
+            assert_eq!(
+                g.check(Some(&value), Need::Read, peer, now),
+                Verdict::Unauthorized,
+                "{value}"
+            );
+        }
+        assert_eq!(g.check(None, Need::Read, PEER, now), Verdict::Unauthorized);
+        // Non-ASCII names and passwords, and the scheme in any case.
+        let zoe = format!("bAsIc {}", BASE64.encode("zoé:mot de passe é"));
+        assert_eq!(g.check(Some(&zoe), Need::Read, PEER, now), Verdict::Allowed);
+    }
+
+    #[test]
+    fn public_read_needs_credentials_only_to_upload() {
+        let g = gate(&["ann:pw"], true, true);
+        let now = Instant::now();
+        assert_eq!(g.check(None, Need::Read, PEER, now), Verdict::Allowed);
+        assert_eq!(
+            g.check(None, Need::Upload, PEER, now),
+            Verdict::Unauthorized
+        );
+        assert_eq!(
+            g.check(Some(&header("ann:pw")), Need::Upload, PEER, now),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            Gate::new(Vec::new(), false).check(None, Need::Upload, PEER, now),
+            Verdict::Allowed
+        );
+    }
+
+    #[test]
+    fn too_many_failures_lock_an_address_out_for_a_while() {
+        let g = gate(&["ann:pw"], false, false);
+        let t0 = Instant::now();
+        let bad = header("ann:guess");
+        let good = header("ann:pw");
+        let other: IpAddr = "192.168.1.9".parse().unwrap();
+        for i in 0..FAILURES_ALLOWED {
+            assert_eq!(
+                g.check(Some(&bad), Need::Read, PEER, t0),
+                Verdict::Unauthorized,
+                "{i}"
+            );
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            g.check(Some(&good), Need::Read, PEER, later),
+            Verdict::Locked(LOCKOUT - Duration::from_secs(1))
+        );
+        assert_eq!(
+            g.check(Some(&good), Need::Read, other, later),
+            Verdict::Allowed,
+            "others are not"
+        );
+        assert_eq!(
+            g.check(None, Need::Read, other, later),
+            Verdict::Unauthorized
+        );
+        let after = t0 + LOCKOUT;
+        assert_eq!(
+            g.check(Some(&good), Need::Read, PEER, after),
+            Verdict::Allowed,
+            "it expires"
+        );
+        // Failures spread wider than the window never lock.
+        let g = gate(&["ann:pw"], false, false);
+        for i in 0..FAILURES_ALLOWED * 3 {
+            let at = t0 + FAILURE_WINDOW / 5 * i;
+            g.check(Some(&bad), Need::Read, PEER, at);
+            assert!(
+                !matches!(
+                    g.check(Some(&good), Need::Read, PEER, at),
+                    Verdict::Locked(_)
+                ),
+                "{i}"
+            );
+        }
+        // A missing header is no failure.
+        let g = gate(&["ann:pw"], false, false);
+        for _ in 0..FAILURES_ALLOWED * 2 {
+            g.check(None, Need::Read, PEER, t0);
+        }
+        assert_eq!(g.check(Some(&good), Need::Read, PEER, t0), Verdict::Allowed);
+    }
+
+    #[test]
+    fn bcrypt_hashes_are_checked_once_and_remembered_in_a_bounded_cache() {
+        let hash = bcrypt::hash_with_salt("s3cret", 4, [7; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let mut user = User::parse_line(&format!("ann:{hash}:read")).unwrap();
+        user.settle_rights(false);
+        let g = Gate::new(vec![user], false);
+        let now = Instant::now();
+        let good = header("ann:s3cret");
+        assert_eq!(
+            g.check(Some(&good), Need::Read, PEER, now),
+            Verdict::Allowed
+        );
+        assert_eq!(g.verified.borrow().len(), 1);
+        assert_eq!(
+            g.check(Some(&header("ann:nope")), Need::Read, PEER, now),
+            Verdict::Unauthorized
+        );
+        assert_eq!(
+            g.verified.borrow().len(),
+            1,
+            "wrong ones are not remembered"
+        );
+        // Many distinct right values (the scheme's case varies) stay bounded.
+        let g2 = gate(&["ann:pw"], false, false);
+        for i in 0..VERIFIED_CACHE * 3 {
+            let scheme: String = "basic"
+                .chars()
+                .enumerate()
+                .map(|(j, c)| {
+                    if i >> j & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let value = format!("{scheme} {}{}", BASE64.encode("ann:pw"), " ".repeat(i / 32));
+            assert_eq!(
+                g2.check(Some(&value), Need::Read, PEER, now),
+                Verdict::Allowed
+            );
+            assert!(g2.verified.borrow().len() <= VERIFIED_CACHE);
+        }
+    }
+
+    #[test]
+    fn auth_files_take_bcrypt_lines() {
+        let users = User::parse_file("# users\n\nann:$2y$05$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012\nbob:$2b$10$x:upload\n").unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(
+            users[1].rights,
+            Some(Rights {
+                read: false,
+                upload: true
+            })
+        );
+        assert!(User::parse_file("ann:plaintext\n")
+            .unwrap_err()
+            .contains("line 1"));
+        assert!(User::parse_file("no-colon\n").is_err());
+    }
+
+    #[test]
+    fn digests_compare_whole() {
+        let a = digest(b"a");
+        let mut b = a;
+        assert!(same_digest(&a, &b));
+        b[19] ^= 1;
+        assert!(!same_digest(&a, &b));
+    }
+}
