@@ -134,6 +134,14 @@ impl User {
         if name.is_empty() || !bcrypt {
             return Err("expected USER:HASH with a bcrypt hash (htpasswd -B)".to_owned());
         }
+        if hash.parse::<bcrypt::HashParts>().is_err() || hash.contains(':') {
+            // A misspelt rights field would otherwise be taken as part of
+            // the hash, and the user could never log in.
+            return Err(format!(
+                "'{}' is not a bcrypt hash, or the rights after it are not read, upload or read,upload",
+                hash.split(':').next().unwrap_or(hash)
+            ));
+        }
         Ok(User {
             name: name.to_owned(),
             secret: Secret::Bcrypt(hash.to_owned()),
@@ -162,6 +170,21 @@ impl User {
         });
     }
 
+    /// A name given twice (in the file, or by `--auth` and the file) would
+    /// silently hide the second: refused.
+    pub fn check_unique(users: &[User]) -> Result<(), String> {
+        for (i, user) in users.iter().enumerate() {
+            if users[..i].iter().any(|u| u.name == user.name) {
+                return Err(format!("the user '{}' is given twice", user.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_slow(&self) -> bool {
+        matches!(self.secret, Secret::Bcrypt(_))
+    }
+
     fn rights(&self) -> Rights {
         self.rights.unwrap_or(Rights {
             read: true,
@@ -181,8 +204,14 @@ impl User {
 /// What a request needs to be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
+    /// `GET` and `HEAD` of the folder.
     Read,
+    /// Everything that may change something: `POST`, `PUT`, and any other
+    /// method a route's backend might act on (`DELETE`, `PATCH`, …).
     Upload,
+    /// The loop's own `/.rill/` pages: the read right, and credentials
+    /// even with `--public-read`.
+    Inspect,
 }
 
 /// The answer to a request's credentials.
@@ -198,30 +227,76 @@ pub enum Verdict {
     Locked(Duration),
 }
 
-/// Failures of one address.
+/// How much one address may still fail (or make rill run a slow hash):
+/// a bucket of [`FAILURES_ALLOWED`] tokens that refills one token per
+/// `FAILURE_WINDOW / FAILURES_ALLOWED`, so no burst beats the rate.
 #[derive(Debug, Clone, Copy)]
-struct Failures {
-    since: Instant,
-    count: u32,
+struct Budget {
+    tokens: f64,
+    at: Instant,
     locked_until: Option<Instant>,
 }
+
+impl Budget {
+    fn full(now: Instant) -> Budget {
+        Budget {
+            tokens: f64::from(FAILURES_ALLOWED),
+            at: now,
+            locked_until: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let per_token = FAILURE_WINDOW.as_secs_f64() / f64::from(FAILURES_ALLOWED);
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() / per_token;
+        self.tokens = (self.tokens + earned).min(f64::from(FAILURES_ALLOWED));
+        self.at = now;
+    }
+
+    fn is_spent(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+/// A verified credential, as the cache knows it.
+type Verified = [u8; 20];
 
 /// The users and what the gate remembers between requests.
 #[derive(Debug, Default)]
 pub struct Gate {
     users: Vec<User>,
     public_read: bool,
-    /// Verified `Authorization` values, and whose they are.
-    verified: RefCell<HashMap<Box<str>, usize>>,
-    failures: RefCell<HashMap<IpAddr, Failures>>,
+    /// Header values seen verified, exactly as sent: the warm path, one
+    /// hash-map lookup.
+    verified_headers: RefCell<HashMap<Box<str>, usize>>,
+    /// The same, keyed by what they decode to, so another spelling of a
+    /// verified credential (`bAsIc`, more spaces) costs a digest, not a
+    /// slow hash.
+    verified: RefCell<HashMap<Verified, usize>>,
+    budgets: RefCell<HashMap<IpAddr, Budget>>,
+    /// A hash to check a password against when the name is unknown, so a
+    /// wrong name takes as long as a wrong password.
+    decoy: Option<String>,
 }
 
 impl Gate {
     /// A gate for `users` (no users: everything is allowed).
     pub fn new(users: Vec<User>, public_read: bool) -> Gate {
+        let decoy = users.iter().find_map(|user| match &user.secret {
+            Secret::Bcrypt(hash) => {
+                let cost = hash
+                    .parse::<bcrypt::HashParts>()
+                    .map_or(10, |h| h.get_cost());
+                bcrypt::hash_with_salt("rill decoy", cost, [42; 16])
+                    .ok()
+                    .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
+            }
+            Secret::Plain(_) => None,
+        });
         Gate {
             users,
             public_read,
+            decoy,
             ..Gate::default()
         }
     }
@@ -233,8 +308,8 @@ impl Gate {
 
     /// The verdict on a request from `peer` that needs `need`, carrying
     /// `authorization` (the header's value, if any). A wrong or malformed
-    /// header counts as a failure of `peer`; a missing one does not (a
-    /// browser asks without credentials first).
+    /// header, and every slow hash check, spends from `peer`'s budget; a
+    /// missing header does not (a browser asks without credentials first).
     pub fn check(
         &self,
         authorization: Option<&str>,
@@ -251,20 +326,17 @@ impl Gate {
         let Some(value) = authorization else {
             return Verdict::Unauthorized;
         };
-        let cached = self.verified.borrow().get(value).copied();
-        let user = match cached {
+        let cached = self.verified_headers.borrow().get(value).copied();
+        let user = match cached.or_else(|| self.verify(value, peer, now)) {
             Some(user) => user,
-            None => match self.verify(value) {
-                Some(user) => user,
-                None => {
-                    self.fail(peer, now);
-                    return Verdict::Unauthorized;
-                }
-            },
+            None => {
+                self.spend(peer, now);
+                return Verdict::Unauthorized;
+            }
         };
         let rights = self.users[user].rights();
         let allowed = match need {
-            Need::Read => rights.read,
+            Need::Read | Need::Inspect => rights.read,
             Need::Upload => rights.upload,
         };
         if allowed {
@@ -274,57 +346,101 @@ impl Gate {
         }
     }
 
-    /// Checks a header not seen before; remembers it if it is right.
-    fn verify(&self, value: &str) -> Option<usize> {
-        let (user, password) = basic_credentials(value)?;
-        let index = self.users.iter().position(|u| u.name == user)?;
-        if !self.users[index].verify(&password) {
-            return None;
-        }
-        let mut verified = self.verified.borrow_mut();
-        if verified.len() >= VERIFIED_CACHE {
-            verified.clear(); // bounded, and simple: start over
-        }
-        verified.insert(Box::from(value), index);
+    /// Checks a header value not seen before; remembers it if it is right.
+    fn verify(&self, value: &str, peer: IpAddr, now: Instant) -> Option<usize> {
+        let (name, password) = basic_credentials(value)?;
+        let key = credential_key(&name, &password);
+        let known = self.verified.borrow().get(&key).copied();
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let index = self.users.iter().position(|u| u.name == name);
+                let slow = index.map_or(self.decoy.is_some(), |i| self.users[i].is_slow());
+                if slow {
+                    // A slow hash on the one thread: it costs the address
+                    // a token, right or wrong.
+                    self.spend(peer, now);
+                }
+                let right = match index {
+                    Some(i) => self.users[i].verify(&password),
+                    None => {
+                        if let Some(decoy) = &self.decoy {
+                            let _ = bcrypt::verify(&password, decoy);
+                        } else {
+                            let _ = digest(password.as_bytes());
+                        }
+                        false
+                    }
+                };
+                let index = index.filter(|_| right)?;
+                insert_bounded(&mut self.verified.borrow_mut(), key, index);
+                index
+            }
+        };
+        insert_bounded(
+            &mut self.verified_headers.borrow_mut(),
+            Box::from(value),
+            index,
+        );
         Some(index)
     }
 
     /// How long `peer` is still locked out, if it is.
     fn locked(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
-        let failures = self.failures.borrow();
-        let until = failures.get(&peer)?.locked_until?;
+        let budgets = self.budgets.borrow();
+        let until = budgets.get(&peer)?.locked_until?;
         (until > now).then(|| until - now)
     }
 
-    fn fail(&self, peer: IpAddr, now: Instant) {
-        let mut failures = self.failures.borrow_mut();
-        if failures.len() >= TRACKED_ADDRESSES && !failures.contains_key(&peer) {
-            failures.retain(|_, f| now.saturating_duration_since(f.since) < FAILURE_WINDOW);
-            if failures.len() >= TRACKED_ADDRESSES {
-                failures.clear();
+    /// Takes a token from `peer`'s budget; the last one locks it out.
+    fn spend(&self, peer: IpAddr, now: Instant) {
+        let mut budgets = self.budgets.borrow_mut();
+        if budgets.len() >= TRACKED_ADDRESSES && !budgets.contains_key(&peer) {
+            // Forget the addresses whose budget is full again; never one
+            // that is locked out.
+            budgets.retain(|_, budget| {
+                budget.refill(now);
+                budget.is_spent(now) || budget.tokens < f64::from(FAILURES_ALLOWED)
+            });
+            if budgets.len() >= TRACKED_ADDRESSES {
+                budgets.retain(|_, budget| budget.is_spent(now));
             }
         }
-        let entry = failures.entry(peer).or_insert(Failures {
-            since: now,
-            count: 0,
-            locked_until: None,
-        });
-        if now.saturating_duration_since(entry.since) >= FAILURE_WINDOW {
-            *entry = Failures {
-                since: now,
-                count: 0,
-                locked_until: None,
-            };
-        }
-        entry.count += 1;
-        if entry.count >= FAILURES_ALLOWED && entry.locked_until.is_none_or(|until| until <= now) {
-            entry.locked_until = Some(now + LOCKOUT);
-            log::warn!(
-                "{peer}: {} failed logins within {FAILURE_WINDOW:?}; answering 429 for {LOCKOUT:?}",
-                entry.count
-            );
+        let budget = budgets.entry(peer).or_insert_with(|| Budget::full(now));
+        budget.refill(now);
+        budget.tokens -= 1.0;
+        if budget.tokens < 1.0 && !budget.is_spent(now) {
+            budget.locked_until = Some(now + LOCKOUT);
+            budget.tokens = 0.0;
+            budget.at = now + LOCKOUT;
+            log::warn!("{peer}: too many failed logins; answering 429 for {LOCKOUT:?}");
         }
     }
+}
+
+/// What a verified credential is remembered by: a digest of the name and
+/// password, never the password itself.
+fn credential_key(name: &str, password: &str) -> Verified {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(name.as_bytes());
+    sha.update(&[0]);
+    sha.update(password.as_bytes());
+    sha.digest().bytes()
+}
+
+/// Inserts into a cache of at most [`VERIFIED_CACHE`] entries, evicting one
+/// when it is full (never all: the users already in stay warm).
+fn insert_bounded<K: std::hash::Hash + Eq + Clone>(
+    cache: &mut HashMap<K, usize>,
+    key: K,
+    value: usize,
+) {
+    if cache.len() >= VERIFIED_CACHE && !cache.contains_key(&key) {
+        if let Some(evicted) = cache.keys().next().cloned() {
+            cache.remove(&evicted);
+        }
+    }
+    cache.insert(key, value);
 }
 
 /// The user and password of a `Basic` credential (RFC 7617): the scheme in
@@ -518,10 +634,12 @@ mod tests {
             Verdict::Allowed,
             "it expires"
         );
-        // Failures spread wider than the window never lock.
+        // Failures at the refill rate never lock; a burst at a window's
+        // edge gets no more than the budget.
         let g = gate(&["ann:pw"], false, false);
+        let per_token = FAILURE_WINDOW / FAILURES_ALLOWED;
         for i in 0..FAILURES_ALLOWED * 3 {
-            let at = t0 + FAILURE_WINDOW / 5 * i;
+            let at = t0 + per_token * i;
             g.check(Some(&bad), Need::Read, PEER, at);
             assert!(
                 !matches!(
@@ -531,6 +649,20 @@ mod tests {
                 "{i}"
             );
         }
+        let g = gate(&["ann:pw"], false, false);
+        g.check(Some(&bad), Need::Read, PEER, t0);
+        let edge = t0 + FAILURE_WINDOW - Duration::from_secs(1);
+        let mut failures = 1;
+        while !matches!(
+            g.check(Some(&bad), Need::Read, PEER, edge),
+            Verdict::Locked(_)
+        ) {
+            failures += 1;
+        }
+        assert!(
+            failures <= FAILURES_ALLOWED + 1,
+            "{failures} failures in a burst"
+        );
         // A missing header is no failure.
         let g = gate(&["ann:pw"], false, false);
         for _ in 0..FAILURES_ALLOWED * 2 {
@@ -563,8 +695,10 @@ mod tests {
             1,
             "wrong ones are not remembered"
         );
-        // Many distinct right values (the scheme's case varies) stay bounded.
-        let g2 = gate(&["ann:pw"], false, false);
+        // Endless spellings of the right credential (the scheme's case,
+        // spaces) stay bounded and cost no more slow hashes: the address
+        // that sends them is never locked out by them either.
+        let other: IpAddr = "10.9.9.9".parse().unwrap();
         for i in 0..VERIFIED_CACHE * 3 {
             let scheme: String = "basic"
                 .chars()
@@ -577,18 +711,32 @@ mod tests {
                     }
                 })
                 .collect();
-            let value = format!("{scheme} {}{}", BASE64.encode("ann:pw"), " ".repeat(i / 32));
-            assert_eq!(
-                g2.check(Some(&value), Need::Read, PEER, now),
-                Verdict::Allowed
+            let value = format!(
+                "{scheme}{}{}",
+                " ".repeat(1 + i / 32),
+                BASE64.encode("ann:s3cret")
             );
-            assert!(g2.verified.borrow().len() <= VERIFIED_CACHE);
+            assert_eq!(
+                g.check(Some(&value), Need::Read, other, now),
+                Verdict::Allowed,
+                "{i}"
+            );
+            assert!(g.verified_headers.borrow().len() <= VERIFIED_CACHE);
         }
+        assert_eq!(
+            g.verified.borrow().len(),
+            1,
+            "one credential, whatever its spelling"
+        );
     }
 
     #[test]
-    fn auth_files_take_bcrypt_lines() {
-        let users = User::parse_file("# users\n\nann:$2y$05$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012\nbob:$2b$10$x:upload\n").unwrap();
+    fn auth_files_take_bcrypt_lines_and_nothing_else() {
+        let hash = bcrypt::hash_with_salt("pw", 4, [1; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let users =
+            User::parse_file(&format!("# users\n\nann:{hash}\nbob:{hash}:upload\n")).unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(
             users[1].rights,
@@ -601,6 +749,54 @@ mod tests {
             .unwrap_err()
             .contains("line 1"));
         assert!(User::parse_file("no-colon\n").is_err());
+        assert!(
+            User::parse_file("bob:$2b$10$x\n").is_err(),
+            "not a whole hash"
+        );
+        let misspelt = User::parse_file(&format!("ann:{hash}:read,write\n")).unwrap_err();
+        assert!(misspelt.contains("rights"), "{misspelt}");
+        assert!(User::check_unique(&users).is_ok());
+        let twice = User::parse_file(&format!("ann:{hash}\nann:{hash}\n")).unwrap();
+        assert!(User::check_unique(&twice).is_err());
+    }
+
+    #[test]
+    fn an_unknown_name_takes_a_slow_check_like_a_known_one() {
+        let hash = bcrypt::hash_with_salt("pw", 4, [1; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let mut user = User::parse_line(&format!("ann:{hash}")).unwrap();
+        user.settle_rights(false);
+        let g = Gate::new(vec![user], false);
+        assert!(g.decoy.is_some(), "a decoy of the same cost");
+        assert!(
+            gate(&["ann:pw"], false, false).decoy.is_none(),
+            "no slow hashes, no decoy"
+        );
+        let now = Instant::now();
+        // Unknown names spend the budget too: they cost a slow check.
+        for _ in 0..FAILURES_ALLOWED {
+            g.check(Some(&header("nobody:x")), Need::Read, PEER, now);
+        }
+        assert!(matches!(
+            g.check(None, Need::Read, PEER, now),
+            Verdict::Locked(_)
+        ));
+    }
+
+    #[test]
+    fn the_loops_pages_need_credentials_even_with_public_read() {
+        let g = gate(&["ann:pw:read"], false, true);
+        let now = Instant::now();
+        assert_eq!(g.check(None, Need::Read, PEER, now), Verdict::Allowed);
+        assert_eq!(
+            g.check(None, Need::Inspect, PEER, now),
+            Verdict::Unauthorized
+        );
+        assert_eq!(
+            g.check(Some(&header("ann:pw")), Need::Inspect, PEER, now),
+            Verdict::Allowed
+        );
     }
 
     #[test]

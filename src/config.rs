@@ -234,6 +234,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
     if config.public_read && config.users.is_empty() {
         return Err("--public-read needs --auth or --auth-file".to_owned());
     }
+    User::check_unique(&config.users)?;
     for user in &mut config.users {
         user.settle_rights(config.uploads);
     }

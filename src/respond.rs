@@ -204,7 +204,7 @@ fn options_reply(ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
             .header("Access-Control-Allow-Methods", allowed)
             .header(
                 "Access-Control-Allow-Headers",
-                "Content-Type, Range, If-None-Match, If-Modified-Since, If-Range, Accept",
+                "Authorization, Content-Type, Range, If-None-Match, If-Modified-Since, If-Range, Accept",
             )
             .header("Access-Control-Max-Age", "86400");
     }

@@ -287,3 +287,77 @@ fn curl_sends_credentials_when_asked() {
     child.wait().unwrap();
     assert_eq!(body, "secret");
 }
+
+#[test]
+fn methods_other_than_get_and_head_need_the_upload_right_even_through_a_route() {
+    // A backend that must never be reached: the test fails if it is.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    backend.set_nonblocking(true).unwrap();
+    let route = format!("/api=127.0.0.1:{}", backend.local_addr().unwrap().port());
+    let dir = site();
+    let rill = Rill::start(
+        dir.path(),
+        &[
+            "--cors",
+            "--route",
+            &route,
+            "--auth",
+            "ann:pw:read",
+            "--auth",
+            "up:u:upload",
+        ],
+    );
+    let reader = basic("ann:pw");
+    for method in ["DELETE", "PATCH", "TRACE", "POST"] {
+        assert_eq!(
+            send(&rill, method, "/api/x", &reader).status,
+            403,
+            "{method}"
+        );
+    }
+    // OPTIONS is free only when rill answers it itself.
+    assert_eq!(send(&rill, "OPTIONS", "/api/x", "").status, 401);
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    assert_eq!(send(&rill, "OPTIONS", "/api/ws", upgrade).status, 401);
+    assert_eq!(send(&rill, "OPTIONS", "/a.txt", "").status, 204);
+    let preflight = send(&rill, "OPTIONS", "/a.txt", "");
+    assert!(preflight
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("Authorization"));
+    assert!(
+        matches!(backend.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the backend was reached"
+    );
+}
+
+#[test]
+fn a_refused_head_has_no_body_and_the_next_answer_parses() {
+    let dir = site();
+    let rill = Rill::start(dir.path(), &["--auth", "ann:pw"]);
+    let mut reader = BufReader::new(rill.connect());
+    let pipelined = format!(
+        "HEAD /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n{}Connection: close\r\n\r\n",
+        basic("ann:pw")
+    );
+    reader.get_mut().write_all(pipelined.as_bytes()).unwrap();
+    let head = read_response(&mut reader, true).unwrap();
+    assert_eq!(head.status, 401);
+    let get = read_response(&mut reader, false).unwrap();
+    assert_eq!((get.status, get.text().as_str()), (200, "secret"));
+}
+
+#[test]
+fn the_loops_pages_need_credentials_even_with_public_read() {
+    let dir = site();
+    let rill = Rill::start(
+        dir.path(),
+        &["--stats", "--auth", "ann:pw", "--public-read"],
+    );
+    assert_eq!(send(&rill, "GET", "/a.txt", "").status, 200);
+    assert_eq!(send(&rill, "GET", "/.rill/stats", "").status, 401);
+    assert_eq!(
+        send(&rill, "GET", "/.rill/stats", &basic("ann:pw")).status,
+        200
+    );
+}

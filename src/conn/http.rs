@@ -441,10 +441,10 @@ impl Http {
         } else {
             client.now
         };
-        if let Some(step) = self.refused_by_gate(client, &request, started, shared) {
+        let destination = decide(&request, shared.config);
+        if let Some(step) = self.refused_by_gate(client, &request, &destination, started, shared) {
             return step;
         }
-        let destination = decide(&request, shared.config);
         if let Destination::Proxy { route, target } = destination {
             let raw_head = &input[..head_len];
             let head = shared.pool.take();
@@ -535,29 +535,45 @@ impl Http {
 
     /// With `--auth`: `401` (asking for credentials), `403` (a user without
     /// the right) or `429` (an address that failed too often), or `None` to
-    /// go on. `OPTIONS` passes: a CORS preflight never carries credentials.
-    /// A refused request with a body is closed after the answer; one
-    /// without keeps its connection, so the browser can ask again on it.
+    /// go on. Only `GET` and `HEAD` are reads; every other method may change
+    /// something (here, or at a route's backend) and needs the upload
+    /// right; `/.rill/` pages need credentials even with `--public-read`.
+    /// The one exception is an `OPTIONS` rill answers itself (a CORS
+    /// preflight never carries credentials); one for a route, or asking to
+    /// upgrade, is gated like any request. A refused request with a body is
+    /// closed after the answer; one without keeps its connection, so the
+    /// browser can ask again on it.
     fn refused_by_gate(
         &mut self,
         client: &mut Client,
         request: &Request,
+        destination: &Destination,
         started: Instant,
         shared: &Shared,
     ) -> Option<Step> {
-        if !shared.gate.is_on() || request.method == Method::Options {
+        use crate::auth::{Need, Verdict};
+        if !shared.gate.is_on() {
             return None;
         }
-        let need = match request.method {
-            Method::Post | Method::Put => crate::auth::Need::Upload,
-            _ => crate::auth::Need::Read,
+        let rills_own_options = request.method == Method::Options
+            && request.upgrade.is_none()
+            && matches!(destination, Destination::File);
+        if rills_own_options {
+            return None;
+        }
+        let need = match (destination, request.method) {
+            (Destination::Stats(_) | Destination::WebSocket(crate::route::Endpoint::Echo), _) => {
+                Need::Inspect
+            }
+            (_, Method::Get | Method::Head) => Need::Read,
+            _ => Need::Upload,
         };
         let verdict = shared
             .gate
             .check(request.authorization, need, client.peer.ip(), client.now);
         let (status, reason, extra) = match verdict {
-            crate::auth::Verdict::Allowed => return None,
-            crate::auth::Verdict::Unauthorized => {
+            Verdict::Allowed => return None,
+            Verdict::Unauthorized => {
                 add(&client.stats.auth_unauthorized, 1);
                 (
                     Status::UNAUTHORIZED,
@@ -565,11 +581,11 @@ impl Http {
                     Extra::Authenticate,
                 )
             }
-            crate::auth::Verdict::Forbidden => {
+            Verdict::Forbidden => {
                 add(&client.stats.auth_forbidden, 1);
                 (Status::FORBIDDEN, "this user may not do that", Extra::None)
             }
-            crate::auth::Verdict::Locked(wait) => {
+            Verdict::Locked(wait) => {
                 add(&client.stats.auth_locked, 1);
                 let secs = wait.as_secs().max(1);
                 (
@@ -587,7 +603,16 @@ impl Http {
         if client.output.capacity() == 0 {
             client.output = shared.pool.take();
         }
-        let len = self.queue_generated(client, status, reason, extra, common, shared);
+        let head_only = request.method == Method::Head;
+        let len = write_generated(
+            &mut client.output,
+            status,
+            reason,
+            extra,
+            shared.date,
+            common,
+            head_only,
+        );
         self.record(client, request, status, len, started);
         self.close_after_send = !common.keep_alive;
         Some(if common.keep_alive {
