@@ -416,7 +416,10 @@ mod tests {
     fn auth_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("users");
-        std::fs::write(&file, "bob:$2b$04$abcdefghijklmnopqrstuu:upload\n").unwrap();
+        let hash = bcrypt::hash_with_salt("pw", 4, [5; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        std::fs::write(&file, format!("bob:{hash}:upload\n")).unwrap();
         let Ok(Command::Serve(config)) = parse(&[
             "--auth",
             "ann:pw",
@@ -431,6 +434,7 @@ mod tests {
         assert!(parse(&["--public-read"]).is_err());
         assert!(parse(&["--auth", "nocolon"]).is_err());
         assert!(parse(&["--auth-file", "/nonexistent/users"]).is_err());
+        assert!(parse(&["--auth", "bob:x", "--auth-file", file.to_str().unwrap()]).is_err());
     }
 
     #[test]
