@@ -147,7 +147,7 @@ pub struct Site {
     /// Every directory is watched (`--live-reload`), not just the cache's.
     tree: Cell<bool>,
     /// There is an inotify descriptor to read.
-    watcher_active: Cell<bool>,
+    watcher_active: bool,
     /// The coarse clock's reading when the watch was last read.
     watch_tick: Cell<(i64, i64)>,
     /// What the watch said that the loop has not taken yet.
@@ -250,7 +250,7 @@ impl Site {
             has_openat2: Cell::new(true),
             cache: RefCell::new(HashMap::new()),
             dependents: RefCell::new(HashMap::new()),
-            watcher_active: Cell::new(watcher.raw_fd().is_some()),
+            watcher_active: watcher.raw_fd().is_some(),
             watcher: RefCell::new(watcher),
             tree: Cell::new(false),
             watch_tick: Cell::new((0, 0)),
@@ -379,7 +379,7 @@ impl Site {
     /// The coarse clock costs a few nanoseconds; the read (usually
     /// `EAGAIN`) happens at most once per tick.
     fn catch_up(&self, now: Instant) {
-        if self.watcher_active.get() && self.watch_tick.get() != coarse_tick() {
+        if self.watcher_active && self.watch_tick.get() != coarse_tick() {
             self.read_watch(now);
         }
     }

@@ -179,22 +179,7 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A client frame with FIN set or not.
 fn fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n < 65536 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
+    common::ws_client_frame(fin, opcode, payload)
 }
 
 /// A WebSocket after its `101`.
@@ -227,25 +212,7 @@ impl Socket {
 
     /// The next frame from the server: (opcode, payload), or None at EOF.
     fn next(&mut self) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; 2];
-        self.reader.read_exact(&mut head).ok()?;
-        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut n = [0u8; 2];
-                self.reader.read_exact(&mut n).ok()?;
-                u16::from_be_bytes(n) as usize
-            }
-            127 => {
-                let mut n = [0u8; 8];
-                self.reader.read_exact(&mut n).ok()?;
-                u64::from_be_bytes(n) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0; len];
-        self.reader.read_exact(&mut payload).ok()?;
-        Some((head[0] & 0x0f, payload))
+        common::ws_read_frame(&mut self.reader)
     }
 
     fn next_text(&mut self) -> String {

@@ -1533,45 +1533,12 @@ fn ws_connect(rill: &Rill, target: &str) -> Client {
 
 /// Sends one masked frame (RFC 6455 §5.2).
 fn ws_send(client: &mut Client, opcode: u8, payload: &[u8]) {
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n < 65536 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    client.send(&frame);
+    client.send(common::ws_client_frame(true, opcode, payload));
 }
 
 /// Reads one unmasked frame from the server: (opcode, payload).
 fn ws_read(client: &mut Client) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    client.reader.read_exact(&mut head).expect("a frame");
-    let length = match head[1] & 0x7f {
-        126 => {
-            let mut n = [0u8; 2];
-            client.reader.read_exact(&mut n).unwrap();
-            u16::from_be_bytes(n) as usize
-        }
-        127 => {
-            let mut n = [0u8; 8];
-            client.reader.read_exact(&mut n).unwrap();
-            u64::from_be_bytes(n) as usize
-        }
-        n => n as usize,
-    };
-    assert_eq!(head[1] & 0x80, 0, "a masked frame from the server");
-    let mut payload = vec![0; length];
-    client.reader.read_exact(&mut payload).unwrap();
-    (head[0] & 0x0f, payload)
+    common::ws_read_frame(&mut client.reader).expect("a frame")
 }
 
 #[test]

@@ -481,7 +481,10 @@ impl Http {
                 return self.answer_stats(client, page, &request, common, started, shared)
             }
             Destination::LiveScript => {
-                return self.answer_live_script(client, &request, common, started, shared)
+                let script = crate::live::SCRIPT.as_bytes();
+                let kind = "text/javascript; charset=utf-8";
+                return self
+                    .queue_own_page(client, &request, kind, script, common, started, shared);
             }
             Destination::WebSocket(endpoint) => {
                 let head = &input[..head_len];
@@ -657,38 +660,39 @@ impl Http {
                 return Step::To(State::StreamingEvents);
             }
         };
+        self.queue_own_page(
+            client,
+            request,
+            content_type,
+            body.as_bytes(),
+            common,
+            started,
+            shared,
+        )
+    }
+
+    /// One of the loop's own small answers (`/.rill/` pages, `live.js`):
+    /// `200`, `no-cache`, the body right behind the head.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_own_page(
+        &mut self,
+        client: &mut Client,
+        request: &Request,
+        content_type: &str,
+        body: &[u8],
+        common: CommonHeaders,
+        started: Instant,
+        shared: &Shared,
+    ) -> Step {
         HeadWriter::start(&mut client.output, Status::OK, shared.date)
             .header("Content-Type", content_type)
             .header("Cache-Control", "no-cache")
             .content_length(body.len() as u64)
             .finish(common);
-        if !head_only {
-            client.output.extend_from_slice(body.as_bytes());
+        if request.method != Method::Head {
+            client.output.extend_from_slice(body);
         }
         self.record(client, request, Status::OK, body.len() as u64, started);
-        self.close_after_send = !common.keep_alive;
-        Step::To(State::Sending)
-    }
-
-    /// `/.rill/live.js` under `--live-reload`.
-    fn answer_live_script(
-        &mut self,
-        client: &mut Client,
-        request: &Request,
-        common: CommonHeaders,
-        started: Instant,
-        shared: &Shared,
-    ) -> Step {
-        let script = crate::live::SCRIPT;
-        HeadWriter::start(&mut client.output, Status::OK, shared.date)
-            .header("Content-Type", "text/javascript; charset=utf-8")
-            .header("Cache-Control", "no-cache")
-            .content_length(script.len() as u64)
-            .finish(common);
-        if request.method != Method::Head {
-            client.output.extend_from_slice(script.as_bytes());
-        }
-        self.record(client, request, Status::OK, script.len() as u64, started);
         self.close_after_send = !common.keep_alive;
         Step::To(State::Sending)
     }

@@ -451,6 +451,23 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// A connection on a real loopback socket, whose kernel send buffer is
+    /// small so that a client that never reads fills it quickly; the
+    /// client's end, the connection, and its counters.
+    fn connection_with_a_small_send_buffer() -> (std::net::TcpStream, Connection, Rc<Stats>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        server_side.set_nonblocking(true).unwrap();
+        socket2::SockRef::from(&server_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let stats = Rc::new(Stats::new(Instant::now()));
+        let socket = TcpStream::from_std(server_side);
+        let conn = Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats));
+        (client, conn, stats)
+    }
+
     /// A page's live-reload socket whose page never reads: rill stops
     /// buffering for it and drops it, instead of growing its output.
     #[test]
@@ -459,21 +476,7 @@ mod tests {
         let mut config = Config::new(dir.path().to_path_buf());
         config.live_reload = true;
         let harness = Harness::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        server_side.set_nonblocking(true).unwrap();
-        socket2::SockRef::from(&server_side)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let stats = Rc::new(Stats::new(Instant::now()));
-        let mut conn = Connection::new(
-            0,
-            TcpStream::from_std(server_side),
-            peer,
-            Instant::now(),
-            Rc::clone(&stats),
-        );
+        let (mut client, mut conn, _stats) = connection_with_a_small_send_buffer();
         client
             .write_all(
                 b"GET /.rill/live HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
@@ -517,16 +520,7 @@ mod tests {
         let mut config = Config::new(dir.path().to_path_buf());
         config.stats = true;
         let harness = Harness::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        server_side.set_nonblocking(true).unwrap();
-        socket2::SockRef::from(&server_side)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let stats = Rc::new(Stats::new(Instant::now()));
-        let socket = TcpStream::from_std(server_side);
-        let mut conn = Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats));
+        let (mut client, mut conn, stats) = connection_with_a_small_send_buffer();
         client
             .write_all(b"GET /.rill/events HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
