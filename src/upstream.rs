@@ -13,8 +13,10 @@
 //! An idle connection is dropped before it could go stale: after
 //! [`IDLE_LIFETIME`] in the pool (Node's `http` closes idle connections after
 //! 5 s), or as soon as the backend closes it (its token's event arrives while
-//! it is idle). The race that remains — a backend closing just as a request
-//! leaves — is what the proxy's one retry is for.
+//! it is idle). A request that cannot be sent twice (a POST) first peeks at
+//! the pooled socket, since the close may be waiting unread in this very
+//! turn. The race that remains — a backend closing just as a request leaves
+//! — is what the proxy's one retry is for, where a retry is safe.
 
 use crate::server::upstream_token;
 use crate::stats::{add, Stats};
@@ -91,13 +93,21 @@ impl Upstreams {
 
     /// A connection to `addr` for the client connection `owner`: the most
     /// recently pooled one that is still fresh, or a new one.
+    ///
+    /// `unretryable` says the request cannot be sent again if this
+    /// connection turns out dead (a POST): then a pooled connection is
+    /// first asked whether its backend has closed it already. The FIN may be
+    /// in the socket while its event waits later in this very turn; a peek
+    /// that would block says the connection is still open. Retryable
+    /// requests skip the syscall: the one retry covers them.
     pub fn checkout(
         &mut self,
         addr: SocketAddr,
         owner: usize,
         now: Instant,
+        unretryable: bool,
     ) -> io::Result<UpstreamConn> {
-        if let Some(idle) = self.idle.get_mut(&addr).and_then(Vec::pop) {
+        while let Some(idle) = self.idle.get_mut(&addr).and_then(Vec::pop) {
             add_gauge(&self.stats.upstream_idle, -1);
             if now.saturating_duration_since(idle.since) >= IDLE_LIFETIME {
                 // The rest were pooled even earlier: all of them are stale.
@@ -107,6 +117,14 @@ impl Upstreams {
                     self.forget(older.conn);
                 }
                 return self.connect(addr, owner);
+            }
+            if unretryable && !still_quiet(&idle.conn.socket) {
+                trace!(
+                    "upstream {}: closed by the backend while idle",
+                    idle.conn.id
+                );
+                self.forget(idle.conn);
+                continue;
             }
             if let Some(slot) = self.owners.get_mut(idle.conn.id) {
                 *slot = Owner::Connection(owner);

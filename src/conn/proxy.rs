@@ -253,7 +253,7 @@ impl Proxy {
         let opened = if fresh {
             upstreams.connect(addr, client.id)
         } else {
-            upstreams.checkout(addr, client.id, shared.now)
+            upstreams.checkout(addr, client.id, shared.now, !self.request.retryable())
         };
         self.connect_started = shared.now;
         self.backend_activity = shared.now;
