@@ -56,6 +56,11 @@ Options:
       --auth-file FILE    users from FILE, one USER:HASH[:RIGHTS] per line, HASH bcrypt
                           (as `htpasswd -nB USER` prints it)
       --public-read       with --auth: reading needs no password, uploading does
+      --tls-cert FILE --tls-key FILE  serve HTTPS with this PEM certificate chain (leaf
+                          first) and key, instead of HTTP
+      --tls-self-signed   serve HTTPS with a certificate made at start for localhost, the
+                          loopback addresses and this host's; its SHA-256 fingerprint, curl's
+                          --pinnedpubkey value and a PEM file for --cacert are printed at start
   -h, --help              print this help
   -V, --version           print the version
 ";
@@ -100,6 +105,8 @@ pub struct Config {
     pub users: Vec<User>,
     /// With users: reading needs no credentials.
     pub public_read: bool,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<crate::tls::CertSource>,
 }
 
 /// The default `--max-body`: 1 GiB.
@@ -129,6 +136,7 @@ impl Config {
             no_watch: false,
             users: Vec::new(),
             public_read: false,
+            tls: None,
         }
     }
 }
@@ -148,6 +156,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
     let mut parser = lexopt::Parser::from_args(args);
     let mut root: Option<PathBuf> = None;
     let mut listen = String::from(DEFAULT_LISTEN);
+    let (mut tls_cert, mut tls_key, mut self_signed) = (None, None, false);
     let mut config = Config::new(PathBuf::from("."));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -184,6 +193,13 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
                 config.users.extend(users);
             }
             Long("public-read") => config.public_read = true,
+            Long("tls-cert") => {
+                tls_cert = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
+            Long("tls-key") => {
+                tls_key = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
+            Long("tls-self-signed") => self_signed = true,
             Long("no-watch") => config.no_watch = true,
             Long("max-body") => {
                 let text = string_value(&mut parser, "--max-body")?;
@@ -231,6 +247,18 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
         config.root = root;
     }
     config.listen = parse_listen(&listen)?;
+    config.tls = match (tls_cert, tls_key, self_signed) {
+        (None, None, false) => None,
+        (None, None, true) => Some(crate::tls::CertSource::SelfSigned),
+        (Some(cert), Some(key), false) => Some(crate::tls::CertSource::Files { cert, key }),
+        (Some(_), None, false) => return Err("--tls-cert needs --tls-key".to_owned()),
+        (None, Some(_), false) => return Err("--tls-key needs --tls-cert".to_owned()),
+        (_, _, true) => {
+            return Err(
+                "--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key".to_owned(),
+            )
+        }
+    };
     if config.public_read && config.users.is_empty() {
         return Err("--public-read needs --auth or --auth-file".to_owned());
     }
@@ -447,5 +475,34 @@ mod tests {
             panic!("expected a config")
         };
         assert!(config.no_watch && !config.live_reload);
+    }
+
+    #[test]
+    fn tls_flags() {
+        let Ok(Command::Serve(config)) = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+        else {
+            panic!("expected a config")
+        };
+        assert_eq!(
+            config.tls,
+            Some(crate::tls::CertSource::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        let Ok(Command::Serve(config)) = parse(&["--tls-self-signed"]) else {
+            panic!("expected a config")
+        };
+        assert_eq!(config.tls, Some(crate::tls::CertSource::SelfSigned));
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["--tls-key", "k.pem"]).is_err());
+        assert!(parse(&[
+            "--tls-self-signed",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem"
+        ])
+        .is_err());
     }
 }

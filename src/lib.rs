@@ -34,6 +34,7 @@ pub mod server;
 pub mod site;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 pub mod upload;
 pub mod upstream;
 pub mod watch;

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     }
     let mut server = match Server::bind(&config) {
         Ok(server) => server,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            // The TLS set-up's own message names the flag and the file.
+            return usage_error(&e.to_string());
+        }
         Err(e) => {
             let what = if config.root.is_dir() {
                 format!("cannot listen on {}", config.listen)
@@ -41,10 +45,31 @@ fn main() -> ExitCode {
     };
     // The first line on stdout, flushed before serving: scripts wait for it.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on http://{addr}");
+    let scheme = if server.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(stdout, "listening on {scheme}://{addr}");
+    if let Some(tls) = server.tls() {
+        let _ = writeln!(stdout, "certificate sha256 fingerprint {}", tls.fingerprint);
+        if let Some(pin) = &tls.pin {
+            let _ = writeln!(
+                stdout,
+                "certificate public key pin (curl --pinnedpubkey) {pin}"
+            );
+        }
+        if let Some(file) = &tls.cert_file {
+            let _ = writeln!(
+                stdout,
+                "certificate saved for --cacert at {}",
+                file.display()
+            );
+        }
+    }
     let _ = stdout.flush();
     drop(stdout);
-    log::info!("serving {} on http://{addr}", config.root.display());
+    log::info!("serving {} on {scheme}://{addr}", config.root.display());
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

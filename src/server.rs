@@ -153,6 +153,8 @@ struct Env {
     live: Live,
     /// Who may do what (`--auth`), and the failures it counts.
     gate: crate::auth::Gate,
+    /// The certificate and rustls configuration of an HTTPS port.
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Env {
@@ -215,6 +217,13 @@ impl Server {
                 .register(&mut mio::unix::SourceFd(&fd), WATCH, Interest::READABLE)?;
         }
         let mut listener = listen(config.listen)?;
+        let tls = match &config.tls {
+            Some(source) => Some(
+                crate::tls::Tls::new(source, listener.local_addr()?)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
@@ -253,6 +262,7 @@ impl Server {
                 upstreams: RefCell::new(upstreams),
                 live: Live::new(),
                 gate,
+                tls,
             },
             timers: Timers::new(),
             accepting: Accepting::Yes,
@@ -264,6 +274,11 @@ impl Server {
             next_prune: now,
             live_pages: Vec::new(),
         })
+    }
+
+    /// The HTTPS set-up, when rill serves HTTPS.
+    pub fn tls(&self) -> Option<&crate::tls::Tls> {
+        self.env.tls.as_ref()
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
@@ -520,7 +535,14 @@ impl Server {
     fn admit(&mut self, socket: TcpStream, peer: SocketAddr, over_limit: bool, now: Instant) {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
-        let mut conn = Connection::new(key, socket, peer, now, Rc::clone(&self.stats));
+        let tls = self.env.tls.as_ref().map(|tls| &tls.config);
+        let mut conn = match Connection::new(key, socket, peer, now, Rc::clone(&self.stats), tls) {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!("conn from {peer}: no TLS session: {e}");
+                return;
+            }
+        };
         if over_limit {
             add(&self.stats.refused, 1);
             debug!("conn {key} from {peer}: over --max-connections, answering 503");
@@ -745,6 +767,9 @@ impl Server {
         for (_, mut slot) in std::mem::take(&mut self.connections) {
             self.release_upstream(&mut slot.conn);
         }
+        if let Some(tls) = &self.env.tls {
+            tls.remove_cert_file();
+        }
         info!("stopped ({why}): {}", self.stats.to_json(Instant::now()));
         info!("{left} connections were cut off by the shutdown");
         let _ = io::stderr().flush();
@@ -754,7 +779,8 @@ impl Server {
 /// With `--auth` on an address other than loopback, plain HTTP carries the
 /// passwords in clear across the network: said once at start.
 fn clear_text_warning(config: &Config) -> Option<String> {
-    (!config.users.is_empty() && !config.listen.ip().is_loopback()).then(|| {
+    let clear = config.tls.is_none();
+    (clear && !config.users.is_empty() && !config.listen.ip().is_loopback()).then(|| {
         format!(
             "--auth over plain HTTP on {}: passwords travel in clear to anyone on the network",
             config.listen

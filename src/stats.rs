@@ -21,6 +21,8 @@ pub const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1)
 /// keep-alive connection told apart from one reading a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// An HTTPS connection before its TLS session is up.
+    Handshaking,
     ReadingHead,
     IdleKeepAlive,
     DiscardingBody,
@@ -41,7 +43,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 12] = [
+    const ALL: [Phase; 13] = [
+        Phase::Handshaking,
         Phase::ReadingHead,
         Phase::IdleKeepAlive,
         Phase::DiscardingBody,
@@ -58,6 +61,7 @@ impl Phase {
 
     fn name(self) -> &'static str {
         match self {
+            Phase::Handshaking => "handshaking",
             Phase::ReadingHead => "reading_head",
             Phase::IdleKeepAlive => "idle_keep_alive",
             Phase::DiscardingBody => "discarding_body",
@@ -88,7 +92,7 @@ pub struct Stats {
     pub accepted: Cell<u64>,
     pub refused: Cell<u64>,
     open: Cell<u64>,
-    in_phase: [Cell<u64>; 12],
+    in_phase: [Cell<u64>; 13],
     /// Request heads parsed, whatever their answer. Kept apart from the
     /// responses, which also count the answers to heads that never parsed.
     pub requests: Cell<u64>,
@@ -143,6 +147,11 @@ pub struct Stats {
     pub auth_unauthorized: Cell<u64>,
     pub auth_forbidden: Cell<u64>,
     pub auth_locked: Cell<u64>,
+    /// TLS handshakes: full, resumed (a ticket or a session ID), failed (an
+    /// alert, a timeout, a client that left, plain HTTP on the TLS port).
+    pub tls_full: Cell<u64>,
+    pub tls_resumed: Cell<u64>,
+    pub tls_failed: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -195,6 +204,9 @@ impl Stats {
             auth_unauthorized: Cell::new(0),
             auth_forbidden: Cell::new(0),
             auth_locked: Cell::new(0),
+            tls_full: Cell::new(0),
+            tls_resumed: Cell::new(0),
+            tls_failed: Cell::new(0),
         }
     }
 
@@ -323,7 +335,8 @@ impl Stats {
             "\"websocket\":{{\"open\":{},\"closing\":{},\"opened\":{},\"messages_in\":{},\
              \"messages_out\":{}}},\"watch\":{{\"watches\":{},\"events\":{},\
              \"cache_invalidations\":{},\"overflows\":{},\"live_batches\":{}}},\
-             \"auth\":{{\"unauthorized\":{},\"forbidden\":{},\"locked\":{}}}}}",
+             \"auth\":{{\"unauthorized\":{},\"forbidden\":{},\"locked\":{}}},\
+             \"tls\":{{\"handshaking\":{},\"full\":{},\"resumed\":{},\"failed\":{}}}}}",
             self.in_phase[Phase::WebSocket as usize].get(),
             self.in_phase[Phase::WebSocketClosing as usize].get(),
             self.websockets.get(),
@@ -336,7 +349,11 @@ impl Stats {
             self.live_batches.get(),
             self.auth_unauthorized.get(),
             self.auth_forbidden.get(),
-            self.auth_locked.get()
+            self.auth_locked.get(),
+            self.in_phase[Phase::Handshaking as usize].get(),
+            self.tls_full.get(),
+            self.tls_resumed.get(),
+            self.tls_failed.get()
         );
         json
     }

@@ -5,6 +5,7 @@
 //! connection that changes protocol keeps its socket, its buffers and its
 //! counters.
 
+use super::tls::TlsLayer;
 use super::BufferPool;
 use crate::http::request::Method;
 use crate::http::response::Status;
@@ -45,6 +46,8 @@ pub struct Client {
     pub id: usize,
     pub socket: TcpStream,
     pub peer: SocketAddr,
+    /// The TLS session of an HTTPS connection; `None` on plain HTTP.
+    pub tls: Option<Box<TlsLayer>>,
     /// Received bytes not yet used; allocated on first read.
     pub input: Vec<u8>,
     /// Bytes queued for the socket, sent from `output_sent` on.
@@ -93,6 +96,7 @@ impl Client {
             id,
             socket,
             peer,
+            tls: None,
             input: Vec::new(),
             output: Vec::new(),
             output_sent: 0,
@@ -112,12 +116,14 @@ impl Client {
         }
     }
 
-    /// Whether queued bytes are still unsent.
+    /// Whether queued bytes are still unsent (or, over TLS, records that
+    /// hold them are still unwritten).
     pub fn has_unsent(&self) -> bool {
-        self.output_sent < self.output.len()
+        self.output_sent < self.output.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// How many queued bytes are still unsent.
+    /// How many queued bytes are still unsent. Over TLS, up to
+    /// [`super::tls::SEND_LIMIT`] more may wait encrypted in the session.
     pub fn unsent(&self) -> usize {
         self.output.len() - self.output_sent
     }
@@ -130,6 +136,9 @@ impl Client {
         if room == 0 {
             // Only reached when a caller asks for more than it allows itself.
             return Err(io::Error::other("input buffer full"));
+        }
+        if self.tls.is_some() {
+            return self.read_tls_input(room);
         }
         self.input.reserve(room);
         let spare = self.input.spare_capacity_mut();
@@ -166,11 +175,37 @@ impl Client {
         }
     }
 
+    /// [`Client::read_input`] over TLS: decrypted bytes, up to `room`.
+    fn read_tls_input(&mut self, room: usize) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Err(io::Error::other("not a TLS connection"));
+        };
+        let have = self.input.len();
+        self.input.resize(have + room, 0);
+        let read = tls.read(self.socket.as_raw_fd(), &mut self.input[have..]);
+        let got = *read.as_ref().unwrap_or(&0);
+        self.input.truncate(have + got);
+        // Records a read processed may call for an answer (a key update,
+        // an alert); what is not written now goes with the next write.
+        let _ = tls.flush(&mut self.socket);
+        let got = read?;
+        self.bytes_in += got as u64;
+        add(&self.stats.bytes_in, got as u64);
+        self.input_drained = got < room && tls.drained();
+        if got > 0 {
+            self.last_activity = self.now;
+        }
+        Ok(got)
+    }
+
     /// Writes queued bytes until they are all sent or the socket is full.
     /// `more` sends them with `MSG_MORE`: the kernel holds back a segment
     /// that is not full yet, because more follows at once (a file body
     /// after its head, or the FIN of a close after the last answer).
     pub fn write_output(&mut self, more: bool) -> Result<(), Stall> {
+        if self.tls.is_some() {
+            return self.write_tls_output();
+        }
         let flags = if more { libc::MSG_MORE } else { 0 } | libc::MSG_NOSIGNAL;
         while self.output_sent < self.output.len() {
             let pending = &self.output[self.output_sent..];
@@ -206,6 +241,51 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// [`Client::write_output`] over TLS: plaintext into records, records
+    /// to the socket, until both are done or the socket is full.
+    fn write_tls_output(&mut self) -> Result<(), Stall> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Err(Stall::Gone("not a TLS connection"));
+            };
+            match tls.flush(&mut self.socket) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    add(&self.stats.partial_writes, 1);
+                    self.write_blocked = true;
+                    return Err(Stall::Blocked);
+                }
+                Err(_) => return Err(Stall::Gone("peer gone while sending")),
+            }
+            if self.output_sent == self.output.len() {
+                return Ok(());
+            }
+            match tls.queue(&self.output[self.output_sent..]) {
+                Ok(0) | Err(_) => return Err(Stall::Gone("TLS session refused bytes")),
+                Ok(taken) => {
+                    self.output_sent += taken;
+                    self.sent(taken as u64);
+                }
+            }
+        }
+    }
+
+    /// Writes what is still queued, as far as the socket takes it without
+    /// waiting: the last words before a close.
+    pub fn flush_best_effort(&mut self) {
+        let _ = self.write_output(false);
+    }
+
+    /// Ends our side of the stream: over TLS a `close_notify` first, then
+    /// the FIN. The protocols call this once everything else is sent.
+    pub fn shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify();
+            let _ = tls.flush(&mut self.socket);
+        }
+        let _ = self.socket.shutdown(std::net::Shutdown::Write);
     }
 
     /// Counts bytes that left for the client (by `send` or `sendfile`).

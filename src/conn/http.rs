@@ -55,7 +55,6 @@ use crate::upload::{self, Progress, Upload, BUDGET_PER_TURN, UPLOAD_INPUT};
 use log::{debug, log_enabled, trace, warn, Level};
 use mio::Interest;
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
@@ -519,7 +518,9 @@ impl Http {
         let reply = respond(&request, &ctx, &mut client.output);
         self.record(client, &request, reply.status, reply.body_len, started);
         self.close_after_send = !common.keep_alive;
-        self.copy_file_body |= shared.config.no_sendfile;
+        // Over TLS the bytes must pass through rustls to be encrypted: the
+        // kernel here has no kTLS for sendfile to hand them to.
+        self.copy_file_body |= shared.config.no_sendfile || client.tls.is_some();
         if let Some(body) = reply.file {
             if let Err(step) = self.queue_file(client, body) {
                 return step;
@@ -846,7 +847,7 @@ impl Http {
     fn poll_receiving_upload(&mut self, client: &mut Client, shared: &Shared) -> Step {
         let mut budget = BUDGET_PER_TURN;
         loop {
-            if client.output_sent < client.output.len() {
+            if client.has_unsent() {
                 match client.write_output(false) {
                     Ok(()) => continue,
                     Err(stall) => return Step::write_stalled(stall),
@@ -1134,7 +1135,7 @@ impl Http {
     fn poll_sending(&mut self, client: &mut Client) -> Step {
         let mut budget = SEND_BUDGET_PER_TURN;
         loop {
-            if client.output_sent < client.output.len() {
+            if client.has_unsent() {
                 if let Err(step) = self.write_output(client) {
                     return step;
                 }
@@ -1281,7 +1282,7 @@ impl Http {
     /// last answer before the client has read it.
     fn poll_closing(&mut self, client: &mut Client, mut drained: u64) -> Step {
         if drained == 0 {
-            let _ = client.socket.shutdown(Shutdown::Write);
+            client.shutdown_write();
         }
         client.input.clear();
         loop {
@@ -1324,7 +1325,7 @@ impl Http {
     }
 
     fn has_output(&self, client: &Client) -> bool {
-        client.output_sent < client.output.len() || self.file.is_some()
+        client.has_unsent() || self.file.is_some()
     }
 }
 

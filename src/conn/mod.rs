@@ -9,9 +9,17 @@
 //! - [`tunnel`] — after a backend accepted an upgrade (`101`), bytes moved
 //!   both ways until either side is done;
 //! - [`websocket`] — after rill accepted a WebSocket handshake itself
-//!   (`/.rill/live`, `/.rill/echo`), messages framed both ways.
+//!   (`/.rill/live`, `/.rill/echo`), messages framed both ways;
+//! - [`handshake`] — on an HTTPS port, the TLS handshake before HTTP.
+//!
+//! Over HTTPS, a TLS layer ([`tls`]) sits between the socket and whichever
+//! protocol runs: [`client::Client`] encrypts and decrypts on its way, so the
+//! protocols are the same on both kinds of port.
 //!
 //! ```text
+//!   ┌───────────┐ secured
+//!   │ Handshake │ ────────▶ Http            (HTTPS only)
+//!   └───────────┘
 //!            request for a route                 101 Switching Protocols
 //!   ┌──────┐ ─────────────────────▶ ┌───────┐ ──────────────────────────▶ ┌────────┐
 //!   │ Http │                        │ Proxy │                             │ Tunnel │
@@ -27,8 +35,10 @@
 //! loop only sees a [`Connection`] and the [`Next`] thing it waits for.
 
 pub mod client;
+pub mod handshake;
 pub mod http;
 pub mod proxy;
+pub mod tls;
 pub mod tunnel;
 pub mod websocket;
 
@@ -39,6 +49,7 @@ use crate::stats::Stats;
 use crate::timer::Timeouts;
 use crate::upstream::{UpstreamConn, Upstreams};
 use client::Client;
+use handshake::Handshake;
 use http::Http;
 use log::{debug, trace};
 use mio::net::TcpStream;
@@ -47,6 +58,7 @@ use proxy::{Proxy, ProxyRequest};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 use tunnel::Tunnel;
 use websocket::WebSocket;
@@ -81,10 +93,15 @@ pub enum Turn {
     Tunnel(Box<Tunnel>),
     /// HTTP → WebSocket: rill accepted a handshake itself.
     WebSocket(Box<WebSocket>),
+    /// Handshake → HTTP: the TLS session is up (or, for plain HTTP on the
+    /// TLS port, dropped). `refusal` is an answer to send and close on,
+    /// instead of reading a request.
+    Secured { refusal: Option<Vec<u8>> },
 }
 
 /// The protocol a connection speaks now.
 enum Protocol {
+    Handshake(Box<Handshake>),
     Http(Http),
     Proxy(Box<Proxy>),
     Tunnel(Box<Tunnel>),
@@ -156,19 +173,30 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A fresh connection, waiting for its first request head.
+    /// A fresh connection, waiting for its first request head, or on an
+    /// HTTPS port (`tls`) for its ClientHello.
     pub fn new(
         id: usize,
         socket: TcpStream,
         peer: SocketAddr,
         now: Instant,
         stats: Rc<Stats>,
-    ) -> Connection {
-        stats.moved(None, crate::stats::Phase::ReadingHead);
-        Connection {
-            client: Client::new(id, socket, peer, now, stats),
-            protocol: Protocol::Http(Http::new(now)),
-        }
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> Result<Connection, rustls::Error> {
+        let mut client = Client::new(id, socket, peer, now, Rc::clone(&stats));
+        let protocol = match tls {
+            Some(config) => {
+                client.tls = Some(Box::new(tls::TlsLayer::new(Arc::clone(config))?));
+                stats.moved(None, crate::stats::Phase::Handshaking);
+                client.phase = crate::stats::Phase::Handshaking;
+                Protocol::Handshake(Box::new(Handshake::new(now)))
+            }
+            None => {
+                stats.moved(None, crate::stats::Phase::ReadingHead);
+                Protocol::Http(Http::new(now))
+            }
+        };
+        Ok(Connection { client, protocol })
     }
 
     /// The client socket, for (de)registering with the poll.
@@ -203,6 +231,7 @@ impl Connection {
 
     fn run_protocol(&mut self, shared: &Shared) -> Turn {
         match &mut self.protocol {
+            Protocol::Handshake(handshake) => handshake.drive(&mut self.client, shared),
             Protocol::Http(http) => http.drive(&mut self.client, shared),
             Protocol::Proxy(proxy) => proxy.drive(&mut self.client, shared),
             Protocol::Tunnel(tunnel) => tunnel.drive(&mut self.client, shared),
@@ -237,6 +266,15 @@ impl Connection {
                     crate::stats::add(&self.client.stats.websockets, 1);
                     self.protocol = Protocol::WebSocket(ws);
                 }
+                Turn::Secured { refusal } => {
+                    trace!("conn {}: handshake -> http", self.client.id);
+                    let mut http = Http::new(self.client.now);
+                    if let Some(answer) = refusal {
+                        self.client.output = answer;
+                        http.refuse();
+                    }
+                    self.protocol = Protocol::Http(http);
+                }
             }
             turn = self.run_protocol(shared);
         }
@@ -263,13 +301,14 @@ impl Connection {
         match &mut self.protocol {
             Protocol::Proxy(proxy) => proxy.upstream_event(readable, writable, closed),
             Protocol::Tunnel(tunnel) => tunnel.upstream_event(readable, writable, closed),
-            Protocol::Http(_) | Protocol::WebSocket(_) => {}
+            Protocol::Handshake(_) | Protocol::Http(_) | Protocol::WebSocket(_) => {}
         }
     }
 
     /// Tells the counters which phase the connection rests in.
     fn settled(&mut self, next: Next) -> Next {
         let phase = match &self.protocol {
+            Protocol::Handshake(_) => crate::stats::Phase::Handshaking,
             Protocol::Http(http) => http.phase(&self.client),
             Protocol::Proxy(proxy) => proxy.phase(),
             Protocol::Tunnel(_) => crate::stats::Phase::Tunnel,
@@ -327,13 +366,14 @@ impl Connection {
         match &mut self.protocol {
             Protocol::Proxy(proxy) => proxy.take_upstream(),
             Protocol::Tunnel(tunnel) => tunnel.take_upstream().map(|up| (up, false)),
-            Protocol::Http(_) | Protocol::WebSocket(_) => None,
+            Protocol::Handshake(_) | Protocol::Http(_) | Protocol::WebSocket(_) => None,
         }
     }
 
     /// When this connection's current timeout expires, given its state.
     pub fn deadline(&self, timeouts: &Timeouts) -> Instant {
         match &self.protocol {
+            Protocol::Handshake(handshake) => handshake.deadline(timeouts),
             Protocol::Http(http) => http.deadline(&self.client, timeouts),
             Protocol::Proxy(proxy) => proxy.deadline(&self.client, timeouts),
             Protocol::Tunnel(tunnel) => tunnel.deadline(timeouts),
@@ -346,6 +386,7 @@ impl Connection {
     pub fn on_timeout(&mut self, shared: &Shared) -> Next {
         self.client.now = shared.now;
         let turn = match &mut self.protocol {
+            Protocol::Handshake(handshake) => handshake.on_timeout(&mut self.client),
             Protocol::Http(http) => http.on_timeout(&mut self.client, shared),
             Protocol::Proxy(proxy) => proxy.on_timeout(&mut self.client, shared),
             Protocol::Tunnel(_) => Turn::Close("tunnel idle"),
@@ -358,6 +399,7 @@ impl Connection {
     /// close now; one sending an answer finishes it and then closes.
     pub fn begin_shutdown(&mut self) -> bool {
         match &mut self.protocol {
+            Protocol::Handshake(_) => true,
             Protocol::Http(http) => http.begin_shutdown(),
             Protocol::Proxy(proxy) => proxy.begin_shutdown(),
             Protocol::Tunnel(_) => true,
@@ -371,9 +413,14 @@ impl Connection {
     /// Makes this fresh connection answer `answer` (a `503`) and close,
     /// without reading a request.
     pub fn refuse(&mut self, answer: Vec<u8>) {
-        self.client.output = answer;
-        if let Protocol::Http(http) = &mut self.protocol {
-            http.refuse();
+        match &mut self.protocol {
+            // Over TLS the answer can only go once the session is up.
+            Protocol::Handshake(handshake) => handshake.refuse_after(answer),
+            Protocol::Http(http) => {
+                self.client.output = answer;
+                http.refuse();
+            }
+            _ => {}
         }
     }
 
@@ -464,7 +511,8 @@ mod tests {
             .unwrap();
         let stats = Rc::new(Stats::new(Instant::now()));
         let socket = TcpStream::from_std(server_side);
-        let conn = Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats));
+        let conn =
+            Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats), None).unwrap();
         (client, conn, stats)
     }
 
@@ -627,7 +675,9 @@ mod allocation_tests {
             peer,
             Instant::now(),
             stats,
-        );
+            None,
+        )
+        .unwrap();
         let shared = harness.shared(Instant::now());
         let request = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n";
         let mut response = vec![0u8; 4096];

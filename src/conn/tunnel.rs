@@ -251,7 +251,7 @@ impl Tunnel {
             client.log_pending(None);
         }
         if !client.has_unsent() && self.downward == Half::Finishing {
-            let _ = client.socket.shutdown(Shutdown::Write);
+            client.shutdown_write();
             self.downward = Half::Closed;
         }
         Ok(moved)

@@ -41,7 +41,6 @@ use crate::stats::{add, Phase, Stats};
 use log::{debug, trace};
 use mio::Interest;
 use std::io;
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -213,18 +212,18 @@ impl WebSocket {
                     Err(Stall::Blocked) => {}
                 }
             }
-            let backlog = client.unsent();
             if let State::Closed { since, shut } = self.state {
-                if backlog > 0 {
+                if client.has_unsent() {
                     return Turn::Wait(Interest::WRITABLE);
                 }
                 if !shut {
-                    let _ = client.socket.shutdown(Shutdown::Write);
+                    client.shutdown_write();
                     self.move_to(client.id, State::Closed { since, shut: true });
                 }
                 return self.drain_until_fin(client);
             }
-            let wait_to_write = if backlog > 0 {
+            let backlog = client.unsent();
+            let wait_to_write = if client.has_unsent() {
                 Some(Interest::WRITABLE)
             } else {
                 None
