@@ -416,7 +416,7 @@ mod tests {
             "\"loop_iterations\":3,\"events\":505",
             "\"0\":1,\"1\":0,\"2-3\":0,\"4-7\":1",
             "\"64+\":1",
-            "\"open\":1,\"by_state\":{\"reading_head\":0,\"idle_keep_alive\":0",
+            "\"open\":1,\"by_state\":{\"handshaking\":0,\"reading_head\":0,\"idle_keep_alive\":0",
             "\"sending\":1",
             "\"requests\":2,\"responses\":{\"1xx\":1,\"2xx\":1,\"3xx\":0,\"4xx\":1,\"5xx\":0}",
         ] {
