@@ -98,12 +98,13 @@ impl ProxyRequest {
     ) -> Result<ProxyRequest, HeadError> {
         let backend = &config.routes[route];
         let upgrade = request.upgrade.map(str::to_owned);
+        let scheme = if client.tls.is_some() { "https" } else { "http" };
         write_forward_head(
             raw_head,
             &Forward {
                 target,
                 peer: client.peer.ip(),
-                proto: "http",
+                proto: scheme,
                 default_host: &backend.authority,
                 body: request.body,
                 upgrade: upgrade.is_some(),
@@ -125,7 +126,7 @@ impl ProxyRequest {
             client_http10: request.minor_version == 0,
             client_keep_alive: request.keep_alive,
             upgrade,
-            client_origin: request.host.map(|host| format!("http://{host}")),
+            client_origin: request.host.map(|host| format!("{scheme}://{host}")),
             started,
         })
     }
