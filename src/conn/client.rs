@@ -272,10 +272,17 @@ impl Client {
         }
     }
 
-    /// Writes what is still queued, as far as the socket takes it without
-    /// waiting: the last words before a close.
-    pub fn flush_best_effort(&mut self) {
-        let _ = self.write_output(false);
+    /// Over TLS, the last words before the socket closes: a `close_notify`,
+    /// as far as the socket takes it without waiting, so the client can
+    /// tell the end from a cut. Not after a failure (rustls sent its alert)
+    /// or mid-handshake.
+    pub fn say_goodbye(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            if !tls.failed() && !tls.is_handshaking() && !tls.closed_notify() {
+                tls.close_notify();
+                let _ = tls.flush(&mut self.socket);
+            }
+        }
     }
 
     /// Ends our side of the stream: over TLS a `close_notify` first, then

@@ -333,6 +333,7 @@ impl Connection {
             http.abandon(&self.client);
         }
         let client = &mut self.client;
+        client.say_goodbye();
         client.stats.closed(client.phase);
         client.log_pending(Some(why));
         debug!(

@@ -98,7 +98,11 @@ impl ProxyRequest {
     ) -> Result<ProxyRequest, HeadError> {
         let backend = &config.routes[route];
         let upgrade = request.upgrade.map(str::to_owned);
-        let scheme = if client.tls.is_some() { "https" } else { "http" };
+        let scheme = if client.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         write_forward_head(
             raw_head,
             &Forward {

@@ -36,6 +36,8 @@ pub struct TlsLayer {
     socket_short_read: bool,
     /// rustls reported an error; its alert is queued, the connection ends.
     failed: bool,
+    /// Our side was ended with a `close_notify`.
+    closed_notify: bool,
 }
 
 /// What one pull from the socket did.
@@ -58,6 +60,7 @@ impl TlsLayer {
             session,
             socket_short_read: false,
             failed: false,
+            closed_notify: false,
         })
     }
 
@@ -168,7 +171,15 @@ impl TlsLayer {
 
     /// Queues the `close_notify` alert that ends our side cleanly.
     pub fn close_notify(&mut self) {
-        self.session.send_close_notify();
+        if !self.closed_notify {
+            self.closed_notify = true;
+            self.session.send_close_notify();
+        }
+    }
+
+    /// Whether our `close_notify` was queued already.
+    pub fn closed_notify(&self) -> bool {
+        self.closed_notify
     }
 }
 
