@@ -149,6 +149,7 @@ impl Handshake {
     /// saying where to go, then close.
     fn plain_http(&mut self, client: &mut Client, shared: &Shared) -> Turn {
         add(&client.stats.tls_failed, 1);
+        client.stats.response(Status::BAD_REQUEST.code());
         debug!("conn {}: plain HTTP on the TLS port", client.id);
         client.tls = None;
         let mut answer = Vec::new();
