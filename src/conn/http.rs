@@ -1297,12 +1297,12 @@ impl Http {
                     self.state = State::Closing { drained };
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing unread: closing now cannot reset the answer.
-                    return if drained == 0 {
-                        Step::Close("done")
-                    } else {
-                        Step::Wait(Interest::READABLE)
-                    };
+                    // Empty for now is not done: a client refused mid-body
+                    // (a 413) may still be sending, and a close before its
+                    // FIN would answer those bytes with a reset that can
+                    // destroy the answer unread. Wait for the FIN, within
+                    // the linger timeout and MAX_LINGER_BYTES.
+                    return Step::Wait(Interest::READABLE);
                 }
                 Err(_) => return Step::Close("done"),
             }
