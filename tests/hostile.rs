@@ -1,9 +1,10 @@
 //! Hostile input: a table of malformed and tricky requests, each with the
-//! answer it must get, and request smuggling attempts.
+//! answer it must get, and request smuggling attempts; each test runs over
+//! plain HTTP (`plain::`) and over HTTPS (`tls::`), with the same outcomes.
 
 mod common;
 
-use common::{site, Rill};
+use common::{site, Rill, Transport};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -13,15 +14,17 @@ use std::net::Shutdown;
 enum Outcome {
     /// A response with this status comes first.
     Status(u16),
-    /// The connection closes without any response.
+    /// The connection closes without any response (over TLS: no
+    /// application data before the close).
     Closed,
 }
 use Outcome::{Closed, Status};
 
 /// Sends `raw`, half-closes, and returns all the server sent back.
 fn exchange(rill: &Rill, raw: &[u8]) -> Vec<u8> {
-    let mut stream = rill.connect();
+    let mut stream = rill.stream();
     // The server may answer and close before reading everything we send.
+    // Over TLS the half-close is close_notify, then FIN.
     let _ = stream.write_all(raw);
     let _ = stream.shutdown(Shutdown::Write);
     let mut reply = Vec::new();
@@ -129,11 +132,15 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         .collect()
 }
 
-#[test]
-fn every_hostile_request_gets_its_answer_and_the_server_goes_on() {
+common::tests_over_both_transports!(
+    every_hostile_request_gets_its_answer_and_the_server_goes_on,
+    smuggled_requests_are_never_answered,
+);
+
+fn every_hostile_request_gets_its_answer_and_the_server_goes_on(transport: Transport) {
     let dir = site();
     fs::write(dir.path().join("a.txt"), "a").unwrap();
-    let rill = Rill::start(dir.path(), &["--uploads"]);
+    let rill = Rill::start_on(transport, dir.path(), &["--uploads"]);
     let cases = corpus();
     assert!(
         cases.len() >= 40,
@@ -144,7 +151,9 @@ fn every_hostile_request_gets_its_answer_and_the_server_goes_on() {
     for (name, raw, expected) in &cases {
         let got = outcome(&exchange(&rill, raw));
         if got != *expected {
-            wrong.push(format!("{name}: expected {expected:?}, got {got:?}"));
+            wrong.push(format!(
+                "{transport}: {name}: expected {expected:?}, got {got:?}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -158,14 +167,13 @@ fn every_hostile_request_gets_its_answer_and_the_server_goes_on() {
     assert_eq!(rill.get("/a.txt").text(), "a");
 }
 
-#[test]
-fn smuggled_requests_are_never_answered() {
+fn smuggled_requests_are_never_answered(transport: Transport) {
     let dir = site();
     fs::write(dir.path().join("a.txt"), "public").unwrap();
     fs::write(dir.path().join("secret.txt"), "SMUGGLED").unwrap();
     for uploads in [false, true] {
         let args: &[&str] = if uploads { &["--uploads"] } else { &[] };
-        let rill = Rill::start(dir.path(), args);
+        let rill = Rill::start_on(transport, dir.path(), args);
         let hidden = "GET /secret.txt HTTP/1.1\r\nHost: t\r\n\r\n";
         let attempts = [
             // CL.TE: a front end using CL would forward the hidden request as body.
@@ -194,11 +202,11 @@ fn smuggled_requests_are_never_answered() {
             let text = String::from_utf8_lossy(&reply);
             assert!(
                 !text.contains("SMUGGLED"),
-                "uploads={uploads}: answered {attempt:?}:\n{text}"
+                "{transport}, uploads={uploads}: answered {attempt:?}:\n{text}"
             );
             assert!(
                 text.matches("HTTP/1.1 ").count() <= 1,
-                "uploads={uploads}: {attempt:?}:\n{text}"
+                "{transport}, uploads={uploads}: {attempt:?}:\n{text}"
             );
         }
     }

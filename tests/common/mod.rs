@@ -1,32 +1,223 @@
 //! Shared helpers for the integration tests: start the real `rill` binary on
-//! port 0, and speak HTTP/1.1 to it over plain sockets.
+//! port 0, and speak HTTP/1.1 to it over plain sockets or over TLS.
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How a test talks to rill: clear text, or HTTPS with `--tls-self-signed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Plain => "plain",
+            Transport::Tls => "TLS",
+        })
+    }
+}
+
+/// Declares, for each `fn name(transport: Transport)` listed, two tests:
+/// `plain::name` and `tls::name` (so `cargo test tls::` runs the TLS half,
+/// and a failure's test name says which transport failed).
+#[allow(unused_macros)]
+macro_rules! tests_over_both_transports {
+    ($($name:ident),+ $(,)?) => {
+        mod plain {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Transport::Plain)
+            })+
+        }
+        mod tls {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Transport::Tls)
+            })+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use tests_over_both_transports;
+
+/// What a TLS rill gave us to reach it: the certificate it made, and a client
+/// configuration that trusts exactly that certificate.
+struct TlsClient {
+    config: Arc<ClientConfig>,
+    cert_file: PathBuf,
+}
+
+impl TlsClient {
+    fn trusting(cert_file: PathBuf) -> TlsClient {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&cert_file)
+            .unwrap_or_else(|e| panic!("read {}: {e:?}", cert_file.display()))
+        {
+            roots
+                .add(cert.expect("a PEM certificate"))
+                .expect("add root");
+        }
+        // The provider named explicitly: the crate graph has more than one.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsClient {
+            config: Arc::new(config),
+            cert_file,
+        }
+    }
+}
+
+/// A connection to rill, plain or TLS, with the few `TcpStream` methods the
+/// tests use. TLS ones are `rustls::StreamOwned`, which does the handshake on
+/// the first read or write.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        }
+    }
+
+    /// Like `TcpStream::shutdown`; over TLS, closing the write side first
+    /// sends close_notify (and flushes it), as a TLS client ending its
+    /// request stream does.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if let Stream::Tls(tls) = self {
+            if how != Shutdown::Read {
+                tls.conn.send_close_notify();
+                tls.flush()?;
+            }
+        }
+        self.tcp().shutdown(how)
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.tcp().set_nodelay(nodelay)
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().local_addr()
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            // rustls reports a FIN that came without close_notify as
+            // UnexpectedEof (a truncation attack, for a real client). These
+            // tests judge rill by the answer bytes it sent before closing, as
+            // the plain tests do, so such an end reads as an ordinary EOF.
+            // (rill itself sends close_notify before its FIN.)
+            Stream::Tls(tls) => match tls.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
 
 /// A running `rill` process, killed when dropped.
 pub struct Rill {
     child: Child,
     pub addr: SocketAddr,
     pub stderr: Option<ChildStderr>,
+    tls: Option<TlsClient>,
 }
 
 impl Rill {
     /// Starts rill on `root` with `--log-level warn` and any extra arguments.
     pub fn start(root: &Path, extra: &[&str]) -> Rill {
+        Rill::start_on(Transport::Plain, root, extra)
+    }
+
+    /// Starts an HTTPS rill (`--tls-self-signed`) on `root`, with
+    /// `--log-level warn` and any extra arguments.
+    pub fn start_tls(root: &Path, extra: &[&str]) -> Rill {
+        Rill::start_on(Transport::Tls, root, extra)
+    }
+
+    /// [`Rill::start`] or [`Rill::start_tls`].
+    pub fn start_on(transport: Transport, root: &Path, extra: &[&str]) -> Rill {
         let mut args = vec!["--listen", "127.0.0.1:0", "--log-level", "warn"];
+        if transport == Transport::Tls {
+            args.push("--tls-self-signed");
+        }
         args.extend_from_slice(extra);
         Rill::start_with(root, &args)
     }
 
     /// Starts rill on `root` with exactly these arguments (plus ROOT).
     pub fn start_with(root: &Path, args: &[&str]) -> Rill {
+        Rill::launch(root, args)
+    }
+
+    /// Starts rill with exactly these arguments plus `--tls-self-signed` and
+    /// ROOT, and checks that it serves HTTPS.
+    pub fn start_with_tls(root: &Path, args: &[&str]) -> Rill {
+        let mut args = args.to_vec();
+        args.push("--tls-self-signed");
+        let rill = Rill::launch(root, &args);
+        assert!(rill.tls.is_some(), "rill did not announce https");
+        rill
+    }
+
+    /// Spawns rill and reads its announce: one line for plain HTTP; for
+    /// HTTPS, the lines after it up to the one naming the saved certificate
+    /// (fingerprint, public key pin, then the file).
+    fn launch(root: &Path, args: &[&str]) -> Rill {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
             .args(args)
             .arg(root)
@@ -34,26 +225,69 @@ impl Rill {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rill");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the announce line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("address");
+        stdout.read_line(&mut line).expect("read the announce line");
+        let announce = line.trim();
+        let (https, addr) = if let Some(addr) = announce.strip_prefix("listening on http://") {
+            (false, addr)
+        } else if let Some(addr) = announce.strip_prefix("listening on https://") {
+            (true, addr)
+        } else {
+            panic!("unexpected first line: {line:?}")
+        };
+        let addr = addr.parse().expect("address");
+        let mut tls = None;
+        if https {
+            let mut announced = vec![line.clone()];
+            let cert_file = loop {
+                let mut line = String::new();
+                if stdout.read_line(&mut line).expect("read the announce") == 0 {
+                    panic!("no certificate file announced: {announced:?}");
+                }
+                if let Some(path) = line
+                    .trim()
+                    .strip_prefix("certificate saved for --cacert at ")
+                {
+                    break PathBuf::from(path);
+                }
+                announced.push(line);
+            };
+            tls = Some(TlsClient::trusting(cert_file));
+        }
         let stderr = child.stderr.take();
         Rill {
             child,
             addr,
             stderr,
+            tls,
         }
     }
 
-    /// A new connection with generous timeouts so a hung server fails the test.
+    /// How this rill is reached.
+    pub fn transport(&self) -> Transport {
+        match self.tls {
+            Some(_) => Transport::Tls,
+            None => Transport::Plain,
+        }
+    }
+
+    /// The certificate a TLS rill made (for `curl --cacert`).
+    pub fn cacert(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.cert_file.as_path())
+    }
+
+    /// `http://ADDR/path` or `https://ADDR/path`; `path` starts with `/`.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = match self.tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    /// A new TCP connection with generous timeouts so a hung server fails
+    /// the test. Always clear text, even to a TLS rill: see [`Rill::stream`].
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream
@@ -65,7 +299,22 @@ impl Rill {
         stream
     }
 
-    /// One GET on a fresh connection.
+    /// A new connection in this rill's transport (TLS with server name
+    /// `localhost` to a TLS rill), with [`Rill::connect`]'s timeouts.
+    pub fn stream(&self) -> Stream {
+        let tcp = self.connect();
+        match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = ClientConnection::new(tls.config.clone(), name).expect("a TLS client");
+                Stream::Tls(Box::new(StreamOwned::new(conn, tcp)))
+            }
+        }
+    }
+
+    /// One GET on a fresh connection (in this rill's transport, as are
+    /// `request` and `raw`).
     pub fn get(&self, target: &str) -> Response {
         self.request(&format!(
             "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -74,7 +323,7 @@ impl Rill {
 
     /// Sends raw request bytes on a fresh connection and reads one response.
     pub fn request(&self, raw: &str) -> Response {
-        let mut stream = self.connect();
+        let mut stream = self.stream();
         stream.write_all(raw.as_bytes()).unwrap();
         let head_only = raw.starts_with("HEAD ");
         read_response(&mut BufReader::new(stream), head_only).expect("a response")
@@ -82,7 +331,7 @@ impl Rill {
 
     /// Sends raw bytes and returns everything until the server closes.
     pub fn raw(&self, raw: &[u8]) -> Vec<u8> {
-        let mut stream = self.connect();
+        let mut stream = self.stream();
         stream.write_all(raw).unwrap();
         let mut all = Vec::new();
         let _ = stream.read_to_end(&mut all);
@@ -122,20 +371,28 @@ impl Rill {
 
     /// Stops the process and returns what it wrote to stderr.
     pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let mut text = String::new();
         if let Some(mut stderr) = self.stderr.take() {
             let _ = stderr.read_to_string(&mut text);
         }
         text
     }
+
+    /// Kills the process. A TLS rill removes its certificate file when it
+    /// exits, but cannot when killed, so this does.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(tls) = &self.tls {
+            let _ = std::fs::remove_file(&tls.cert_file);
+        }
+    }
 }
 
 impl Drop for Rill {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
