@@ -64,7 +64,8 @@ pub struct Client {
     /// The peer has shut down its side (a FIN arrived).
     pub peer_finished_writing: bool,
     /// The last request said it was the last (`Connection: close`, or
-    /// HTTP/1.0 without keep-alive), so the client sends nothing more.
+    /// HTTP/1.0 without keep-alive) and had no body, so the client sends
+    /// nothing more.
     pub said_close: bool,
     /// The last write said `WouldBlock`, and no writable edge has come
     /// since: writing again now would only say it again.
@@ -84,6 +85,8 @@ pub struct Client {
     pub bytes_out: u64,
     /// Access-log lines of the answers queued, when info logging is on.
     pending_log: Vec<AccessRecord>,
+    /// See [`Client::end_after_output`].
+    end_after_output: bool,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             bytes_in: 0,
             bytes_out: 0,
             pending_log: Vec::new(),
+            end_after_output: false,
         }
     }
 
@@ -192,9 +196,13 @@ impl Client {
         let read = tls.read(self.socket.as_raw_fd(), &mut self.input[have..]);
         let got = *read.as_ref().unwrap_or(&0);
         self.input.truncate(have + got);
-        // Records a read processed may call for an answer (a key update,
-        // an alert); what is not written now goes with the next write.
-        let _ = tls.flush(&mut self.socket);
+        if read.is_err() && tls.failed() {
+            // The alert rustls queued is its last word: send it now.
+            let _ = tls.flush(&mut self.socket);
+        }
+        // Anything else a read left for the client to hear (the session
+        // tickets after the handshake, a key update) goes with the next
+        // answer, in its write: `has_unsent` says it waits.
         let got = read?;
         self.bytes_in += got as u64;
         add(&self.stats.bytes_in, got as u64);
@@ -252,11 +260,31 @@ impl Client {
 
     /// [`Client::write_output`] over TLS: plaintext into records, records
     /// to the socket, until both are done or the socket is full.
+    ///
+    /// Plaintext is queued before records are written, so what rustls
+    /// still held (the session tickets after a handshake) and the answer
+    /// leave in one `writev` — and with them the `close_notify`, when
+    /// [`Client::end_after_output`] said this answer is the last.
     fn write_tls_output(&mut self) -> Result<(), Stall> {
         loop {
             let Some(tls) = self.tls.as_mut() else {
                 return Err(Stall::Gone("not a TLS connection"));
             };
+            if self.output_sent < self.output.len() {
+                match tls.queue(&self.output[self.output_sent..]) {
+                    Ok(taken) => {
+                        self.output_sent += taken;
+                        // `sent`, spelled out: `tls` borrows `self.tls`.
+                        self.bytes_out += taken as u64;
+                        add(&self.stats.bytes_out, taken as u64);
+                        self.last_activity = self.now;
+                    }
+                    Err(_) => return Err(Stall::Gone("TLS session refused bytes")),
+                }
+            }
+            if self.output_sent == self.output.len() && self.end_after_output {
+                tls.close_notify();
+            }
             match tls.flush(&mut self.socket) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -269,14 +297,13 @@ impl Client {
             if self.output_sent == self.output.len() {
                 return Ok(());
             }
-            match tls.queue(&self.output[self.output_sent..]) {
-                Ok(0) | Err(_) => return Err(Stall::Gone("TLS session refused bytes")),
-                Ok(taken) => {
-                    self.output_sent += taken;
-                    self.sent(taken as u64);
-                }
-            }
         }
+    }
+
+    /// The output queued now is the last the connection sends: over TLS,
+    /// its `close_notify` goes in the same write.
+    pub fn end_after_output(&mut self) {
+        self.end_after_output = true;
     }
 
     /// Over TLS, the last words before the socket closes: a `close_notify`,

@@ -86,7 +86,20 @@ impl Handshake {
             let Some(tls) = client.tls.as_mut() else {
                 return Turn::Close("TLS session missing");
             };
+            if !tls.is_handshaking() && !tls.failed() {
+                // What is left to write (the session tickets) goes out with
+                // the first answer, in one write.
+                return self.secured(client);
+            }
+            let had_flight = tls.wants_write();
             match tls.flush(&mut client.socket) {
+                // The client cannot answer a flight it has only now been
+                // sent: wait for its edge rather than make a read that
+                // would say `EAGAIN`. (Its bytes raise an edge whenever
+                // they come, even before the socket is registered.)
+                Ok(()) if had_flight && tls.is_handshaking() => {
+                    return Turn::Wait(Interest::READABLE)
+                }
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     client.write_blocked = true;

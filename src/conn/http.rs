@@ -389,8 +389,13 @@ impl Http {
                 }
             }
             // Answers queued for earlier pipelined requests go out before we
-            // wait for more input: the client may be waiting for them.
-            if self.has_output(client) {
+            // wait for more input: the client may be waiting for them. Over
+            // TLS, records alone (the session tickets after a handshake)
+            // wait for one more read: the request that came with the
+            // client's Finished is answered in the same write.
+            let only_records_wait =
+                self.file.is_none() && client.output_sent == client.output.len();
+            if (client.input_drained || !only_records_wait) && self.has_output(client) {
                 return Step::To(State::Sending);
             }
             if client.input_drained && !client.peer_finished_writing {
@@ -410,6 +415,11 @@ impl Http {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.input_drained = true;
+                    if self.has_output(client) {
+                        // The records that waited for this read (above).
+                        return Step::To(State::Sending);
+                    }
                     client.release_idle_buffers(shared.pool);
                     return Step::Wait(Interest::READABLE);
                 }
@@ -1223,6 +1233,10 @@ impl Http {
     fn write_output(&mut self, client: &mut Client) -> Result<(), Step> {
         let last_before_close =
             self.state == State::Sending && self.closes_without_lingering(client);
+        if last_before_close && self.file.is_none() {
+            // Over TLS the close_notify joins the answer's last write.
+            client.end_after_output();
+        }
         client
             .write_output(self.file.is_some() || last_before_close)
             .map_err(Step::write_stalled)
