@@ -254,27 +254,31 @@ fn size_limit_applies_to_declared_and_streamed_bodies(transport: Transport) {
 fn a_refused_body_sent_late_does_not_reset_the_answer() {
     let dir = site();
     let rill = Rill::start(dir.path(), &["--uploads", "--max-body", "64K"]);
-    let mut stream = rill.connect();
-    stream
-        .write_all(b"PUT /late.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 102400\r\n\r\n")
-        .unwrap();
-    let mut peek = [0u8; 1];
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    assert_eq!(stream.peek(&mut peek).unwrap(), 1, "no answer to the head");
-    // Give rill the turn in which the old code closed at once.
-    std::thread::sleep(Duration::from_millis(100));
-    for (i, piece) in vec![b'x'; 100 * 1024].chunks(4096).enumerate() {
-        if let Err(e) = stream.write_all(piece) {
-            panic!("rill reset the connection mid-body, after {i} pieces: {e}");
+    // With and without `Connection: close`: a client that says its request
+    // is its last still sends that request's body.
+    for extra in ["", "Connection: close\r\n"] {
+        let mut stream = rill.connect();
+        let head =
+            format!("PUT /late.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 102400\r\n{extra}\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut peek = [0u8; 1];
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(stream.peek(&mut peek).unwrap(), 1, "no answer to the head");
+        // Give rill the turn in which the old code closed at once.
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, piece) in vec![b'x'; 100 * 1024].chunks(4096).enumerate() {
+            if let Err(e) = stream.write_all(piece) {
+                panic!("{extra:?}: rill reset the connection mid-body, after {i} pieces: {e}");
+            }
+            // Separate segments, each meeting whatever state rill is in.
+            std::thread::sleep(Duration::from_millis(2));
         }
-        // Separate segments, each meeting whatever state rill is in.
-        std::thread::sleep(Duration::from_millis(2));
+        let response =
+            read_response(&mut BufReader::new(stream), false).expect("the 413 was lost to a reset");
+        assert_eq!(response.status, 413, "{extra:?}");
     }
-    let response =
-        read_response(&mut BufReader::new(stream), false).expect("the 413 was lost to a reset");
-    assert_eq!(response.status, 413);
     assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
 }
 

@@ -441,7 +441,11 @@ impl Http {
     ) -> Step {
         client.requests += 1;
         add(&client.stats.requests, 1);
-        client.said_close = !request.keep_alive;
+        // A client that said this request is its last may still be sending
+        // its body: only one without a body is done talking. (An upload's
+        // body is read whole anyway; a refused one must be drained, or its
+        // bytes would meet a reset — see `closes_without_lingering`.)
+        client.said_close = !request.keep_alive && request.body == BodyFraming::None;
         // Only the access log needs the exact moment; reading the clock per
         // request cost about 2% of S1's CPU, so without the log the loop's
         // clock stands in.
