@@ -18,8 +18,18 @@ fn main() -> ExitCode {
         }
         Err(message) => return usage_error(&message),
     };
+    // rustls warns about client quirks it tolerates (an IP address sent
+    // as SNI, as wrk and some libraries do) on every handshake: that is
+    // noise beside rill's own warnings, and a write to stderr per
+    // connection. Its messages show from --log-level debug on.
+    let rustls_level = if config.log_level >= log::LevelFilter::Debug {
+        config.log_level
+    } else {
+        log::LevelFilter::Error
+    };
     if let Err(e) = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
+        .with_module_level("rustls", rustls_level)
         .init()
     {
         eprintln!("rill: cannot start logging: {e}");
