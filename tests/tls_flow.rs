@@ -1,0 +1,132 @@
+//! The loop's properties over TLS: pipelined requests answered in order,
+//! a slow reader of a big file held back by backpressure (rill's memory
+//! stays flat), and a keep-alive connection that outlives many answers.
+
+mod common;
+
+use common::{pseudo_random, read_response, site, Rill};
+use std::fs;
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn pipelined_requests_over_tls_are_answered_in_order() {
+    let dir = site();
+    for i in 0..16 {
+        fs::write(dir.path().join(format!("{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let rill = Rill::start_tls(dir.path(), &[]);
+    let mut stream = rill.stream();
+    // Sixteen heads in one write: they arrive in one or two records.
+    let heads: String = (0..16)
+        .map(|i| format!("GET /{i}.txt HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .collect();
+    stream.write_all(heads.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..16 {
+        let response = read_response(&mut reader, false).expect("an answer");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), format!("file {i}\n"));
+    }
+}
+
+#[test]
+fn a_slow_reader_of_a_big_file_over_tls_is_held_back_not_buffered() {
+    let dir = site();
+    let size = 64 << 20;
+    let body = pseudo_random(size, 7);
+    fs::write(dir.path().join("big.bin"), &body).unwrap();
+    let rill = Rill::start_tls(dir.path(), &[]);
+    let before = rss_kib(rill.pid());
+    let mut stream = rill.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    // Read a little, then stall: rill must stop at what the socket and its
+    // 64 KiB of records hold, not read the file into memory.
+    let mut first = vec![0u8; 64 * 1024];
+    stream.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled = rss_kib(rill.pid());
+    assert!(
+        stalled < before + 4 * 1024,
+        "rill grew from {before} KiB to {stalled} KiB while its reader stalled"
+    );
+    // Then everything arrives, byte-exact.
+    let mut rest = Vec::with_capacity(size + 1024);
+    rest.extend_from_slice(&first);
+    let started = Instant::now();
+    while rest.len() < size + 200 && started.elapsed() < Duration::from_secs(20) {
+        let mut chunk = vec![0u8; 1 << 20];
+        let got = stream.read(&mut chunk).unwrap();
+        if got == 0 {
+            break;
+        }
+        rest.extend_from_slice(&chunk[..got]);
+        let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(end) = head_end {
+            if rest.len() >= end + 4 + size {
+                break;
+            }
+        }
+    }
+    let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&rest[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains(&format!("Content-Length: {size}")), "{head}");
+    assert_eq!(rest.len() - end, size, "body length");
+    assert!(rest[end..] == body[..], "body differs");
+    let after = rss_kib(rill.pid());
+    assert!(
+        after < before + 4 * 1024,
+        "rill grew from {before} KiB to {after} KiB sending a 64 MiB file"
+    );
+}
+
+#[test]
+fn one_tls_connection_carries_a_thousand_answers() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "hello\n").unwrap();
+    let rill = Rill::start_tls(dir.path(), &["--stats"]);
+    let stream = rill.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..1000 {
+        reader
+            .get_mut()
+            .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        reader.get_mut().flush().unwrap();
+        let response = read_response(&mut reader, false).expect("an answer");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "hello\n")
+        );
+    }
+    reader
+        .get_mut()
+        .write_all(b"GET /.rill/stats HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    reader.get_mut().flush().unwrap();
+    let stats = read_response(&mut reader, false).expect("stats").text();
+    let tls = &stats[stats.find("\"tls\"").expect("tls counters")..];
+    assert!(tls.contains("\"full\":1,"), "one handshake for all: {tls}");
+    assert!(stats.contains("\"requests\":1001"), "{stats}");
+}
