@@ -130,3 +130,98 @@ fn one_tls_connection_carries_a_thousand_answers() {
     assert!(tls.contains("\"full\":1,"), "one handshake for all: {tls}");
     assert!(stats.contains("\"requests\":1001"), "{stats}");
 }
+
+/// A backend that accepts one upgrade (`101`) and then echoes every byte
+/// until the client closes.
+fn echo_upgrade_backend() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut socket, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if socket.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = socket.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        );
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match socket.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if socket.write_all(&buffer[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_tunnel_through_a_route_over_tls_moves_bytes_both_ways() {
+    let dir = site();
+    let backend = echo_upgrade_backend();
+    let rill = Rill::start_tls(dir.path(), &["--route", &format!("/t={backend}")]);
+    let mut stream = rill.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /t/x HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // 4 MiB up and back, written and read in turns so that neither side's
+    // buffers hold it all: the tunnel's backpressure works over TLS.
+    let data = pseudo_random(4 << 20, 3);
+    let mut echoed = Vec::with_capacity(data.len());
+    for piece in data.chunks(256 * 1024) {
+        stream.write_all(piece).unwrap();
+        stream.flush().unwrap();
+        let want = echoed.len() + piece.len();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while echoed.len() < want {
+            let got = stream.read(&mut chunk).unwrap();
+            assert!(got > 0, "the tunnel closed after {} bytes", echoed.len());
+            echoed.extend_from_slice(&chunk[..got]);
+        }
+    }
+    assert!(echoed == data, "the echo differs");
+}
+
+#[test]
+fn a_tls_client_hello_sent_to_a_plain_port_gets_a_400() {
+    // A real ClientHello, as rustls's client writes it.
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    assert_eq!(hello[0], 0x16, "not a handshake record");
+    let dir = site();
+    let rill = Rill::start(dir.path(), &[]);
+    let reply = rill.raw(&hello);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text:?}");
+}
