@@ -886,6 +886,9 @@ mod tests {
         assert!(clear_text_warning(&config).unwrap().contains("in clear"));
         config.listen = "[::]:4000".parse().unwrap();
         assert!(clear_text_warning(&config).is_some());
+        config.tls = Some(crate::tls::CertSource::SelfSigned);
+        assert_eq!(clear_text_warning(&config), None, "over HTTPS");
+        config.tls = None;
         config.users.clear();
         assert_eq!(clear_text_warning(&config), None, "no passwords");
     }
