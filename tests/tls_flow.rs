@@ -225,3 +225,150 @@ fn a_tls_client_hello_sent_to_a_plain_port_gets_a_400() {
     let text = String::from_utf8_lossy(&reply);
     assert!(text.starts_with("HTTP/1.1 400 "), "{text:?}");
 }
+
+/// After `bytes` from a raw client, rill still answers a fresh HTTPS
+/// request at once: the loop is alive.
+fn still_serving(rill: &Rill) {
+    let mut stream = rill.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    let response = read_response(&mut BufReader::new(stream), false).expect("no answer");
+    assert_eq!(response.status, 200);
+}
+
+#[test]
+fn a_client_hello_too_big_to_buffer_closes_its_connection_not_the_loop() {
+    // rustls joins a handshake message of at most 64 KiB: this one announces
+    // 0xffff bytes of body and never ends. rustls then refuses every read,
+    // and a loop that kept asking it would spin forever.
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "hello\n").unwrap();
+    let rill = Rill::start_tls(dir.path(), &["--stats"]);
+    let mut raw = rill.connect();
+    let length: usize = 0xffff;
+    let mut message = vec![1, 0x00, 0xff, 0xff, 3, 3];
+    message.resize(4 + length, 0);
+    for piece in message.chunks(16 * 1024) {
+        let mut record = vec![0x16, 3, 1];
+        record.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+        record.extend_from_slice(piece);
+        if raw.write_all(&record).is_err() {
+            break; // rill closed on us: what it should do
+        }
+    }
+    let mut rest = Vec::new();
+    let started = Instant::now();
+    let _ = raw.read_to_end(&mut rest); // EOF or a reset, not a timeout
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the connection was kept"
+    );
+    still_serving(&rill);
+}
+
+#[test]
+fn a_close_notify_sent_with_the_request_ends_the_connection_at_once() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "hello\n").unwrap();
+    let rill = Rill::start_tls(dir.path(), &["--idle-timeout", "30"]);
+    let mut stream = rill.stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The request and the close_notify in one write; TCP stays open.
+    stream
+        .write_then_close_notify(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("hello\n"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "rill held the connection {:?} after the client's close_notify",
+        started.elapsed()
+    );
+}
+
+/// A backend that answers every request after half a second.
+fn slow_backend() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if socket.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    head.clear();
+                    std::thread::sleep(Duration::from_millis(500));
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nslow\n";
+                    if socket.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_request_pipelined_behind_a_proxied_one_is_answered_over_tls() {
+    // r1 (to a slow route) and r2 in one record bigger than one head read,
+    // r3 a little later while the proxy waits: rill must not believe the
+    // socket empty from a `recv` made before r3 arrived.
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "hello\n").unwrap();
+    let backend = slow_backend();
+    let rill = Rill::start_tls(
+        dir.path(),
+        &[
+            "--route",
+            &format!("/api={backend}"),
+            "--idle-timeout",
+            "30",
+        ],
+    );
+    let mut stream = rill.stream();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(3000));
+    let first = format!(
+        "GET /api/slow HTTP/1.1\r\nHost: t\r\n{pad}\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n{pad}\r\n"
+    );
+    stream.write_all(first.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stream
+        .write_all(b"GET /a.txt?3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    let started = Instant::now();
+    let mut reader = BufReader::new(stream);
+    let texts: Vec<String> = (0..3)
+        .map(|_| read_response(&mut reader, false).expect("an answer").text())
+        .collect();
+    assert_eq!(texts, ["slow\n", "hello\n", "hello\n"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the third answer took {:?}",
+        started.elapsed()
+    );
+}

@@ -93,13 +93,6 @@ impl Handshake {
             }
             let had_flight = tls.wants_write();
             match tls.flush(&mut client.socket) {
-                // The client cannot answer a flight it has only now been
-                // sent: wait for its edge rather than make a read that
-                // would say `EAGAIN`. (Its bytes raise an edge whenever
-                // they come, even before the socket is registered.)
-                Ok(()) if had_flight && tls.is_handshaking() => {
-                    return Turn::Wait(Interest::READABLE)
-                }
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     client.write_blocked = true;
@@ -108,7 +101,15 @@ impl Handshake {
                 Err(_) => return self.failed(client, "peer gone during the TLS handshake"),
             }
             if tls.failed() {
+                // Its alert, if any, is out.
                 return self.failed(client, "TLS handshake failed");
+            }
+            if had_flight && tls.is_handshaking() {
+                // The client cannot answer a flight it has only now been
+                // sent: wait for its edge rather than make a read that
+                // would say `EAGAIN`. (Its bytes raise an edge whenever
+                // they come, even before the socket is registered.)
+                return Turn::Wait(Interest::READABLE);
             }
             if !tls.is_handshaking() {
                 return self.secured(client);
@@ -117,7 +118,8 @@ impl Handshake {
                 Ok(Pulled::Bytes) => client.last_activity = client.now,
                 Ok(Pulled::Blocked) => return Turn::Wait(Interest::READABLE),
                 Ok(Pulled::End) => return self.failed(client, "client left mid-handshake"),
-                // The alert rustls queued goes out on the next pass.
+                // An alert rustls queued goes out on the next pass, which
+                // then closes: `pull` marks every error failed.
                 Err(error) => debug!("conn {}: TLS handshake: {error}", client.id),
             }
         }

@@ -108,7 +108,14 @@ impl TlsLayer {
             match self.session.read_tls(&mut socket) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pulled::Blocked),
-                other => break other?,
+                Err(e) => {
+                    // A dead socket, or rustls refusing more (a handshake
+                    // message bigger than it buffers: it would refuse again
+                    // on every call, reading nothing). Either way: over.
+                    self.failed = true;
+                    return Err(e);
+                }
+                Ok(got) => break got,
             }
         };
         if let Err(error) = self.session.process_new_packets() {
@@ -124,6 +131,9 @@ impl TlsLayer {
     /// `close_notify`, or a bare FIN: requests carry their own framing, so
     /// a truncation cannot pass for a whole request).
     pub fn read(&mut self, fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
+        // Only a `recv` made by this read says anything about the socket
+        // now: an older one may predate bytes whose edge was consumed since.
+        self.socket_short_read = false;
         loop {
             match self.session.reader().read(buffer) {
                 Ok(got) => return Ok(got),
@@ -138,14 +148,15 @@ impl TlsLayer {
         }
     }
 
-    /// Whether a read now would find nothing: the socket was empty at the
-    /// last `recv` and rustls holds no plaintext (or the bytes of a whole
-    /// record).
+    /// Whether a read now would find nothing: the last read's `recv` found
+    /// the socket empty, rustls holds no plaintext, and the client has not
+    /// said `close_notify` (the next read must report that end, or a client
+    /// that sent it with its request would wait for rill's forever).
     pub fn drained(&mut self) -> bool {
         self.socket_short_read
             && matches!(
                 self.session.process_new_packets(),
-                Ok(state) if state.plaintext_bytes_to_read() == 0
+                Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed()
             )
     }
 

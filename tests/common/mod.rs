@@ -115,6 +115,29 @@ impl Stream {
         self.tcp().shutdown(how)
     }
 
+    /// Over TLS: `data` and a close_notify, encrypted together and sent in
+    /// one write, the TCP connection left open (a client that says it is
+    /// done with its request). Plain: `data`, then a write shutdown.
+    pub fn write_then_close_notify(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => {
+                tcp.write_all(data)?;
+                tcp.shutdown(Shutdown::Write)
+            }
+            Stream::Tls(tls) => {
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                tls.conn.writer().write_all(data)?;
+                tls.conn.send_close_notify();
+                while tls.conn.wants_write() {
+                    tls.conn.write_tls(&mut tls.sock)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
     }
