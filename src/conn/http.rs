@@ -1171,9 +1171,14 @@ impl Http {
                 return Step::Yield;
             }
             if self.copy_file_body {
+                let before = body.remaining;
                 if let Err(step) = self.stage_file_chunk(client) {
                     return step;
                 }
+                // The copy path spends the turn's budget too, or one fast
+                // HTTPS download would hold the loop until its socket fills.
+                let staged = before - self.file.as_ref().map_or(0, |body| body.remaining);
+                budget = budget.saturating_sub(staged as usize);
                 continue;
             }
             let mut offset = body.offset as libc::off_t;
