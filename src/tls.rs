@@ -144,7 +144,7 @@ fn self_signed(listen: SocketAddr) -> Result<Tls, String> {
     };
     let cert_file =
         std::env::temp_dir().join(format!("rill-{}-{}.pem", std::process::id(), listen.port()));
-    std::fs::write(&cert_file, cert.pem())
+    write_new_file(&cert_file, cert.pem().as_bytes())
         .map_err(|e| format!("--tls-self-signed: writing {}: {e}", cert_file.display()))?;
     let der = cert.der().clone();
     let fingerprint = fingerprint(&der);
@@ -155,6 +155,25 @@ fn self_signed(listen: SocketAddr) -> Result<Tls, String> {
         pin: Some(pin),
         cert_file: Some(cert_file),
     })
+}
+
+/// Writes a file that did not exist: in a shared temp folder, a file or a
+/// symlink someone else put at the predictable name is removed (`unlink`
+/// does not follow it) and the open refuses anything that appears again,
+/// so a client given the path to trust reads rill's certificate only.
+fn write_new_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(contents)
 }
 
 /// `localhost`, the loopback addresses, the host's name, every address of
