@@ -38,6 +38,8 @@ pub struct TlsLayer {
     failed: bool,
     /// Our side was ended with a `close_notify`.
     closed_notify: bool,
+    /// The client's `close_notify` has been processed.
+    peer_closed: bool,
 }
 
 /// What one pull from the socket did.
@@ -61,6 +63,7 @@ impl TlsLayer {
             socket_short_read: false,
             failed: false,
             closed_notify: false,
+            peer_closed: false,
         })
     }
 
@@ -118,10 +121,13 @@ impl TlsLayer {
                 Ok(got) => break got,
             }
         };
-        if let Err(error) = self.session.process_new_packets() {
-            self.failed = true;
-            trace!("tls: {error}");
-            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        match self.session.process_new_packets() {
+            Ok(state) => self.peer_closed = state.peer_has_closed(),
+            Err(error) => {
+                self.failed = true;
+                trace!("tls: {error}");
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            }
         }
         Ok(if got == 0 { Pulled::End } else { Pulled::Bytes })
     }
@@ -148,16 +154,14 @@ impl TlsLayer {
         }
     }
 
-    /// Whether a read now would find nothing: the last read's `recv` found
-    /// the socket empty, rustls holds no plaintext, and the client has not
-    /// said `close_notify` (the next read must report that end, or a client
-    /// that sent it with its request would wait for rill's forever).
-    pub fn drained(&mut self) -> bool {
-        self.socket_short_read
-            && matches!(
-                self.session.process_new_packets(),
-                Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed()
-            )
+    /// Whether a read now would find nothing, given that the last read
+    /// filled less than its buffer (so rustls holds no more plaintext: its
+    /// reader copies until the buffer is full or it has none): that read's
+    /// `recv` found the socket empty, and the client has not said
+    /// `close_notify` (the next read must report that end, or a client that
+    /// sent it with its request would wait for rill's forever).
+    pub fn drained(&self) -> bool {
+        self.socket_short_read && !self.peer_closed
     }
 
     /// Hands plaintext to rustls, which encrypts it into records; returns
