@@ -27,7 +27,6 @@ use slab::Slab;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -241,15 +240,5 @@ fn add_gauge(gauge: &std::cell::Cell<u64>, delta: i64) {
 /// Whether a socket has neither bytes nor a close waiting (one `recv` with
 /// `MSG_PEEK`).
 pub fn still_quiet(socket: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: one byte of valid memory is passed with its length.
-    let got = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    got < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    matches!(socket.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }

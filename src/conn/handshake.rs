@@ -23,6 +23,7 @@ use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
 use crate::stats::add;
 use log::{debug, trace};
 use mio::Interest;
+use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -203,24 +204,15 @@ enum Sniffed {
 /// first letter of an HTTP method. Anything else goes to rustls, which
 /// refuses it with an alert.
 fn sniff(client: &mut Client) -> Sniffed {
-    let mut byte = 0u8;
-    // SAFETY: one byte of valid memory is passed with its length.
-    let got = unsafe {
-        libc::recv(
-            client.socket.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK,
-        )
-    };
-    match got {
-        1 if byte == TLS_HANDSHAKE_RECORD => Sniffed::Tls,
-        1 if byte.is_ascii_uppercase() => Sniffed::PlainHttp,
-        1 => Sniffed::Tls,
-        0 => Sniffed::Gone,
-        _ => match std::io::Error::last_os_error().kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Sniffed::Nothing,
-            _ => Sniffed::Gone,
-        },
+    let mut first = [0u8; 1];
+    match client.socket.peek(&mut first) {
+        Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => Sniffed::Tls,
+        Ok(1) if first[0].is_ascii_uppercase() => Sniffed::PlainHttp,
+        Ok(0) => Sniffed::Gone,
+        Ok(_) => Sniffed::Tls,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+            Sniffed::Nothing
+        }
+        Err(_) => Sniffed::Gone,
     }
 }
