@@ -3,25 +3,11 @@
 //! listing page's form (tests/browser/https_upload.py drives it and prints
 //! what it saw as one JSON object; this test decides from that).
 
+mod common;
+
+use common::tool_runs;
 use serde_json::{json, Value};
 use std::process::Command;
-
-/// Whether `program` runs; without it the test is skipped, except under CI
-/// (where .ci/run installs it), where that is a failure.
-fn available(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is missing under CI"
-        );
-        eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
-    }
-    ok
-}
 
 /// The value at a path of object keys, e.g. `"click.post.status"`
 /// (`Null` where there is none).
@@ -38,7 +24,12 @@ fn items(value: &Value) -> &[Value] {
 /// Runs tests/browser/https_upload.py; None when the browser is missing
 /// (outside CI).
 fn run_scenario() -> Option<(Value, String)> {
-    if !available("chromium", &["--version"]) || !available("python3", &["-c", "import websockets"])
+    if !tool_runs("chromium", &["--version"], "chromium is not installed")
+        || !tool_runs(
+            "python3",
+            &["-c", "import websockets"],
+            "python3 or its websockets module is not installed",
+        )
     {
         return None;
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_response, Response, Rill};
+use common::{read_response, tool_runs, Response, Rill};
 use std::fs;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
@@ -519,25 +519,9 @@ fn a_shutdown_closes_the_pages_sockets_with_1001() {
 
 // ---- Conformance and a real browser ---------------------------------------
 
-/// Whether `program` runs; under CI a missing one fails the test.
-fn available(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is missing under CI"
-        );
-        eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
-    }
-    ok
-}
-
 #[test]
 fn autobahn_sections_1_to_7_and_10_pass() {
-    if !available("kosoku", &["--help"]) {
+    if !tool_runs("kosoku", &["--help"], "kosoku is not installed") {
         return;
     }
     let dir = common::site();
@@ -567,7 +551,12 @@ fn autobahn_sections_1_to_7_and_10_pass() {
 /// Runs one scenario of tests/browser/live_reload.py in headless Chromium
 /// and returns its JSON report.
 fn browser(scenario: &str, extra: &[&str]) -> Option<String> {
-    if !available("chromium", &["--version"]) || !available("python3", &["-c", "import websockets"])
+    if !tool_runs("chromium", &["--version"], "chromium is not installed")
+        || !tool_runs(
+            "python3",
+            &["-c", "import websockets"],
+            "python3 or its websockets module is not installed",
+        )
     {
         return None;
     }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{pseudo_random, site, Rill};
+use common::{pseudo_random, site, tool_runs, Rill};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -96,27 +96,9 @@ impl Drop for Backend {
     }
 }
 
-/// Whether `program args` runs and succeeds; says SKIPPED with `why` if not.
-fn runs(program: &str, args: &[&str], why: &str) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ok {
-        // CI installs every tool these tests need: there, a missing one is
-        // a broken CI script, not a reason to pass without testing.
-        assert!(std::env::var_os("CI").is_none(), "{why}, under CI");
-        eprintln!("SKIPPED: {why} (.ci/run installs it)");
-    }
-    ok
-}
-
 /// tests/backends/node_backend.mjs, or None (SKIPPED) without node.
 fn node_backend() -> Option<Backend> {
-    if !runs("node", &["--version"], "node is not installed") {
+    if !tool_runs("node", &["--version"], "node is not installed") {
         return None;
     }
     let mut command = Command::new("node");
@@ -126,7 +108,7 @@ fn node_backend() -> Option<Backend> {
 
 /// tests/backends/broken_backend.py, or None (SKIPPED) without python3.
 fn broken_backend() -> Option<Backend> {
-    if !runs("python3", &["--version"], "python3 is not installed") {
+    if !tool_runs("python3", &["--version"], "python3 is not installed") {
         return None;
     }
     let mut command = Command::new("python3");
@@ -137,7 +119,7 @@ fn broken_backend() -> Option<Backend> {
 /// tests/backends/ws_echo.py, or None (SKIPPED) without python3's websockets.
 fn ws_backend() -> Option<Backend> {
     let why = "python3 or its websockets package is not installed";
-    if !runs("python3", &["-c", "import websockets"], why) {
+    if !tool_runs("python3", &["-c", "import websockets"], why) {
         return None;
     }
     let mut command = Command::new("python3");
@@ -147,7 +129,7 @@ fn ws_backend() -> Option<Backend> {
 
 /// `python3 -m http.server` on `dir` (HTTP/1.0, one answer per connection).
 fn http_server(dir: &std::path::Path) -> Option<Backend> {
-    if !runs("python3", &["--version"], "python3 is not installed") {
+    if !tool_runs("python3", &["--version"], "python3 is not installed") {
         return None;
     }
     let mut command = Command::new("python3");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{pseudo_random, read_response, site};
+use common::{pseudo_random, read_response, site, tool_runs};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -221,26 +221,8 @@ fn tls_site() -> tempfile::TempDir {
 // ---------------------------------------------------------------------------
 // Clients
 
-/// Whether `program args` runs and succeeds; says SKIPPED with `why` if not.
-fn have(program: &str, args: &[&str], why: &str) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ok {
-        // CI installs every client these tests use: there, a missing one is
-        // a broken CI script, not a reason to pass without testing.
-        assert!(std::env::var_os("CI").is_none(), "{why}, under CI");
-        eprintln!("SKIPPED: {why} (.ci/run installs it)");
-    }
-    ok
-}
-
 fn have_curl() -> bool {
-    have("curl", &["--version"], "curl is not installed")
+    tool_runs("curl", &["--version"], "curl is not installed")
 }
 
 /// wrk has no option that exits 0 (`--version` prints its usage and exits
@@ -262,7 +244,7 @@ fn have_wrk() -> bool {
 }
 
 fn have_openssl() -> bool {
-    have(
+    tool_runs(
         "openssl",
         &["version"],
         "the openssl command is not installed",
@@ -271,7 +253,7 @@ fn have_openssl() -> bool {
 
 fn have_python(module: &str) -> bool {
     let import = format!("import {module}");
-    have(
+    tool_runs(
         "python3",
         &["-c", &import],
         &format!("python3 or its {module} module is not installed"),

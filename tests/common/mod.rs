@@ -521,6 +521,24 @@ pub fn curl_available() -> bool {
     found
 }
 
+/// Whether `program args` runs and succeeds; says SKIPPED with `why` if
+/// not. CI installs every tool the tests use: there, a missing one is a
+/// broken CI script, not a reason to pass without testing, so it fails.
+pub fn tool_runs(program: &str, args: &[&str], why: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{why}, under CI");
+        eprintln!("SKIPPED: {why} (.ci/run installs it)");
+    }
+    ok
+}
+
 /// A temporary folder to serve.
 pub fn site() -> tempfile::TempDir {
     tempfile::Builder::new()
