@@ -309,10 +309,11 @@ impl Client {
     /// Over TLS, the last words before the socket closes: a `close_notify`,
     /// as far as the socket takes it without waiting, so the client can
     /// tell the end from a cut. Not after a failure (rustls sent its alert)
-    /// or mid-handshake.
+    /// or mid-handshake; once only (`close_notify` queues it once, and a
+    /// flush with nothing queued makes no syscall).
     pub fn say_goodbye(&mut self) {
         if let Some(tls) = self.tls.as_mut() {
-            if !tls.failed() && !tls.is_handshaking() && !tls.closed_notify() {
+            if !tls.failed() && !tls.is_handshaking() {
                 tls.close_notify();
                 let _ = tls.flush(&mut self.socket);
             }

@@ -192,10 +192,6 @@ impl TlsLayer {
         }
     }
 
-    /// Whether our `close_notify` was queued already.
-    pub fn closed_notify(&self) -> bool {
-        self.closed_notify
-    }
 }
 
 /// The socket as rustls reads it: `recv(2)` on the descriptor, noting
