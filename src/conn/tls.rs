@@ -191,7 +191,6 @@ impl TlsLayer {
             self.session.send_close_notify();
         }
     }
-
 }
 
 /// The socket as rustls reads it: `recv(2)` on the descriptor, noting
