@@ -18,7 +18,7 @@ use rill::http::request::BodyFraming;
 use rill::http::request::{parse_head, Parsed};
 use rill::http::response::{CommonHeaders, HeadWriter, Status};
 use rill::http::websocket::{Decoder, Message};
-use rill::respond::{respond, Context};
+use rill::respond::{respond, Answer, Context};
 use rill::site::Site;
 use std::cell::Cell;
 use std::time::Instant;
@@ -106,7 +106,9 @@ fn answer(c: &mut Criterion) {
             let Ok(Parsed::Complete(request, _)) = parse_head(black_box(WRK_HEAD)) else {
                 panic!("wrk's head did not parse");
             };
-            let reply = respond(&request, &ctx, &mut out);
+            let Answer::Reply(reply) = respond(&request, &ctx, &mut out) else {
+                panic!("a file is answered at once");
+            };
             let body = reply.file.expect("a file body");
             out.extend_from_slice(body.file.bytes.as_deref().expect("cached bytes"));
             out.len()

@@ -21,6 +21,7 @@
 //! [`config`] turns the command line into a [`config::Config`].
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod conn;
 pub mod http;
@@ -32,6 +33,7 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod site;
+pub mod snapshot;
 pub mod stats;
 pub mod timer;
 pub mod tls;

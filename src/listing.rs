@@ -160,6 +160,166 @@ fn civil_time(time: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
 }
 
+// ---- TEMPORARY: the row-wise API, replaced by the listing page work ----
+
+/// One entry borrowed from a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub name: &'a [u8],
+    pub is_dir: bool,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+impl Entry {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            name: &self.name,
+            is_dir: self.is_dir,
+            size: self.size,
+            modified: self.modified,
+        }
+    }
+}
+
+/// What a listing is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Name,
+    Size,
+    Modified,
+}
+
+/// A listing's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Order {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+impl Order {
+    /// From a raw query string.
+    pub fn from_query(query: &str) -> Order {
+        let mut order = Order::default();
+        for pair in query.split('&') {
+            match pair {
+                "sort=size" => order.key = SortKey::Size,
+                "sort=mtime" => order.key = SortKey::Modified,
+                "order=desc" => order.descending = true,
+                _ => {}
+            }
+        }
+        order
+    }
+}
+
+/// Folders first, then by key.
+pub fn compare(a: &EntryRef, b: &EntryRef, order: Order) -> std::cmp::Ordering {
+    b.is_dir.cmp(&a.is_dir).then_with(|| {
+        let by_key = match order.key {
+            SortKey::Name => a.name.cmp(b.name),
+            SortKey::Size => a.size.cmp(&b.size).then(a.name.cmp(b.name)),
+            SortKey::Modified => a.modified.cmp(&b.modified).then(a.name.cmp(b.name)),
+        };
+        if order.descending {
+            by_key.reverse()
+        } else {
+            by_key
+        }
+    })
+}
+
+/// HTML or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Json,
+}
+
+/// `?json` or an Accept header asking for JSON.
+pub fn format_for(accept: Option<&str>, query: &str) -> Format {
+    if query.split('&').any(|p| p == "json")
+        || accept.is_some_and(|a| a.starts_with("application/json"))
+    {
+        Format::Json
+    } else {
+        Format::Html
+    }
+}
+
+/// What the page around the rows needs.
+pub struct PageInfo<'a> {
+    pub url_path: &'a str,
+    pub order: Order,
+    pub uploads: bool,
+    pub entries: usize,
+}
+
+/// Up to the first row.
+pub fn html_top(info: &PageInfo, out: &mut Vec<u8>) {
+    let page = render(info.url_path, &mut [], false);
+    let end = page.find("</table>").unwrap_or(page.len());
+    out.extend_from_slice(&page.as_bytes()[..end]);
+}
+
+/// One row.
+pub fn html_row(entry: &EntryRef, out: &mut Vec<u8>) {
+    let mut one = [Entry {
+        name: entry.name.to_vec(),
+        is_dir: entry.is_dir,
+        size: entry.size,
+        modified: entry.modified,
+    }];
+    let page = render("/", &mut one, false);
+    let start = page.find("<tr><td><a href=\"./").unwrap_or(0);
+    let end = page.find("</table>").unwrap_or(page.len());
+    out.extend_from_slice(&page.as_bytes()[start..end]);
+}
+
+/// After the last row.
+pub fn html_bottom(info: &PageInfo, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"</table>\n");
+    if info.uploads {
+        out.extend_from_slice(UPLOAD_FORM.as_bytes());
+    }
+    out.extend_from_slice(b"</body>\n</html>\n");
+}
+
+/// `[`
+pub fn json_top(out: &mut Vec<u8>) {
+    out.push(b'[');
+}
+
+/// One object.
+pub fn json_row(entry: &EntryRef, first: bool, url_path: &str, out: &mut Vec<u8>) {
+    if !first {
+        out.push(b',');
+    }
+    let _ = write!(
+        PushStr(out),
+        "{{\"name\":\"{}\",\"type\":\"{}\",\"size\":{},\"url\":\"{}\"}}",
+        String::from_utf8_lossy(entry.name),
+        if entry.is_dir { "dir" } else { "file" },
+        entry.size,
+        url_path
+    );
+}
+
+/// `]`
+pub fn json_bottom(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"]\n");
+}
+
+struct PushStr<'a>(&'a mut Vec<u8>);
+impl std::fmt::Write for PushStr<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,9 @@
 //! [`crate::listing`]); this module only looks things up in the [`Site`] and
 //! writes the result.
 
+use crate::body::rows::{ListingJob, PageSpec};
+pub use crate::body::FileBody;
+use crate::body::{Pending, Source};
 use crate::config::Config;
 use crate::http::conditional::{decide, FileAnswer, Preconditions};
 use crate::http::request::{Method, Request};
@@ -31,18 +34,6 @@ pub fn allowed_methods(config: &Config) -> &'static str {
     }
 }
 
-/// The part of a file still to be sent after the head.
-#[derive(Debug)]
-pub struct FileBody {
-    pub file: Rc<OpenFile>,
-    /// Where the next byte comes from in the file.
-    pub offset: u64,
-    /// How many bytes are still to go.
-    pub remaining: u64,
-    /// Bytes sent after the file's (the live-reload snippet).
-    pub tail: Option<Box<[u8]>>,
-}
-
 /// What was queued for one request.
 #[derive(Debug)]
 pub struct Reply {
@@ -51,6 +42,26 @@ pub struct Reply {
     pub body_len: u64,
     /// A file body to stream after the buffered bytes.
     pub file: Option<FileBody>,
+    /// A body made while it is sent (a multi-range answer's parts).
+    pub source: Option<Source>,
+}
+
+/// What [`respond`] did with a request.
+// Boxing the common case would cost an allocation per request; an Answer
+// is only ever moved once, out of `respond`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Answer {
+    /// The head, and any body bytes, are queued.
+    Reply(Reply),
+    /// The head waits for work done in steps: the connection runs them.
+    Pending(Box<Pending>),
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer::Reply(reply)
+    }
 }
 
 /// Everything a request's answer depends on besides the request.
@@ -83,17 +94,18 @@ fn is_document(request: &Request) -> bool {
 }
 
 /// Writes the answer to `request` into `out` and returns what was queued.
-pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
+pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Answer {
     let head_only = request.method == Method::Head;
     let generated = |out: &mut Vec<u8>, status: Status, detail: &str, extra: Extra| Reply {
         status,
         body_len: write_generated(out, status, detail, extra, ctx.date, ctx.common, head_only),
         file: None,
+        source: None,
     };
     let allowed = allowed_methods(ctx.config);
     match request.method {
         Method::Get | Method::Head => {}
-        Method::Options => return options_reply(ctx, allowed, out),
+        Method::Options => return options_reply(ctx, allowed, out).into(),
         Method::Post | Method::Put => {
             return generated(
                 out,
@@ -101,6 +113,7 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
                 "uploads are off (start rill with --uploads)",
                 Extra::Allow(allowed),
             )
+            .into()
         }
         _ => {
             return generated(
@@ -109,6 +122,7 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
                 "not a method for files",
                 Extra::Allow(allowed),
             )
+            .into()
         }
     }
     if request
@@ -120,24 +134,26 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply {
             Status::EXPECTATION_FAILED,
             "unknown expectation",
             Extra::None,
-        );
+        )
+        .into();
     }
     let Ok(path) = RequestPath::parse_into(&request.target, ctx.path_buffer.take()) else {
-        return generated(out, Status::NOT_FOUND, "no such file", Extra::None);
+        return generated(out, Status::NOT_FOUND, "no such file", Extra::None).into();
     };
-    let reply = path_reply(request, ctx, &path, out);
+    let answer = path_reply(request, ctx, &path, out);
     ctx.path_buffer.set(path.into_buffer());
-    reply
+    answer
 }
 
 /// A GET or HEAD for a valid path: a file, a directory's index or listing,
 /// a redirect to the directory's URL, or why there is nothing.
-fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Vec<u8>) -> Reply {
+fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Vec<u8>) -> Answer {
     let head_only = request.method == Method::Head;
     let generated = |out: &mut Vec<u8>, status: Status, detail: &str, extra: Extra| Reply {
         status,
         body_len: write_generated(out, status, detail, extra, ctx.date, ctx.common, head_only),
         file: None,
+        source: None,
     };
     let found = ctx.site.find(path, ctx.now).and_then(|found| match found {
         Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir, ctx.now) {
@@ -152,7 +168,7 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                 Some(name) if !path.trailing_slash => name,
                 _ => b"index.html",
             };
-            file_reply(request, ctx, path, name, file, out)
+            file_reply(request, ctx, path, name, file, out).into()
         }
         Ok(Found::Dir(_)) if !path.trailing_slash => {
             let location = path.url(true);
@@ -162,37 +178,46 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                 &location,
                 Extra::Location(&location),
             )
+            .into()
         }
-        Ok(Found::Dir(dir)) => match ctx.site.list(&dir) {
-            Ok(mut entries) => {
-                let title = percent_encoding::percent_decode_str(&path.url(true))
+        Ok(Found::Dir(dir)) => match ctx.site.listing(&dir, ctx.now) {
+            Ok(listing) => {
+                let url = path.url(true);
+                let url_path = percent_encoding::percent_decode_str(&url)
                     .decode_utf8_lossy()
                     .into_owned();
-                let mut page = listing::render(&title, &mut entries, ctx.config.uploads);
-                if let Some(live) = ctx.live.filter(|_| is_document(request)) {
-                    page.push_str(&live.snippet(true));
-                }
-                HeadWriter::start(out, Status::OK, ctx.date)
-                    .header("Content-Type", "text/html; charset=utf-8")
-                    .header("Cache-Control", "no-cache")
-                    .content_length(page.len() as u64)
-                    .finish(ctx.common);
-                if !head_only {
-                    out.extend_from_slice(page.as_bytes());
-                }
-                Reply {
-                    status: Status::OK,
-                    body_len: page.len() as u64,
-                    file: None,
-                }
+                let query = query_of(&request.target);
+                let format = listing::format_for(request.accept, query);
+                let live_snippet = ctx
+                    .live
+                    .filter(|_| format == listing::Format::Html && is_document(request))
+                    .map(|live| live.snippet(true));
+                let spec = PageSpec {
+                    relative: dir.relative.clone(),
+                    url_path,
+                    url,
+                    order: listing::Order::from_query(query),
+                    format,
+                    uploads: ctx.config.uploads,
+                    live_snippet,
+                };
+                Answer::Pending(Box::new(Pending::Listing(ListingJob::new(listing, spec))))
             }
-            Err(missing) => missing_reply(missing, generated, out),
+            Err(missing) => missing_reply(missing, generated, out).into(),
         },
         Err(Missing::NotFound) if ctx.live.is_some() && is_document(request) => {
-            live_not_found(request, ctx, out)
+            live_not_found(request, ctx, out).into()
         }
-        Err(missing) => missing_reply(missing, generated, out),
+        Err(missing) => missing_reply(missing, generated, out).into(),
     }
+}
+
+/// The query of a request target (after `?`, before any `#`), or `""`.
+fn query_of(target: &str) -> &str {
+    let Some((_, query)) = target.split_once('?') else {
+        return "";
+    };
+    query.split_once('#').map_or(query, |(query, _)| query)
 }
 
 /// `OPTIONS`: 204 with `Allow`, and with `--cors` what a browser's preflight
@@ -213,6 +238,7 @@ fn options_reply(ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
         status: Status::NO_CONTENT,
         body_len: 0,
         file: None,
+        source: None,
     }
 }
 
@@ -270,6 +296,7 @@ fn injected_reply(
             status: Status::NOT_MODIFIED,
             body_len: 0,
             file: None,
+            source: None,
         };
     }
     let len = file.size + snippet.len() as u64;
@@ -291,12 +318,14 @@ fn injected_reply(
             file,
             offset: 0,
             tail: Some(snippet),
+            checksum: None,
         })
     };
     Reply {
         status: Status::OK,
         body_len: len,
         file,
+        source: None,
     }
 }
 
@@ -321,6 +350,7 @@ fn live_not_found(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply 
         status: Status::NOT_FOUND,
         body_len: body.len() as u64,
         file: None,
+        source: None,
     }
 }
 
@@ -375,6 +405,7 @@ fn file_reply(
                 status: Status::NOT_MODIFIED,
                 body_len: 0,
                 file: None,
+                source: None,
             };
         }
         FileAnswer::Unsatisfiable => {
@@ -392,6 +423,7 @@ fn file_reply(
                 status,
                 body_len,
                 file: None,
+                source: None,
             };
         }
     };
@@ -419,10 +451,12 @@ fn file_reply(
         offset: start,
         remaining: len,
         tail: None,
+        checksum: None,
     });
     Reply {
         status,
         body_len: len,
         file,
+        source: None,
     }
 }

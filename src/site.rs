@@ -29,8 +29,9 @@
 //! modification time are unchanged.
 
 use crate::http::conditional::Validators;
-use crate::listing::Entry;
+use crate::listing::{Entry, EntryRef};
 use crate::path::RequestPath;
+use crate::snapshot::{Listing, Scan, Slot, SlotState, Snapshot};
 use crate::watch::{Notice, Watcher};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -152,6 +153,8 @@ pub struct Site {
     watch_tick: Cell<(i64, i64)>,
     /// What the watch said that the loop has not taken yet.
     report: RefCell<WatchReport>,
+    /// Listings being scanned or shared, by directory (relative to ROOT).
+    snapshots: RefCell<HashMap<PathBuf, Slot>>,
 }
 
 /// `CLOCK_MONOTONIC_COARSE`: the kernel's last tick, read without a system
@@ -255,6 +258,7 @@ impl Site {
             tree: Cell::new(false),
             watch_tick: Cell::new((0, 0)),
             report: RefCell::default(),
+            snapshots: RefCell::default(),
         })
     }
 
@@ -328,6 +332,7 @@ impl Site {
         self.report.borrow_mut().invalidated += invalidated;
         let dirs = self.watcher.borrow().paths(wd).to_vec();
         for dir in dirs {
+            self.forget_snapshot(&dir, now);
             let path = dir.join(std::ffi::OsStr::from_bytes(name));
             let went = libc::IN_MOVED_FROM | libc::IN_DELETE | libc::IN_CREATE | libc::IN_MOVED_TO;
             if mask & went != 0
@@ -386,6 +391,16 @@ impl Site {
 
     /// Drops the lazy watches nobody has needed for a while.
     pub fn prune_watches(&self, now: Instant) {
+        let dead: Vec<PathBuf> = self
+            .snapshots
+            .borrow()
+            .iter()
+            .filter(|(_, slot)| slot.is_dead())
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in dead {
+            self.forget_snapshot(&dir, now);
+        }
         self.watcher.borrow_mut().prune(now);
     }
 
@@ -420,6 +435,12 @@ impl Site {
 
     /// Empties the file cache; returns how many entries it held.
     fn forget_cached_at(&self, now: Instant) -> u64 {
+        let slots = std::mem::take(&mut *self.snapshots.borrow_mut());
+        for slot in slots.values() {
+            if let Some(wd) = slot.watch {
+                self.watcher.borrow_mut().release(wd, now);
+            }
+        }
         let entries = std::mem::take(&mut *self.cache.borrow_mut());
         self.dependents.borrow_mut().clear();
         let mut watcher = self.watcher.borrow_mut();
@@ -645,11 +666,84 @@ impl Site {
     /// The visible entries of a directory: hidden names left out, and symlinks
     /// described by what they point to — or left out when following them would
     /// not serve anything (outside ROOT, missing, not a file or folder).
+    pub fn list(&self, dir: &OpenDir) -> Result<Vec<Entry>, Missing> {
+        let mut reader = self.read_dir(dir)?;
+        let mut entries = Vec::new();
+        while !self.read_entries(&mut reader, usize::MAX, |entry| {
+            entries.push(Entry {
+                name: entry.name.to_vec(),
+                is_dir: entry.is_dir,
+                size: entry.size,
+                modified: entry.modified,
+            })
+        })? {}
+        Ok(entries)
+    }
+
+    /// The entries of a directory for its listing: a snapshot another
+    /// request holds and that is still true, the scan another request
+    /// started, or a new scan. The directory is watched before it is read,
+    /// so a change made while the scan runs is not missed.
+    pub fn listing(&self, dir: &OpenDir, now: Instant) -> Result<Listing, Missing> {
+        self.catch_up(now);
+        let shared = self
+            .snapshots
+            .borrow()
+            .get(&dir.relative)
+            .and_then(|slot| slot.share(now));
+        if let Some(shared) = shared {
+            return Ok(shared);
+        }
+        self.forget_snapshot(&dir.relative, now);
+        let watch = self.watcher.borrow_mut().hold(&dir.relative).ok();
+        let scan = match self.read_dir(dir) {
+            Ok(reader) => Rc::new(RefCell::new(Scan::new(reader))),
+            Err(missing) => {
+                if let Some(wd) = watch {
+                    self.watcher.borrow_mut().release(wd, now);
+                }
+                return Err(missing);
+            }
+        };
+        let slot = Slot {
+            state: SlotState::Scanning(Rc::downgrade(&scan)),
+            watch,
+            taken: now,
+        };
+        self.snapshots
+            .borrow_mut()
+            .insert(dir.relative.clone(), slot);
+        Ok(Listing::Scanning(scan))
+    }
+
+    /// `scan` of the directory at `relative` finished: requests that come
+    /// later share its snapshot (unless the directory changed meanwhile and
+    /// a newer scan took its place).
+    pub fn scanned(&self, relative: &Path, scan: &Rc<RefCell<Scan>>, snapshot: &Rc<Snapshot>) {
+        if let Some(slot) = self.snapshots.borrow_mut().get_mut(relative) {
+            if matches!(&slot.state, SlotState::Scanning(s) if std::ptr::eq(s.as_ptr(), Rc::as_ptr(scan)))
+            {
+                slot.state = SlotState::Ready(Rc::downgrade(snapshot));
+            }
+        }
+    }
+
+    /// Drops the directory's snapshot slot and the watch it held: the
+    /// directory changed, or nobody holds the snapshot any more. Readers
+    /// still streaming it keep their copy.
+    fn forget_snapshot(&self, relative: &Path, now: Instant) {
+        let slot = self.snapshots.borrow_mut().remove(relative);
+        if let Some(wd) = slot.and_then(|slot| slot.watch) {
+            self.watcher.borrow_mut().release(wd, now);
+        }
+    }
+
+    /// Starts reading a directory in steps ([`Site::read_entries`]).
     ///
     /// The directory is read through the handle [`Site::find`] opened (by its
     /// `/proc/self/fd` link), not by path: the path was checked then, and a
     /// symlink swapped in since must not make rill list another folder.
-    pub fn list(&self, dir: &OpenDir) -> Result<Vec<Entry>, Missing> {
+    pub fn read_dir(&self, dir: &OpenDir) -> Result<DirReader, Missing> {
         let by_handle = PathBuf::from(format!("/proc/self/fd/{}", dir.handle.as_raw_fd()));
         let items = match fs::read_dir(&by_handle) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self").exists() => {
@@ -658,17 +752,38 @@ impl Site {
             }
             items => items?,
         };
-        let mut entries = Vec::new();
-        for item in items {
+        Ok(DirReader {
+            relative: dir.relative.clone(),
+            items,
+        })
+    }
+
+    /// Reads up to `budget` names of a directory and passes each visible
+    /// entry to `push`; `Ok(true)` once the directory is exhausted.
+    pub fn read_entries(
+        &self,
+        reader: &mut DirReader,
+        budget: usize,
+        mut push: impl FnMut(EntryRef),
+    ) -> Result<bool, Missing> {
+        for _ in 0..budget {
+            let Some(item) = reader.items.next() else {
+                return Ok(true);
+            };
             let item = item?;
             let name = item.file_name();
             if name.as_bytes().starts_with(b".") {
                 continue;
             }
             // Read from the directory's own descriptor (`fstatat`), no path.
-            let mut meta = item.metadata()?;
+            let mut meta = match item.metadata() {
+                Ok(meta) => meta,
+                // Deleted between getdents and fstatat: it is not there.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
             if meta.file_type().is_symlink() {
-                match self.open_inside(&dir.relative.join(&name), OPEN_TO_LOOK) {
+                match self.open_inside(&reader.relative.join(&name), OPEN_TO_LOOK) {
                     Ok((_, target)) => meta = target,
                     Err(_) => continue,
                 }
@@ -676,15 +791,23 @@ impl Site {
             if !meta.is_dir() && !meta.is_file() {
                 continue;
             }
-            entries.push(Entry {
-                name: name.as_bytes().to_vec(),
+            push(EntryRef {
+                name: name.as_bytes(),
                 is_dir: meta.is_dir(),
                 size: meta.len(),
                 modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
             });
         }
-        Ok(entries)
+        Ok(false)
     }
+}
+
+/// A directory being read in steps, from [`Site::read_dir`].
+#[derive(Debug)]
+pub struct DirReader {
+    /// Its path relative to ROOT, for resolving symlinked entries.
+    relative: PathBuf,
+    items: fs::ReadDir,
 }
 
 #[cfg(test)]

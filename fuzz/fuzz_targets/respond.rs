@@ -35,8 +35,10 @@ fn check(site: &Site, config: &Config, data: &[u8]) {
             let path_buffer = std::cell::Cell::default();
             let now = std::time::Instant::now();
             let ctx = Context { site, config, now, date, common, path_buffer: &path_buffer, live: None };
-            let reply = respond(&request, &ctx, &mut out);
-            if reply.file.is_some() || request.method == rill::http::request::Method::Head {
+            let rill::respond::Answer::Reply(reply) = respond(&request, &ctx, &mut out) else {
+                return; // a listing: its steps and rows are the connection's
+            };
+            if reply.file.is_some() || reply.source.is_some() || request.method == rill::http::request::Method::Head {
                 return; // the body is streamed by the connection, not here
             }
             reply.body_len

@@ -42,12 +42,13 @@ use super::client::{Client, Stall};
 use super::proxy::ProxyRequest;
 use super::websocket::{WebSocket, MAX_ECHO_SOCKETS, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
+use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
     parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
 };
 use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
-use crate::respond::{allowed_methods, respond, Context, FileBody};
+use crate::respond::{allowed_methods, respond, Answer, Context};
 use crate::route::{decide, Destination};
 use crate::stats::{self, add, Phase};
 use crate::timer::Timeouts;
@@ -92,6 +93,10 @@ pub enum State {
     DiscardingBody { remaining: u64 },
     /// Moving an upload's body from the socket to disk.
     ReceivingUpload,
+    /// The answer's head waits for work done one step per turn (a big
+    /// folder scanned for its listing or archive); nothing is read or
+    /// written meanwhile.
+    Preparing,
     /// Writing the queued answer bytes, then the file body, to the socket.
     Sending,
     /// Holding a `/.rill/events` stream open; the loop appends an event to
@@ -112,6 +117,7 @@ impl State {
             State::ReadingHead => "reading-head",
             State::DiscardingBody { .. } => "discarding-body",
             State::ReceivingUpload => "receiving-upload",
+            State::Preparing => "preparing",
             State::Sending => "sending",
             State::StreamingEvents => "streaming-events",
             State::Closing { .. } => "closing",
@@ -155,11 +161,24 @@ struct Receiving {
     started: Instant,
 }
 
+/// An answer in `Preparing`, with what its log line and head need.
+struct Preparing {
+    pending: Box<Pending>,
+    method: Method,
+    target: String,
+    common: CommonHeaders,
+    started: Instant,
+}
+
 /// The HTTP/1.1 server side of a connection.
 pub struct Http {
     state: State,
     /// The file part of the answer being sent, after the client's output.
     file: Option<FileBody>,
+    /// What makes the rest of the answer's body, piece by piece.
+    source: Option<Source>,
+    /// The answer waiting in `Preparing`.
+    preparing: Option<Box<Preparing>>,
     /// The upload being received, in `ReceivingUpload`. Dropping it deletes
     /// its temp files.
     receiving: Option<Box<Receiving>>,
@@ -180,6 +199,8 @@ impl Http {
         Http {
             state: State::ReadingHead,
             file: None,
+            source: None,
+            preparing: None,
             receiving: None,
             close_after_send: false,
             copy_file_body: false,
@@ -215,7 +236,8 @@ impl Http {
                 State::ReadingHead => self.poll_reading_head(client, shared),
                 State::DiscardingBody { remaining } => self.poll_discarding_body(client, remaining),
                 State::ReceivingUpload => self.poll_receiving_upload(client, shared),
-                State::Sending => self.poll_sending(client),
+                State::Preparing => self.poll_preparing(client, shared),
+                State::Sending => self.poll_sending(client, shared),
                 State::StreamingEvents => self.poll_streaming(client),
                 State::Closing { drained } => self.poll_closing(client, drained),
             };
@@ -248,7 +270,7 @@ impl Http {
             State::ReadingHead => Phase::ReadingHead,
             State::DiscardingBody { .. } => Phase::DiscardingBody,
             State::ReceivingUpload => Phase::ReceivingUpload,
-            State::Sending => Phase::Sending,
+            State::Preparing | State::Sending => Phase::Sending,
             State::StreamingEvents => Phase::StreamingEvents,
             State::Closing { .. } => Phase::Closing,
         }
@@ -273,7 +295,9 @@ impl Http {
             State::ReadingHead if client.input.is_empty() => client.opened,
             State::ReadingHead => self.head_started,
             State::DiscardingBody { .. } | State::ReceivingUpload => client.last_activity,
-            State::Sending | State::StreamingEvents => return client.last_activity + timeouts.idle,
+            State::Preparing | State::Sending | State::StreamingEvents => {
+                return client.last_activity + timeouts.idle
+            }
             State::Closing { .. } => return client.last_activity + timeouts.linger(),
         };
         since + timeouts.header
@@ -315,6 +339,7 @@ impl Http {
             State::ReadingHead if client.requests > 0 => "idle timeout",
             State::ReadingHead => "no request in time",
             State::DiscardingBody { .. } | State::ReceivingUpload => "body stalled",
+            State::Preparing => "answer took too long to prepare",
             State::Sending | State::StreamingEvents => "client stopped reading",
             State::Closing { .. } => "linger timeout",
         };
@@ -333,6 +358,7 @@ impl Http {
             State::ReadingHead
             | State::DiscardingBody { .. }
             | State::ReceivingUpload
+            | State::Preparing
             | State::StreamingEvents => true,
         }
     }
@@ -529,12 +555,31 @@ impl Http {
             // body rather than a chain of small ones as the head is written.
             client.output = shared.pool.take();
         }
-        let reply = respond(&request, &ctx, &mut client.output);
-        self.record(client, &request, reply.status, reply.body_len, started);
         self.close_after_send = !common.keep_alive;
         // Over TLS the bytes must pass through rustls to be encrypted: the
         // kernel here has no kTLS for sendfile to hand them to.
         self.copy_file_body |= shared.config.no_sendfile || client.tls.is_some();
+        let reply = match respond(&request, &ctx, &mut client.output) {
+            Answer::Reply(reply) => reply,
+            Answer::Pending(pending) => {
+                self.preparing = Some(Box::new(Preparing {
+                    pending,
+                    method: request.method,
+                    target: request.target.to_string(),
+                    common,
+                    started,
+                }));
+                return match request.body {
+                    // Whatever body came with a GET is dropped first.
+                    BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
+                        Step::To(State::DiscardingBody { remaining })
+                    }
+                    _ => Step::To(State::Preparing),
+                };
+            }
+        };
+        self.record(client, &request, reply.status, reply.body_len, started);
+        self.source = reply.source;
         if let Some(body) = reply.file {
             if let Err(step) = self.queue_file(client, body) {
                 return step;
@@ -544,7 +589,9 @@ impl Http {
             BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
                 Step::To(State::DiscardingBody { remaining })
             }
-            _ if self.file.is_some() || self.close_after_send => Step::To(State::Sending),
+            _ if self.file.is_some() || self.source.is_some() || self.close_after_send => {
+                Step::To(State::Sending)
+            }
             _ if client.unsent() >= FLUSH_AT => Step::To(State::Sending),
             // Small answer queued: look for another pipelined request first.
             _ => Step::To(State::ReadingHead),
@@ -1132,11 +1179,89 @@ impl Http {
             client.input.drain(..buffered);
             remaining -= buffered as u64;
             if remaining == 0 {
-                return Step::To(State::ReadingHead);
+                return Step::To(if self.preparing.is_some() {
+                    State::Preparing
+                } else {
+                    State::ReadingHead
+                });
             }
             self.state = State::DiscardingBody { remaining };
             if let Err(step) = read_more(client, MAX_INPUT, READ_CHUNK, "peer closed mid-body") {
                 return step;
+            }
+        }
+    }
+
+    /// Preparing: one bounded step of the work the answer's head waits for
+    /// (reading a big folder), then yield, so other connections run between
+    /// steps. When the work is done its head is queued and the answer is
+    /// sent like any other.
+    fn poll_preparing(&mut self, client: &mut Client, shared: &Shared) -> Step {
+        let Some(preparing) = self.preparing.as_mut() else {
+            return Step::To(State::Sending);
+        };
+        let ctx = StepContext {
+            site: shared.site,
+            now: shared.now,
+            date: shared.date,
+            common: preparing.common,
+            head_only: preparing.method == Method::Head,
+        };
+        if client.output.capacity() == 0 {
+            client.output = shared.pool.take();
+        }
+        match preparing.pending.step(&ctx, &mut client.output) {
+            Prepared::NotYet => Step::Yield,
+            Prepared::Ready(ready) => {
+                let Some(preparing) = self.preparing.take() else {
+                    return Step::Close("lost its answer");
+                };
+                let target = if log_enabled!(Level::Info) {
+                    preparing.target
+                } else {
+                    String::new()
+                };
+                self.record_parts(
+                    client,
+                    preparing.method,
+                    target,
+                    ready.status,
+                    ready.body_len,
+                    preparing.started,
+                );
+                self.source = ready.source;
+                self.close_after_send |= ready.close_after;
+                Step::To(State::Sending)
+            }
+            Prepared::Failed(missing) => {
+                let Some(preparing) = self.preparing.take() else {
+                    return Step::Close("lost its answer");
+                };
+                let (status, detail) = match missing {
+                    crate::site::Missing::NotFound => (Status::NOT_FOUND, "no such file"),
+                    crate::site::Missing::Forbidden => (Status::FORBIDDEN, "not readable"),
+                    crate::site::Missing::Io(error) => {
+                        warn!("conn {}: file system error: {error}", client.id);
+                        (Status::INTERNAL_SERVER_ERROR, "file system error")
+                    }
+                };
+                let len = self.queue_generated(
+                    client,
+                    status,
+                    detail,
+                    Extra::None,
+                    preparing.common,
+                    shared,
+                );
+                self.record_parts(
+                    client,
+                    preparing.method,
+                    preparing.target,
+                    status,
+                    len,
+                    preparing.started,
+                );
+                Step::To(State::Sending)
             }
         }
     }
@@ -1146,7 +1271,7 @@ impl Http {
     /// buffer of ours in between — or with read+write where the kernel refuses
     /// `sendfile` for the file. At most [`SEND_BUDGET_PER_TURN`] body bytes go
     /// out per turn, so one fast reader cannot hold the loop.
-    fn poll_sending(&mut self, client: &mut Client) -> Step {
+    fn poll_sending(&mut self, client: &mut Client, shared: &Shared) -> Step {
         let mut budget = SEND_BUDGET_PER_TURN;
         loop {
             if client.has_unsent() {
@@ -1154,6 +1279,27 @@ impl Http {
                     return step;
                 }
                 continue;
+            }
+            if self.file.is_none() {
+                if let Some(source) = self.source.as_mut() {
+                    if budget == 0 {
+                        return Step::Yield;
+                    }
+                    client.compact_output();
+                    let before = client.output.len();
+                    match source.next(shared.site, &mut client.output) {
+                        Piece::Queued => {
+                            budget = budget.saturating_sub(client.output.len() - before);
+                        }
+                        Piece::File(body) => self.file = Some(body),
+                        Piece::Done => self.source = None,
+                        Piece::Failed(why) => {
+                            warn!("conn {}: answer cut short: {why}", client.id);
+                            return Step::Close(why);
+                        }
+                    }
+                    continue;
+                }
             }
             let Some(body) = self.file.as_mut() else {
                 client.output.clear();
@@ -1170,7 +1316,7 @@ impl Http {
             if budget == 0 {
                 return Step::Yield;
             }
-            if self.copy_file_body {
+            if self.copy_file_body || body.checksum.is_some() {
                 let before = body.remaining;
                 if let Err(step) = self.stage_file_chunk(client) {
                     return step;
@@ -1201,7 +1347,9 @@ impl Http {
                 client.sent(sent);
                 budget = budget.saturating_sub(sent as usize);
                 if body.remaining == 0 {
-                    self.file_sent(client);
+                    if let Err(step) = self.file_sent(client) {
+                        return step;
+                    }
                 } else {
                     trace!(
                         "conn {}: sendfile sent {sent} bytes, {} to go",
@@ -1242,12 +1390,12 @@ impl Http {
     fn write_output(&mut self, client: &mut Client) -> Result<(), Step> {
         let last_before_close =
             self.state == State::Sending && self.closes_without_lingering(client);
-        if last_before_close && self.file.is_none() {
+        if last_before_close && self.file.is_none() && self.source.is_none() {
             // Over TLS the close_notify joins the answer's last write.
             client.end_after_output();
         }
         client
-            .write_output(self.file.is_some() || last_before_close)
+            .write_output(self.file.is_some() || self.source.is_some() || last_before_close)
             .map_err(Step::write_stalled)
     }
 
@@ -1271,6 +1419,9 @@ impl Http {
             .read_at(&mut client.output[start..], body.offset);
         let got = *read.as_ref().unwrap_or(&0);
         client.output.truncate(start + got);
+        if let Some(checksum) = body.checksum.as_mut() {
+            checksum.update(&client.output[start..]);
+        }
         match read {
             Ok(0) => {
                 warn!("conn {}: file shrank while being sent", client.id);
@@ -1280,7 +1431,7 @@ impl Http {
                 body.offset += got as u64;
                 body.remaining -= got as u64;
                 if body.remaining == 0 {
-                    self.file_sent(client);
+                    self.file_sent(client)?;
                 }
                 Ok(())
             }
@@ -1293,10 +1444,20 @@ impl Http {
 
     /// The file part of the answer is out: what follows it (the live-reload
     /// snippet) is queued behind whatever is still unsent.
-    fn file_sent(&mut self, client: &mut Client) {
-        if let Some(tail) = self.file.take().and_then(|body| body.tail) {
+    fn file_sent(&mut self, client: &mut Client) -> Result<(), Step> {
+        let Some(mut body) = self.file.take() else {
+            return Ok(());
+        };
+        if let Some(tail) = body.tail.take() {
             client.compact_output();
             client.output.extend_from_slice(&tail);
+        }
+        match self.source.as_mut().map(|source| source.file_done(body)) {
+            Some(Err(why)) => {
+                warn!("conn {}: answer cut short: {why}", client.id);
+                Err(Step::Close(why))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -1348,7 +1509,7 @@ impl Http {
     }
 
     fn has_output(&self, client: &Client) -> bool {
-        client.has_unsent() || self.file.is_some()
+        client.has_unsent() || self.file.is_some() || self.source.is_some()
     }
 }
 
