@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod conditional;
 pub mod forward;
 pub mod multipart;
+pub mod ranges;
 pub mod reframe;
 pub mod relay;
 pub mod request;
