@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod conditional;
+pub mod encoding;
 pub mod forward;
 pub mod multipart;
 pub mod ranges;
