@@ -5,11 +5,13 @@
 //! `If-Modified-Since`) may turn the answer into 304; then `If-Range` decides
 //! whether `Range` is looked at; then `Range` picks 206, 416 or the whole file.
 //!
-//! One choice is rill's own: a `Range` with several ranges is answered with the
-//! whole file (200), which RFC 9110 §14.2 allows. Browsers and download
-//! managers ask for one range; multipart/byteranges would add a second framing
-//! path for almost no client.
+//! Every form of `Range` is understood (see [`super::ranges`]): one range is
+//! a plain 206, several are one 206 `multipart/byteranges` after overlapping
+//! and nearly touching ranges are merged, and a request that looks like an
+//! attack (too many ranges, or overlaps asking for more than the file) gets
+//! the whole file (200), which RFC 9110 §14.2 allows.
 
+use super::ranges::{self, ByteRange, Resolved};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the server knows about a file's version, for conditional requests.
@@ -56,15 +58,18 @@ pub struct Preconditions<'a> {
 }
 
 /// The answer for a file of a given size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileAnswer {
     /// 200 with the whole file.
     Full,
     /// 206 with bytes `start..=end`.
     Partial { start: u64, end: u64 },
+    /// 206 `multipart/byteranges` with these parts: two or more, sorted,
+    /// disjoint and at least [`ranges::COALESCE_GAP`] bytes apart.
+    Multipart(Box<[ByteRange]>),
     /// 304: the client's copy is current.
     NotModified,
-    /// 416: the one range asked for lies beyond the end.
+    /// 416: no range asked for overlaps the file.
     Unsatisfiable,
 }
 
@@ -87,83 +92,12 @@ pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAn
             return FileAnswer::Full;
         }
     }
-    match parse_range(range, size) {
-        RangeSpec::Ignored => FileAnswer::Full,
-        RangeSpec::Unsatisfiable => FileAnswer::Unsatisfiable,
-        RangeSpec::Bytes { start, end } => FileAnswer::Partial { start, end },
+    match ranges::resolve(range, size) {
+        Resolved::Ignored => FileAnswer::Full,
+        Resolved::Unsatisfiable => FileAnswer::Unsatisfiable,
+        Resolved::Single(ByteRange { start, end }) => FileAnswer::Partial { start, end },
+        Resolved::Multiple(parts) => FileAnswer::Multipart(parts),
     }
-}
-
-/// One `Range` header, resolved against a size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RangeSpec {
-    /// Bad syntax, another unit, or several ranges: answer as if absent.
-    Ignored,
-    Unsatisfiable,
-    Bytes {
-        start: u64,
-        end: u64,
-    },
-}
-
-fn parse_range(header: &str, size: u64) -> RangeSpec {
-    let Some((unit, spec)) = header.split_once('=') else {
-        return RangeSpec::Ignored;
-    };
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
-        return RangeSpec::Ignored;
-    }
-    let spec = spec.trim();
-    if spec.contains(',') {
-        return RangeSpec::Ignored;
-    }
-    let Some((first, last)) = spec.split_once('-') else {
-        return RangeSpec::Ignored;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    match (parse_digits(first), parse_digits(last)) {
-        // bytes=-N: the last N bytes.
-        (None, Some(suffix)) if first.is_empty() => {
-            if suffix == 0 || size == 0 {
-                RangeSpec::Unsatisfiable
-            } else {
-                RangeSpec::Bytes {
-                    start: size.saturating_sub(suffix),
-                    end: size - 1,
-                }
-            }
-        }
-        // bytes=A-
-        (Some(start), None) if last.is_empty() => {
-            if start >= size {
-                RangeSpec::Unsatisfiable
-            } else {
-                RangeSpec::Bytes {
-                    start,
-                    end: size - 1,
-                }
-            }
-        }
-        // bytes=A-B
-        (Some(start), Some(end)) if start <= end => {
-            if start >= size {
-                RangeSpec::Unsatisfiable
-            } else {
-                RangeSpec::Bytes {
-                    start,
-                    end: end.min(size - 1),
-                }
-            }
-        }
-        _ => RangeSpec::Ignored,
-    }
-}
-
-fn parse_digits(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 fn parse_date_secs(text: &str) -> Option<u64> {
@@ -250,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_or_multiple_ranges_are_ignored() {
+    fn invalid_ranges_are_ignored() {
         for header in [
             "bytes=9-0",
             "bytes=a-b",
@@ -258,13 +192,53 @@ mod tests {
             "bytes=",
             "bytes 0-9",
             "items=0-9",
-            "bytes=0-9,20-29",
+            "bytes=0-9,20-9",
             "bytes=+1-2",
             "bytes=1--2",
             "bytes=99999999999999999999999-",
         ] {
             assert_eq!(range(header, 100), FileAnswer::Full, "{header}");
         }
+    }
+
+    #[test]
+    fn several_ranges_are_multipart() {
+        let parts = |list: &[(u64, u64)]| {
+            let parts: Vec<ByteRange> = list
+                .iter()
+                .map(|&(start, end)| ByteRange { start, end })
+                .collect();
+            FileAnswer::Multipart(parts.into_boxed_slice())
+        };
+        assert_eq!(
+            range("bytes=0-9,500-509", 1000),
+            parts(&[(0, 9), (500, 509)])
+        );
+        assert_eq!(
+            range("bytes=0-9,10-19", 1000),
+            FileAnswer::Partial { start: 0, end: 19 }
+        );
+        assert_eq!(range("bytes=2000-,3000-", 1000), FileAnswer::Unsatisfiable);
+        // The rules before Range still come first.
+        let v = validators();
+        let with = |if_none_match, if_range| Preconditions {
+            range: Some("bytes=0-9,500-509"),
+            if_none_match,
+            if_range,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&with(Some("\"abc\""), None), &v, 1000),
+            FileAnswer::NotModified
+        );
+        assert_eq!(
+            decide(&with(None, Some("\"old\"")), &v, 1000),
+            FileAnswer::Full
+        );
+        assert_eq!(
+            decide(&with(None, Some("\"abc\"")), &v, 1000),
+            parts(&[(0, 9), (500, 509)])
+        );
     }
 
     #[test]

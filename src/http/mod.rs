@@ -4,8 +4,10 @@
 
 pub mod chunked;
 pub mod conditional;
+pub mod encoding;
 pub mod forward;
 pub mod multipart;
+pub mod ranges;
 pub mod reframe;
 pub mod relay;
 pub mod request;

@@ -98,6 +98,9 @@ pub struct Request<'a> {
     pub expect: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// `Accept-Encoding`, for choosing a precompressed sibling
+    /// (see [`super::encoding::choose`]).
+    pub accept_encoding: Option<&'a str>,
     /// The `Host` value, as sent.
     pub host: Option<&'a str>,
     /// The protocols of `Upgrade`, when the request asks to upgrade: an
@@ -197,6 +200,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
         expect: None,
         content_type: None,
         accept: None,
+        accept_encoding: None,
         host: None,
         upgrade: None,
         fetch_dest: None,
@@ -245,6 +249,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
             request.content_type = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("accept") {
             request.accept = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            request.accept_encoding = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("sec-fetch-dest") {
             request.fetch_dest = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("authorization") {
@@ -661,6 +667,21 @@ mod tests {
         assert_eq!(req.if_none_match, Some("\"a\""));
         assert_eq!(req.if_range, Some("\"a\""));
         assert!(req.if_modified_since.is_some());
+    }
+
+    #[test]
+    fn accept_encoding_kept() {
+        let req = parse(
+            "GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\naccept-encoding:  gzip, br \r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(req.accept_encoding, Some("gzip, br"));
+        assert_eq!(req.accept, Some("*/*"));
+        // Present but empty is not absent: it asks for no coding at all.
+        let req = parse("GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding:\r\n\r\n").unwrap();
+        assert_eq!(req.accept_encoding, Some(""));
+        let req = parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(req.accept_encoding, None);
     }
 
     #[test]
