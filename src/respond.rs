@@ -168,17 +168,32 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                 let title = percent_encoding::percent_decode_str(&path.url(true))
                     .decode_utf8_lossy()
                     .into_owned();
-                let mut page = listing::render(&title, &mut entries, ctx.config.uploads);
-                if let Some(live) = ctx.live.filter(|_| is_document(request)) {
-                    page.push_str(&live.snippet(true));
-                }
+                let query = request.target.split_once('?').map_or("", |(_, query)| {
+                    query.split_once('#').map_or(query, |(query, _)| query)
+                });
+                let order = listing::Order::from_query(query);
+                let (content_type, page) = match listing::format_for(request.accept, query) {
+                    listing::Format::Json => (
+                        "application/json",
+                        listing::render_json(&title, &mut entries, order),
+                    ),
+                    listing::Format::Html => {
+                        let mut page =
+                            listing::render(&title, &mut entries, ctx.config.uploads, order);
+                        if let Some(live) = ctx.live.filter(|_| is_document(request)) {
+                            page.push_str(&live.snippet(true));
+                        }
+                        ("text/html; charset=utf-8", page.into_bytes())
+                    }
+                };
                 HeadWriter::start(out, Status::OK, ctx.date)
-                    .header("Content-Type", "text/html; charset=utf-8")
+                    .header("Content-Type", content_type)
                     .header("Cache-Control", "no-cache")
+                    .header("Vary", "Accept")
                     .content_length(page.len() as u64)
                     .finish(ctx.common);
                 if !head_only {
-                    out.extend_from_slice(page.as_bytes());
+                    out.extend_from_slice(&page);
                 }
                 Reply {
                     status: Status::OK,
