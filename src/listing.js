@@ -5,7 +5,9 @@
 // table is refreshed in place. State for tests: window.__rillListing.
 (function () {
   "use strict";
-  var state = (window.__rillListing = { refreshes: 0, uploaded: 0, failed: 0, cancelled: 0, busy: false });
+  var state = (window.__rillListing = {
+    refreshes: 0, uploaded: 0, failed: 0, cancelled: 0, busy: false, sent: []
+  });
   var table = document.getElementById("listing");
   var count = document.getElementById("count");
   var filter = document.getElementById("filter");
@@ -177,7 +179,11 @@
       item.percent.textContent = percent + "%";
       item.speed.textContent = sizeText(e.loaded / seconds) + "/s";
     };
+    var record = { name: item.file.name, started: started, ended: null, outcome: null };
+    state.sent.push(record);
     function finished(kind, text) {
+      record.ended = performance.now();
+      record.outcome = kind;
       end(item, kind, text);
       current = null;
       next();

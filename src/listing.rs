@@ -382,6 +382,7 @@ pub fn html_top(info: &PageInfo, out: &mut Vec<u8>) {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <title>{title}</title>\n<style>\n{CSS}</style>\n</head>\n\
          <body data-sort=\"{}\" data-order=\"{}\">\n<header>\n<h1 class=\"crumbs\">",
         order.key.as_str(),
@@ -1131,7 +1132,8 @@ mod tests {
     fn the_page_has_no_outside_resources() {
         let page = render("/", &mut [], true, Order::default());
         assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
-        assert!(!page.contains("<link"));
+        assert_eq!(page.matches("<link").count(), 1);
+        assert!(page.contains("<link rel=\"icon\" href=\"data:,\">"));
         assert!(page.ends_with("</html>\n"));
     }
 }
