@@ -182,8 +182,7 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
         }
         Ok(Found::Dir(dir)) => match ctx.site.listing(&dir, ctx.now) {
             Ok(listing) => {
-                let url = path.url(true);
-                let url_path = percent_encoding::percent_decode_str(&url)
+                let url_path = percent_encoding::percent_decode_str(&path.url(true))
                     .decode_utf8_lossy()
                     .into_owned();
                 let query = query_of(&request.target);
@@ -195,7 +194,6 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
                 let spec = PageSpec {
                     relative: dir.relative.clone(),
                     url_path,
-                    url,
                     order: listing::Order::from_query(query),
                     format,
                     uploads: ctx.config.uploads,

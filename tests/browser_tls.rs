@@ -95,8 +95,9 @@ fn a_browser_uploads_through_the_listing_form_over_https() {
     string("listing.page.form.action", &format!("{origin}/"));
     string("listing.page.form.enctype", "multipart/form-data");
 
-    // Both ways of sending the form: the page's script (XMLHttpRequest,
-    // then a reload), and the browser's own form POST with JavaScript off.
+    // Both ways of sending the form: the page's script (XMLHttpRequest per
+    // file, then the table refreshed), and the browser's own form POST with
+    // JavaScript off.
     for (way, folder, kind) in [("click", "/", "XHR"), ("form", "/form/", "Document")] {
         let url = format!("{origin}{folder}");
         string(&format!("{way}.page_before.location_protocol"), "https:");
@@ -127,14 +128,14 @@ fn a_browser_uploads_through_the_listing_form_over_https() {
         }
         assert_eq!(files[0]["size"], json!(3 * 1024 * 1024));
     }
-    // The script got rill's JSON answer and reloaded into a listing that
-    // shows the new files.
+    // The script got rill's JSON answer (one request per file, the first
+    // read here) and refreshed the table in place to show the new files.
     let answer = str_at("click.post_answer_body");
     assert!(
         answer.contains("\"name\":\"random.bin\",\"size\":3145728"),
         "{text}"
     );
-    yes("click.reloaded");
+    yes("click.refreshed");
     yes("click.after_shows_files");
     number("click.page_after.response_status", 200);
     string("click.status_text_after", "");

@@ -244,6 +244,69 @@ fn directories_redirect_index_and_list() {
 }
 
 #[test]
+fn listings_sort_by_query_and_answer_json_to_scripts() {
+    let dir = site();
+    fs::create_dir(dir.path().join("sub dir")).unwrap();
+    fs::write(dir.path().join("file10.txt"), "ten bytes!").unwrap();
+    fs::write(dir.path().join("file2.txt"), "2").unwrap();
+    fs::write(dir.path().join("q\"b\\.txt"), "quoted").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let names = |page: &str| -> Vec<String> {
+        page.split("<td class=\"name\"><a href=\"./")
+            .skip(1)
+            .map(|rest| rest[rest.find("\">").unwrap() + 2..rest.find("</a>").unwrap()].to_owned())
+            .collect()
+    };
+    let page = rill.get("/").text();
+    assert_eq!(
+        names(&page),
+        ["sub dir/", "file2.txt", "file10.txt", "q&quot;b\\.txt"]
+    );
+    let by_size = rill.get("/?sort=size&order=desc").text();
+    assert_eq!(
+        names(&by_size),
+        ["sub dir/", "file10.txt", "q&quot;b\\.txt", "file2.txt"]
+    );
+    assert!(by_size.contains("aria-sort=\"descending\""));
+    assert!(by_size.contains("href=\"?sort=size&amp;order=asc\""));
+
+    for request in [
+        "GET /?json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = rill.request(request);
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("content-type"), Some("application/json"));
+        assert_eq!(answer.header("cache-control"), Some("no-cache"));
+        assert_eq!(answer.header("vary"), Some("Accept"));
+        let rows: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0]["name"], "sub dir");
+        assert_eq!(rows[0]["type"], "dir");
+        assert_eq!(rows[0]["url"], "/sub%20dir/");
+        assert_eq!(rows[2]["name"], "file10.txt");
+        assert_eq!(rows[2]["size"], 10);
+        assert_eq!(rows[3]["name"], "q\"b\\.txt");
+        assert_eq!(rows[3]["url"], "/q%22b%5C.txt");
+        let modified = rows[3]["modified"].as_str().unwrap();
+        assert!(
+            modified.len() == 20 && modified.ends_with('Z'),
+            "{modified}"
+        );
+    }
+    let sorted = rill.get("/sub%20dir/?json&sort=size&order=desc");
+    assert_eq!(sorted.text(), "[\n]\n");
+    let browser = rill.request(
+        "GET / HTTP/1.1\r\nHost: t\r\nAccept: text/html,*/*;q=0.8\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(
+        browser.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[test]
 fn listing_links_reach_files_with_awkward_names() {
     let dir = site();
     let names = [

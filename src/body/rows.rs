@@ -31,8 +31,6 @@ pub struct PageSpec {
     pub relative: PathBuf,
     /// Its decoded URL path, starting and ending with `/` (the title).
     pub url_path: String,
-    /// Its URL path as sent on the wire (percent-encoded), for JSON `url`s.
-    pub url: String,
     pub order: Order,
     pub format: Format,
     /// Show the upload form.
@@ -95,6 +93,7 @@ impl ListingJob {
             HeadWriter::start(out, Status::OK, ctx.date)
                 .header("Content-Type", content_type)
                 .header("Cache-Control", "no-cache")
+                .header("Vary", "Accept")
                 .content_length(body.len() as u64)
                 .finish(ctx.common);
             if !ctx.head_only {
@@ -112,7 +111,8 @@ impl ListingJob {
         let mut common = ctx.common;
         let mut head = HeadWriter::start(out, Status::OK, ctx.date)
             .header("Content-Type", content_type)
-            .header("Cache-Control", "no-cache");
+            .header("Cache-Control", "no-cache")
+            .header("Vary", "Accept");
         if rows.chunked {
             head = head.header("Transfer-Encoding", "chunked");
         } else {
@@ -226,7 +226,7 @@ impl Rows {
                         match self.spec.format {
                             Format::Html => listing::html_row(&entry, out),
                             Format::Json => {
-                                listing::json_row(&entry, self.next == 0, &self.spec.url, out)
+                                listing::json_row(&entry, self.next == 0, &self.spec.url_path, out)
                             }
                         }
                         self.next += 1;

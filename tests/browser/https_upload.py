@@ -18,7 +18,8 @@ gets it as `--ignore-certificate-errors-spki-list`, no blanket
 3. "click": two files (3 MiB of pseudo-random bytes and a small text file)
    are set on the form's file input with DOM.setFileInputFiles and the
    Upload button is clicked with real mouse events. The page's script sends
-   the form with XMLHttpRequest (201 + JSON), then reloads the listing;
+   each file with XMLHttpRequest (201 + JSON), one after the other, then
+   refreshes the listing's table in place;
 4. "form": the same in the folder /form/, but the page is loaded with
    JavaScript disabled (Emulation.setScriptExecutionDisabled), so the
    click makes the browser's own multipart POST navigation and the answer
@@ -522,17 +523,16 @@ def check_listing(page, rill):
 
 
 def upload_by_click(page, folder_url, sources, destination):
-    """The listing's form, sent by its own script (XMLHttpRequest), then the
-    reload the script does on a 201."""
+    """The listing's form, sent by its own script (XMLHttpRequest, one
+    request per file), then the table refreshed in place."""
     navigate(page, folder_url)
     before = page_state(page)
     chosen = set_files(page, sources)
     log(f"the file input holds {chosen}")
     action = before["form"]["action"] if before["form"] else folder_url
-    # The script reloads the page as soon as the answer is in, and with the
-    # old document goes the answer's body (Network.getResponseBody then
-    # finds nothing). So the answer is held at the response stage (Fetch)
-    # just long enough to read it, then let through unchanged.
+    # The first answer's body is read at the response stage (Fetch), held
+    # just long enough to read it, then let through unchanged; answers
+    # still held when Fetch is disabled go on to the page.
     page.send("Fetch.enable", {"patterns": [
         {"urlPattern": action, "resourceType": "XHR", "requestStage": "Response"},
     ]})
@@ -545,10 +545,12 @@ def upload_by_click(page, folder_url, sources, destination):
         seconds = time.monotonic() - t0
     finally:
         page.send("Fetch.disable")
-    # The script's `location.reload()` on a 201: a load that shows the files.
-    reloaded = wait_event(page, LOAD, lambda p: True, PAGE_TIMEOUT, since) is not None
+    # Once every file is in, the script refreshes the table in place (the
+    # page's `__rillListing.refreshes` counts it), which then shows the files.
+    refreshed = page.wait_until(
+        "!!window.__rillListing && window.__rillListing.refreshes > 0", PAGE_TIMEOUT)
     shows = False
-    if reloaded:
+    if refreshed:
         shows = page.wait_until(
             "document.body && " + " && ".join(
                 f"document.body.innerText.includes({json.dumps(os.path.basename(s))})"
@@ -569,7 +571,7 @@ def upload_by_click(page, folder_url, sources, destination):
         "post": describe_response(request),
         "post_answer_body": body,
         "post_seconds": round(seconds, 3),
-        "reloaded": reloaded,
+        "refreshed": refreshed,
         "after_shows_files": shows,
         "page_after": after,
         "status_text_after": status_line,
