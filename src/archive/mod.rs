@@ -1,5 +1,5 @@
 //! The byte formats for sending a folder as one archive: [`tar`] (POSIX pax,
-//! for `?tar`) and `zip` (stored, uncompressed, for `?zip`). Both are pure:
+//! for `?tar`) and [`zip`] (stored, uncompressed, for `?zip`). Both are pure:
 //! every writer appends to a `Vec<u8>`, and every writer has a `*_len` twin
 //! that says exactly how many bytes it would append without writing them, so
 //! the server can add up the whole archive's `Content-Length` from a list of
@@ -9,6 +9,7 @@
 //! files or panics on any name or size.
 
 pub mod tar;
+pub mod zip;
 
 /// What the format tests share: running a real reader over an archive.
 #[cfg(test)]
