@@ -20,6 +20,7 @@
 //!
 //! [`config`] turns the command line into a [`config::Config`].
 
+pub mod archive;
 pub mod auth;
 pub mod body;
 pub mod config;
