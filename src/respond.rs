@@ -9,11 +9,15 @@
 //! [`crate::listing`]); this module only looks things up in the [`Site`] and
 //! writes the result.
 
+use crate::body::archive::{ArchiveJob, Kind as ArchiveKind};
+use crate::body::parts::Parts;
 use crate::body::rows::{ListingJob, PageSpec};
 pub use crate::body::FileBody;
 use crate::body::{Pending, Source};
 use crate::config::Config;
 use crate::http::conditional::{decide, FileAnswer, Preconditions};
+use crate::http::encoding::{self, Coding};
+use crate::http::ranges;
 use crate::http::request::{Method, Request};
 use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
 use crate::listing;
@@ -155,6 +159,19 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
         file: None,
         source: None,
     };
+    if path.trailing_slash {
+        if let Some(kind) = ArchiveKind::from_query(query_of(&request.target)) {
+            let job = match ctx.site.find(path, ctx.now) {
+                Ok(Found::Dir(dir)) => ArchiveJob::new(ctx.site, kind, &dir.relative),
+                Ok(Found::File(_)) => Err(Missing::NotFound),
+                Err(missing) => Err(missing),
+            };
+            return match job {
+                Ok(job) => Answer::Pending(Box::new(Pending::Archive(job))),
+                Err(missing) => missing_reply(missing, generated, out).into(),
+            };
+        }
+    }
     let found = ctx.site.find(path, ctx.now).and_then(|found| match found {
         Found::Dir(dir) if path.trailing_slash => match ctx.site.index_of(&dir, ctx.now) {
             Err(Missing::NotFound) => Ok(Found::Dir(dir)),
@@ -380,6 +397,14 @@ fn file_reply(
             return injected_reply(request, ctx, live, file, out);
         }
     }
+    // A precompressed sibling keeps the original's type, and every answer
+    // for a type that may have one says it varies by Accept-Encoding.
+    let content_type = file.content_type;
+    let compressible = encoding::is_compressible(content_type);
+    let (file, coding) = match precompressed(request, ctx, path, &file) {
+        Some((sibling, coding)) => (sibling, Some(coding)),
+        None => (file, None),
+    };
     let size = file.size;
     let validators = &file.validators;
     let preconditions = Preconditions {
@@ -388,16 +413,23 @@ fn file_reply(
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
     };
-    let (status, start, len) = match decide(&preconditions, validators, size) {
-        FileAnswer::Full => (Status::OK, 0, size),
-        FileAnswer::Partial { start, end } => (Status::PARTIAL_CONTENT, start, end - start + 1),
-        // multipart streaming is wired up in respond by the main engineer;
-        // until then several ranges get the whole file, as before.
-        FileAnswer::Multipart(_) => (Status::OK, 0, size),
+    let (status, start, len, parts) = match decide(&preconditions, validators, size) {
+        FileAnswer::Full => (Status::OK, 0, size, None),
+        FileAnswer::Partial { start, end } => {
+            (Status::PARTIAL_CONTENT, start, end - start + 1, None)
+        }
+        FileAnswer::Multipart(ranges) => {
+            let boundary = ranges::boundary(ranges::boundary_seed(&validators.etag));
+            let parts = Parts::new(Rc::clone(&file), ranges, boundary);
+            (Status::PARTIAL_CONTENT, 0, parts.body_len(), Some(parts))
+        }
         FileAnswer::NotModified => {
             let mut head = HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
                 .header("ETag", &validators.etag)
                 .header("Last-Modified", &file.last_modified);
+            if compressible {
+                head = head.header("Vary", "Accept-Encoding");
+            }
             if ctx.live.is_some() {
                 head = live_reload_headers(head, &file);
             }
@@ -428,13 +460,23 @@ fn file_reply(
             };
         }
     };
-    let mut head = HeadWriter::start(out, status, ctx.date)
-        .header("Content-Type", file.content_type)
+    let mut head = HeadWriter::start(out, status, ctx.date);
+    head = match &parts {
+        Some(parts) => head.header("Content-Type", &parts.content_type()),
+        None => head.header("Content-Type", content_type),
+    };
+    head = head
         .content_length(len)
         .header("Last-Modified", &file.last_modified)
         .header("ETag", &validators.etag)
         .header("Accept-Ranges", "bytes");
-    if status == Status::PARTIAL_CONTENT {
+    if let Some(coding) = coding {
+        head = head.header("Content-Encoding", coding.token());
+    }
+    if compressible {
+        head = head.header("Vary", "Accept-Encoding");
+    }
+    if status == Status::PARTIAL_CONTENT && parts.is_none() {
         head = head.header_fmt(
             "Content-Range",
             format_args!("bytes {}-{}/{}", start, start + len - 1, size),
@@ -447,7 +489,16 @@ fn file_reply(
         head = live_reload_headers(head, &file);
     }
     head.finish(ctx.common);
-    let file = (request.method != Method::Head && len > 0).then_some(FileBody {
+    let head_only = request.method == Method::Head;
+    if let Some(parts) = parts {
+        return Reply {
+            status,
+            body_len: len,
+            file: None,
+            source: (!head_only).then(|| Source::Parts(Box::new(parts))),
+        };
+    }
+    let file = (!head_only && len > 0).then_some(FileBody {
         file,
         offset: start,
         remaining: len,
@@ -460,4 +511,36 @@ fn file_reply(
         file,
         source: None,
     }
+}
+
+/// The precompressed sibling (`file.br`, `file.gz`) to send instead of
+/// `file`, if the type is compressible text, the client accepts that
+/// coding (by its q-values), and the sibling is not older than the file —
+/// a stale `.gz` left from an earlier build would serve old bytes. At most
+/// one lookup per coding the client accepts; none without Accept-Encoding.
+fn precompressed(
+    request: &Request,
+    ctx: &Context,
+    path: &RequestPath,
+    file: &OpenFile,
+) -> Option<(Rc<OpenFile>, Coding)> {
+    let accept = request.accept_encoding?;
+    if !encoding::is_compressible(file.content_type) {
+        return None;
+    }
+    let relative = if path.trailing_slash {
+        path.relative().join("index.html")
+    } else {
+        path.relative().to_path_buf()
+    };
+    let mut available = vec![Coding::Brotli, Coding::Gzip];
+    while let Some(coding) = encoding::choose(Some(accept), &available) {
+        if let Some(sibling) = ctx.site.sibling(&relative, coding.suffix(), ctx.now) {
+            if sibling.modified >= file.modified {
+                return Some((sibling, coding));
+            }
+        }
+        available.retain(|&other| other != coding);
+    }
+    None
 }

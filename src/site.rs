@@ -414,6 +414,17 @@ impl Site {
         self.find_cached(path.relative(), now)
     }
 
+    /// The file `relative` + `suffix` beside `relative` (a precompressed
+    /// `.br` or `.gz`), if there is one.
+    pub fn sibling(&self, relative: &Path, suffix: &str, now: Instant) -> Option<Rc<OpenFile>> {
+        let mut name = relative.as_os_str().to_owned();
+        name.push(suffix);
+        match self.find_cached(Path::new(&name), now) {
+            Ok(Found::File(file)) => Some(file),
+            _ => None,
+        }
+    }
+
     /// Finds `index.html` in a directory found before.
     pub fn index_of(&self, dir: &OpenDir, now: Instant) -> Result<Found, Missing> {
         match self.find_cached(&dir.relative.join("index.html"), now)? {
@@ -735,6 +746,28 @@ impl Site {
         let slot = self.snapshots.borrow_mut().remove(relative);
         if let Some(wd) = slot.and_then(|slot| slot.watch) {
             self.watcher.borrow_mut().release(wd, now);
+        }
+    }
+
+    /// Opens the folder at `relative` (a subfolder of one being archived),
+    /// with what `fstat` says of it: its device and inode tell a walk that
+    /// meets a folder twice through symlinks.
+    pub fn open_dir(&self, relative: &Path) -> Result<(OpenDir, Metadata), Missing> {
+        let (handle, meta) = self.open_inside(relative, OPEN_TO_READ | libc::O_DIRECTORY)?;
+        let dir = OpenDir {
+            relative: relative.to_path_buf(),
+            handle,
+        };
+        Ok((dir, meta))
+    }
+
+    /// Opens the regular file at `relative` to be sent as part of a bigger
+    /// answer (an archive member), past the cache: a folder of 10 000 files
+    /// would only push every served file out of it.
+    pub fn open_file(&self, relative: &Path) -> Result<Rc<OpenFile>, Missing> {
+        match self.find_relative(relative)? {
+            Found::File(file) => Ok(file),
+            Found::Dir(_) => Err(Missing::NotFound),
         }
     }
 

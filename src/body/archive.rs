@@ -1,31 +1,466 @@
-//! A folder as one download: a tar or zip archive streamed member by member.
+//! A folder as one download: `?tar` (POSIX tar) or `?zip` (stored, no
+//! compression), streamed member by member.
+//!
+//! An [`ArchiveJob`] first walks the folder, [`SCAN_STEP`] entries per turn,
+//! and writes down each member's path, size and time — nothing else — so
+//! it can add up the exact `Content-Length` before the head goes out (the
+//! browser shows real progress). Then [`ArchiveStream`] sends the members
+//! in that order: headers rendered by [`crate::archive`], bodies as file
+//! ranges — with `sendfile` for tar; copied for zip, whose CRC-32 must see
+//! the bytes. Memory is the list of members plus one buffer, whatever the
+//! files weigh.
+//!
+//! The walk sees what serving sees: hidden names left out, symlinks followed
+//! only while they stay inside ROOT ([`Site::read_entries`]); a folder met
+//! twice (a symlink to an ancestor) is archived once. A member that changed
+//! size, or vanished, between the walk and its turn ends the answer there:
+//! the client gets fewer bytes than `Content-Length` said and knows the
+//! archive is broken, rather than a well-formed archive with wrong bytes.
 
-use super::{FileBody, Piece, Prepared, StepContext};
-use crate::site::Site;
+use super::{FileBody, Piece, Prepared, Ready, Source, StepContext, PIECE_BYTES, SCAN_STEP};
+use crate::archive::{tar, zip};
+use crate::http::response::{HeadWriter, Status};
+use crate::site::{DirReader, Missing, Site};
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
-/// An archive being sent.
+/// Which archive format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tar,
+    Zip,
+}
+
+impl Kind {
+    /// `?tar` or `?zip` in a query.
+    pub fn from_query(query: &str) -> Option<Kind> {
+        query
+            .split('&')
+            .find_map(|pair| match pair.split('=').next() {
+                Some("tar") => Some(Kind::Tar),
+                Some("zip") => Some(Kind::Zip),
+                _ => None,
+            })
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Kind::Tar => "application/x-tar",
+            Kind::Zip => "application/zip",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Kind::Tar => ".tar",
+            Kind::Zip => ".zip",
+        }
+    }
+}
+
+/// Files up to this size are read into the buffer behind their header
+/// rather than sent as a range of their own: one `pread` instead of a
+/// `sendfile` and a separate write for the header, for the small files
+/// that make up most of a source tree.
+const INLINE_MEMBER: u64 = 16 * 1024;
+
+/// One member, as the walk found it.
 #[derive(Debug)]
-pub struct ArchiveStream {}
+struct Member {
+    /// Its path below the archived folder (`sub/a.txt`; a folder's ends
+    /// with `/`).
+    within: Box<[u8]>,
+    is_dir: bool,
+    size: u64,
+    mtime_secs: u64,
+}
 
-impl ArchiveStream {
-    /// The next member's header and body.
-    pub fn next(&mut self, _site: &Site, _out: &mut Vec<u8>) -> Piece {
-        Piece::Done
-    }
-
-    /// A member's body has been sent.
-    pub fn file_done(&mut self, _body: FileBody) -> Result<(), &'static str> {
-        Ok(())
-    }
+/// A folder on the walk's stack: its reader while names are still being
+/// read, then its children, sorted, handed out one by one.
+#[derive(Debug)]
+struct Frame {
+    reader: Option<DirReader>,
+    /// Its path below the archived folder, empty or ending with `/`.
+    within: Vec<u8>,
+    children: Vec<Member>,
+    next_child: usize,
 }
 
 /// An archive waiting for the walk that sizes it.
 #[derive(Debug)]
-pub struct ArchiveJob {}
+pub struct ArchiveJob {
+    kind: Kind,
+    /// The archived folder, relative to ROOT.
+    folder: PathBuf,
+    /// The top folder inside the archive (the folder's own name).
+    top: Vec<u8>,
+    stack: Vec<Frame>,
+    /// Folders already walked, by device and inode.
+    visited: HashSet<(u64, u64)>,
+    members: Vec<Member>,
+}
 
 impl ArchiveJob {
-    /// One step of the walk.
-    pub fn step(&mut self, _ctx: &StepContext, _out: &mut Vec<u8>) -> Prepared {
-        Prepared::NotYet
+    /// An archive of the folder at `folder` (relative to ROOT).
+    pub fn new(site: &Site, kind: Kind, folder: &Path) -> Result<ArchiveJob, Missing> {
+        let (dir, meta) = site.open_dir(folder)?;
+        let reader = site.read_dir(&dir)?;
+        let mtime_secs = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok());
+        let top = match folder.file_name().or_else(|| site.root().file_name()) {
+            Some(name) => name.as_bytes().to_vec(),
+            None => b"files".to_vec(),
+        };
+        Ok(ArchiveJob {
+            kind,
+            folder: folder.to_path_buf(),
+            top,
+            stack: vec![Frame {
+                reader: Some(reader),
+                within: Vec::new(),
+                children: Vec::new(),
+                next_child: 0,
+            }],
+            visited: HashSet::from([(meta.dev(), meta.ino())]),
+            // The top folder itself is the first member.
+            members: vec![Member {
+                within: Box::default(),
+                is_dir: true,
+                size: 0,
+                mtime_secs: mtime_secs.map_or(0, |since| since.as_secs()),
+            }],
+        })
+    }
+
+    /// One step of the walk; once it is done, the head with the archive's
+    /// exact length.
+    pub fn step(&mut self, ctx: &StepContext, out: &mut Vec<u8>) -> Prepared {
+        match self.walk(ctx.site, SCAN_STEP) {
+            Ok(false) => return Prepared::NotYet,
+            Ok(true) => {}
+            Err(missing) => return Prepared::Failed(missing),
+        }
+        let members = std::mem::take(&mut self.members);
+        let stream = ArchiveStream::new(self.kind, &self.folder, &self.top, members);
+        let mut file_name = self.top.clone();
+        file_name.extend_from_slice(self.kind.extension().as_bytes());
+        HeadWriter::start(out, Status::OK, ctx.date)
+            .header("Content-Type", self.kind.content_type())
+            .content_length(stream.total_len)
+            .header("Content-Disposition", &crate::mime::attachment(&file_name))
+            .header("Cache-Control", "no-cache")
+            .finish(ctx.common);
+        Prepared::Ready(Ready {
+            status: Status::OK,
+            body_len: stream.total_len,
+            source: (!ctx.head_only).then(|| Source::Archive(Box::new(stream))),
+            close_after: false,
+        })
+    }
+
+    /// Walks on for about `budget` entries; `Ok(true)` when every member is
+    /// known.
+    fn walk(&mut self, site: &Site, mut budget: usize) -> Result<bool, Missing> {
+        while budget > 0 {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(true);
+            };
+            if let Some(reader) = frame.reader.as_mut() {
+                let children = &mut frame.children;
+                let within = &frame.within;
+                let done = site.read_entries(reader, budget, |entry| {
+                    let mut path = within.clone();
+                    path.extend_from_slice(entry.name);
+                    if entry.is_dir {
+                        path.push(b'/');
+                    }
+                    children.push(Member {
+                        within: path.into_boxed_slice(),
+                        is_dir: entry.is_dir,
+                        size: if entry.is_dir { 0 } else { entry.size },
+                        mtime_secs: entry
+                            .modified
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |since| since.as_secs()),
+                    });
+                })?;
+                budget = budget.saturating_sub(SCAN_STEP.min(budget));
+                if done {
+                    frame.reader = None;
+                    // Names in byte order: the same folder gives the same
+                    // archive, whatever order the file system lists it in.
+                    frame
+                        .children
+                        .sort_unstable_by(|a, b| a.within.cmp(&b.within));
+                }
+                continue;
+            }
+            let Some(child) = frame.children.get_mut(frame.next_child) else {
+                self.stack.pop();
+                continue;
+            };
+            frame.next_child += 1;
+            budget -= 1;
+            let member = Member {
+                within: std::mem::take(&mut child.within),
+                ..*child
+            };
+            if !member.is_dir {
+                self.members.push(member);
+                continue;
+            }
+            let relative = self.folder.join(OsStr::from_bytes(
+                member.within.strip_suffix(b"/").unwrap_or(&member.within),
+            ));
+            // A folder that cannot be opened now (gone, unreadable) is left
+            // out, like an entry a listing would not show.
+            let Ok((dir, meta)) = site.open_dir(&relative) else {
+                continue;
+            };
+            if !self.visited.insert((meta.dev(), meta.ino())) {
+                continue; // met before, through a symlink
+            }
+            let reader = site.read_dir(&dir)?;
+            let within = member.within.to_vec();
+            self.members.push(member);
+            self.stack.push(Frame {
+                reader: Some(reader),
+                within,
+                children: Vec::new(),
+                next_child: 0,
+            });
+        }
+        Ok(self.stack.is_empty())
+    }
+}
+
+/// Where an [`ArchiveStream`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Sending member `next`'s header and body.
+    Members,
+    /// The member whose body was just sent needs what follows it: tar's
+    /// padding, zip's data descriptor.
+    AfterBody,
+    /// Zip's central directory, entry `next`.
+    Central,
+    /// The end of the archive.
+    End,
+    Done,
+}
+
+/// An archive being sent.
+#[derive(Debug)]
+pub struct ArchiveStream {
+    kind: Kind,
+    folder: PathBuf,
+    top: Vec<u8>,
+    members: Vec<Member>,
+    /// Per member, for zip's central directory: (CRC-32, local header
+    /// offset).
+    zip_entries: Vec<(u32, u64)>,
+    next: usize,
+    stage: Stage,
+    /// Archive bytes produced so far (zip's offsets).
+    produced: u64,
+    /// The CRC of the member whose body was just sent.
+    last_crc: u32,
+    /// Where zip's central directory starts.
+    central_offset: u64,
+    /// The exact length of the whole archive.
+    pub total_len: u64,
+}
+
+impl ArchiveStream {
+    fn new(kind: Kind, folder: &Path, top: &[u8], members: Vec<Member>) -> ArchiveStream {
+        let mut stream = ArchiveStream {
+            kind,
+            folder: folder.to_path_buf(),
+            top: top.to_vec(),
+            zip_entries: Vec::with_capacity(if kind == Kind::Zip { members.len() } else { 0 }),
+            members,
+            next: 0,
+            stage: Stage::Members,
+            produced: 0,
+            last_crc: 0,
+            central_offset: 0,
+            total_len: 0,
+        };
+        stream.total_len = stream.length();
+        stream
+    }
+
+    /// The member's path inside the archive: the top folder, then its path.
+    fn name(&self, member: &Member) -> Vec<u8> {
+        let mut name = Vec::with_capacity(self.top.len() + 1 + member.within.len());
+        name.extend_from_slice(&self.top);
+        name.push(b'/');
+        name.extend_from_slice(&member.within);
+        name
+    }
+
+    /// The archive's length, from the same header functions that write it.
+    fn length(&self) -> u64 {
+        let mut total = 0u64;
+        match self.kind {
+            Kind::Tar => {
+                for member in &self.members {
+                    total += tar::member_len(&self.name(member), member.is_dir, member.size);
+                }
+                total + tar::end_len()
+            }
+            Kind::Zip => {
+                let mut central = 0u64;
+                for member in &self.members {
+                    let name = self.name(member);
+                    central += zip::central_header_len(&name, member.size, total);
+                    total += zip::local_header_len(&name, member.size)
+                        + member.size
+                        + zip::data_descriptor_len(member.size);
+                }
+                let entries = self.members.len() as u64;
+                total + central + zip::end_records_len(entries, central, total)
+            }
+        }
+    }
+
+    /// The next piece: headers and small members into `out`, a big
+    /// member's body as a file range.
+    pub fn next(&mut self, site: &Site, out: &mut Vec<u8>) -> Piece {
+        let start = out.len();
+        while out.len() - start < PIECE_BYTES {
+            match self.stage {
+                Stage::Members => {
+                    let Some(member) = self.members.get(self.next) else {
+                        self.stage = match self.kind {
+                            Kind::Tar => Stage::End,
+                            Kind::Zip => Stage::Central,
+                        };
+                        self.central_offset = self.produced;
+                        self.next = 0;
+                        continue;
+                    };
+                    let (is_dir, size, mtime) = (member.is_dir, member.size, member.mtime_secs);
+                    let name = self.name(member);
+                    if is_dir {
+                        self.header(&name, true, 0, mtime, out);
+                        self.trailer(0, 0, out);
+                        self.next += 1;
+                        continue;
+                    }
+                    let relative = self.folder.join(OsStr::from_bytes(&member.within));
+                    let file = match site.open_file(&relative) {
+                        Ok(file) if file.size == size => file,
+                        _ => return Piece::Failed("a file changed while it was being archived"),
+                    };
+                    self.header(&name, false, size, mtime, out);
+                    self.next += 1;
+                    if let Some(bytes) = file.bytes.as_deref().filter(|_| size <= INLINE_MEMBER) {
+                        out.extend_from_slice(bytes);
+                        self.produced += size;
+                        self.trailer(size, crc32fast::hash(bytes), out);
+                        continue;
+                    }
+                    self.stage = Stage::AfterBody;
+                    let mut body = FileBody::range(file, 0, size);
+                    if self.kind == Kind::Zip {
+                        body.checksum = Some(crc32fast::Hasher::new());
+                    }
+                    return Piece::File(body);
+                }
+                Stage::AfterBody => {
+                    let size = self.members.get(self.next - 1).map_or(0, |m| m.size);
+                    self.produced += size;
+                    self.trailer(size, self.last_crc, out);
+                    self.stage = Stage::Members;
+                }
+                Stage::Central => {
+                    let Some(member) = self.members.get(self.next) else {
+                        self.stage = Stage::End;
+                        continue;
+                    };
+                    let (crc, offset) =
+                        self.zip_entries.get(self.next).copied().unwrap_or_default();
+                    let entry = zip::ZipEntry {
+                        name: self.name(member),
+                        is_dir: member.is_dir,
+                        size: member.size,
+                        mtime_secs: member.mtime_secs,
+                        crc,
+                        offset,
+                    };
+                    let before = out.len();
+                    zip::central_header(&entry, out);
+                    self.produced += (out.len() - before) as u64;
+                    self.next += 1;
+                }
+                Stage::End => {
+                    match self.kind {
+                        Kind::Tar => tar::end(out),
+                        Kind::Zip => {
+                            let entries = self.members.len() as u64;
+                            let central = self.produced - self.central_offset;
+                            zip::end_records(entries, central, self.central_offset, out);
+                        }
+                    }
+                    self.stage = Stage::Done;
+                }
+                Stage::Done => break,
+            }
+        }
+        if out.len() == start {
+            Piece::Done
+        } else {
+            Piece::Queued
+        }
+    }
+
+    /// A member's header; for zip, where its local header starts is noted
+    /// for the central directory.
+    fn header(&mut self, name: &[u8], is_dir: bool, size: u64, mtime: u64, out: &mut Vec<u8>) {
+        let before = out.len();
+        match self.kind {
+            Kind::Tar => tar::member_head(name, is_dir, size, mtime, out),
+            Kind::Zip => {
+                self.zip_entries.push((0, self.produced));
+                zip::local_header(name, size, mtime, out);
+            }
+        }
+        self.produced += (out.len() - before) as u64;
+    }
+
+    /// What follows a member's data: tar's padding, zip's descriptor.
+    fn trailer(&mut self, size: u64, crc: u32, out: &mut Vec<u8>) {
+        let before = out.len();
+        match self.kind {
+            Kind::Tar => tar::padding(size, out),
+            Kind::Zip => {
+                if let Some(entry) = self.zip_entries.last_mut() {
+                    entry.0 = crc;
+                }
+                zip::data_descriptor(crc, size, out);
+            }
+        }
+        self.produced += (out.len() - before) as u64;
+    }
+
+    /// A member's body has been sent: its CRC is kept for the descriptor,
+    /// and a file that changed meanwhile ends the answer.
+    pub fn file_done(&mut self, body: FileBody) -> Result<(), &'static str> {
+        self.last_crc = body.checksum.map_or(0, |crc| crc.finalize());
+        let unchanged = body.file.file.metadata().is_ok_and(|meta| {
+            meta.len() == body.file.size && meta.modified().ok() == Some(body.file.modified)
+        });
+        if unchanged {
+            Ok(())
+        } else {
+            Err("a file changed while it was being archived")
+        }
     }
 }
