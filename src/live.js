@@ -113,7 +113,12 @@
       newest.forEach(swapStylesheet);
       return;
     }
-    if (paths.some(touchesPage)) location.reload();
+    if (!paths.some(touchesPage)) return;
+    // rill's listing page refreshes its table in place: a reload would cut
+    // off the uploads still queued on it (each file lands as a change).
+    const listingPage = window.__rillListing;
+    if (listingPage && listingPage.refresh) return listingPage.refresh();
+    location.reload();
   }
 
   // The new sheet is loaded beside the old one, which goes only once the new

@@ -620,8 +620,9 @@ fn a_browser_showing_a_listing_sees_a_new_file() {
     let Some(report) = browser("listing", &[]) else {
         return;
     };
-    assert_eq!(field(&report, "reloaded"), "true", "{report}");
     assert_eq!(field(&report, "shows_new_file"), "true", "{report}");
+    assert_eq!(field(&report, "refreshed_in_place"), "true", "{report}");
+    assert_eq!(field(&report, "reloaded"), "false", "{report}");
 }
 
 #[test]
