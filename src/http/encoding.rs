@@ -5,9 +5,10 @@
 //! rill never compresses on the fly: it sends what is on disk, so a coding is
 //! only ever chosen among the siblings that exist, and the answer is never
 //! 406. When nothing acceptable is available the file itself goes out,
-//! whatever `identity;q=0` says: RFC 9110 §12.5.3 allows that ("a server
-//! SHOULD send a response without any content coding" when none of its
-//! codings is acceptable), and it is what every server does in practice.
+//! whatever `identity;q=0` says: since RFC 7231 the recommended answer when
+//! no available coding is acceptable is one without a coding rather than a
+//! 406 (RFC 9110 §12.5.3; the editors on why, httpwg/http-core#980), and it
+//! is what servers do in practice.
 
 /// A content coding rill can serve from a precompressed sibling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
