@@ -372,14 +372,23 @@ fn live_not_found(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Reply 
 /// Under `--live-reload`, every file is `no-cache`: a page reloaded after a
 /// save would otherwise take its scripts, images and imported stylesheets
 /// from the browser's cache (a reload revalidates only the page itself),
-/// and show the old ones. An HTML file's answer depends on whether it is
-/// fetched as a page (see [`is_document`]).
-fn live_reload_headers<'a>(head: HeadWriter<'a>, file: &OpenFile) -> HeadWriter<'a> {
-    let head = head.header("Cache-Control", "no-cache");
-    if file.content_type.starts_with("text/html") {
-        head.header("Vary", "Sec-Fetch-Dest")
-    } else {
-        head
+/// and show the old ones.
+fn live_reload_headers(head: HeadWriter<'_>) -> HeadWriter<'_> {
+    head.header("Cache-Control", "no-cache")
+}
+
+/// The `Vary` an answer for a file of `content_type` needs, if any:
+/// `Accept-Encoding` for a type that may have a precompressed sibling,
+/// `Sec-Fetch-Dest` for HTML under `--live-reload` (whose answer depends on
+/// whether it is fetched as a page, see [`is_document`]); one header.
+fn vary(content_type: &str, live: bool) -> Option<&'static str> {
+    let encodings = encoding::is_compressible(content_type);
+    let page = live && content_type.starts_with("text/html");
+    match (encodings, page) {
+        (true, true) => Some("Accept-Encoding, Sec-Fetch-Dest"),
+        (true, false) => Some("Accept-Encoding"),
+        (false, true) => Some("Sec-Fetch-Dest"),
+        (false, false) => None,
     }
 }
 
@@ -400,7 +409,6 @@ fn file_reply(
     // A precompressed sibling keeps the original's type, and every answer
     // for a type that may have one says it varies by Accept-Encoding.
     let content_type = file.content_type;
-    let compressible = encoding::is_compressible(content_type);
     let (file, coding) = match precompressed(request, ctx, path, &file) {
         Some((sibling, coding)) => (sibling, Some(coding)),
         None => (file, None),
@@ -427,11 +435,11 @@ fn file_reply(
             let mut head = HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
                 .header("ETag", &validators.etag)
                 .header("Last-Modified", &file.last_modified);
-            if compressible {
-                head = head.header("Vary", "Accept-Encoding");
+            if let Some(vary) = vary(content_type, ctx.live.is_some()) {
+                head = head.header("Vary", vary);
             }
             if ctx.live.is_some() {
-                head = live_reload_headers(head, &file);
+                head = live_reload_headers(head);
             }
             head.finish(ctx.common);
             return Reply {
@@ -473,8 +481,8 @@ fn file_reply(
     if let Some(coding) = coding {
         head = head.header("Content-Encoding", coding.token());
     }
-    if compressible {
-        head = head.header("Vary", "Accept-Encoding");
+    if let Some(vary) = vary(content_type, ctx.live.is_some()) {
+        head = head.header("Vary", vary);
     }
     if status == Status::PARTIAL_CONTENT && parts.is_none() {
         head = head.header_fmt(
@@ -486,7 +494,7 @@ fn file_reply(
         head = head.header("Content-Disposition", &mime::attachment(name));
     }
     if ctx.live.is_some() {
-        head = live_reload_headers(head, &file);
+        head = live_reload_headers(head);
     }
     head.finish(ctx.common);
     let head_only = request.method == Method::Head;

@@ -31,7 +31,7 @@
 use crate::http::conditional::Validators;
 use crate::listing::{Entry, EntryRef};
 use crate::path::RequestPath;
-use crate::snapshot::{Listing, Scan, Slot, SlotState, Snapshot};
+use crate::snapshot::{Listing, Scan, Slot, SlotState, Snapshot, KEPT_SNAPSHOTS};
 use crate::watch::{Notice, Watcher};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -395,7 +395,7 @@ impl Site {
             .snapshots
             .borrow()
             .iter()
-            .filter(|(_, slot)| slot.is_dead())
+            .filter(|(_, slot)| slot.expired(now) || slot.is_dead())
             .map(|(dir, _)| dir.clone())
             .collect();
         for dir in dead {
@@ -720,6 +720,7 @@ impl Site {
             state: SlotState::Scanning(Rc::downgrade(&scan)),
             watch,
             taken: now,
+            kept: None,
         };
         self.snapshots
             .borrow_mut()
@@ -731,10 +732,27 @@ impl Site {
     /// later share its snapshot (unless the directory changed meanwhile and
     /// a newer scan took its place).
     pub fn scanned(&self, relative: &Path, scan: &Rc<RefCell<Scan>>, snapshot: &Rc<Snapshot>) {
-        if let Some(slot) = self.snapshots.borrow_mut().get_mut(relative) {
+        let mut snapshots = self.snapshots.borrow_mut();
+        if let Some(slot) = snapshots.get_mut(relative) {
             if matches!(&slot.state, SlotState::Scanning(s) if std::ptr::eq(s.as_ptr(), Rc::as_ptr(scan)))
             {
                 slot.state = SlotState::Ready(Rc::downgrade(snapshot));
+                slot.kept = Some(Rc::clone(snapshot));
+            }
+        }
+        // Bounded: past the limit, the oldest kept snapshot is let go (its
+        // readers, if any, keep it alive until they are done).
+        let kept = snapshots
+            .values()
+            .filter(|slot| slot.kept.is_some())
+            .count();
+        if kept > KEPT_SNAPSHOTS {
+            if let Some(oldest) = snapshots
+                .values_mut()
+                .filter(|slot| slot.kept.is_some())
+                .min_by_key(|slot| slot.taken)
+            {
+                oldest.kept = None;
             }
         }
     }

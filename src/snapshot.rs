@@ -41,8 +41,16 @@ struct Item {
 pub struct Snapshot {
     names: Vec<u8>,
     items: Vec<Item>,
-    /// Sorted indexes into `items`, one per order asked for so far.
-    sorted: RefCell<Vec<(Order, Rc<[u32]>)>>,
+    /// Sorted indexes into `items`, one per order asked for so far, or
+    /// the sort still under way.
+    sorted: RefCell<Vec<(Order, Sorting)>>,
+}
+
+/// One order of a snapshot: sorted, or being sorted in steps.
+#[derive(Debug)]
+enum Sorting {
+    Done(Rc<[u32]>),
+    Running(Box<MergeSort>),
 }
 
 impl Snapshot {
@@ -73,23 +81,149 @@ impl Snapshot {
         }
     }
 
-    /// The entries' indexes in `order`, sorted once per snapshot and order
-    /// and then shared.
-    pub fn sorted(&self, order: Order) -> Rc<[u32]> {
-        if let Some((_, sorted)) = self.sorted.borrow().iter().find(|(o, _)| *o == order) {
-            return Rc::clone(sorted);
+    /// The entries' indexes in `order`, once they are sorted: each call
+    /// does at most `budget` steps of the sort (a comparison or a move), so
+    /// sorting 100 000 names by natural order (some 200 ms) is spread over
+    /// many turns of the loop. Every request for the same order shares the
+    /// sort and its result.
+    pub fn sorted(&self, order: Order, budget: usize) -> Option<Rc<[u32]>> {
+        let mut sorted = self.sorted.borrow_mut();
+        let at = match sorted.iter().position(|(o, _)| *o == order) {
+            Some(at) => at,
+            None => {
+                sorted.push((
+                    order,
+                    Sorting::Running(Box::new(MergeSort::new(self.len()))),
+                ));
+                sorted.len() - 1
+            }
+        };
+        let state = &mut sorted[at].1;
+        if let Sorting::Running(sort) = state {
+            let done = sort.step(budget, |a, b| {
+                compare(&self.entry(a), &self.entry(b), order)
+            })?;
+            *state = Sorting::Done(done);
         }
-        let mut indexes: Vec<u32> = (0..self.items.len() as u32).collect();
-        indexes.sort_unstable_by(|&a, &b| compare(&self.entry(a), &self.entry(b), order));
-        let sorted: Rc<[u32]> = indexes.into();
-        self.sorted.borrow_mut().push((order, Rc::clone(&sorted)));
-        sorted
+        match state {
+            Sorting::Done(done) => Some(Rc::clone(done)),
+            Sorting::Running(_) => None,
+        }
     }
 
     /// The bytes it holds, for the live page's counters.
     pub fn memory(&self) -> usize {
-        let sorted: usize = self.sorted.borrow().iter().map(|(_, s)| s.len() * 4).sum();
+        let sorted: usize = self
+            .sorted
+            .borrow()
+            .iter()
+            .map(|(_, sorting)| match sorting {
+                Sorting::Done(done) => done.len() * 4,
+                Sorting::Running(_) => self.items.len() * 8,
+            })
+            .sum();
         self.names.capacity() + self.items.capacity() * std::mem::size_of::<Item>() + sorted
+    }
+}
+
+/// A bottom-up merge sort of the indexes `0..n` that can stop after any
+/// comparison and go on later: runs of [`MergeSort::RUN`] are sorted first,
+/// then merged in passes of doubling width, each pass from one buffer into
+/// the other.
+#[derive(Debug)]
+struct MergeSort {
+    from: Vec<u32>,
+    into: Vec<u32>,
+    /// How many indexes are in sorted runs so far (the first phase).
+    runs_sorted: usize,
+    /// The width of the runs being merged (0 while runs are being sorted).
+    width: usize,
+    /// Where the pair of runs being merged starts.
+    lo: usize,
+    /// The next index of the left run and of the right run, and where the
+    /// next merged index goes.
+    left: usize,
+    right: usize,
+    out: usize,
+}
+
+impl MergeSort {
+    const RUN: usize = 256;
+
+    fn new(n: usize) -> MergeSort {
+        MergeSort {
+            from: (0..n as u32).collect(),
+            into: vec![0; n],
+            runs_sorted: 0,
+            width: 0,
+            lo: 0,
+            left: 0,
+            right: 0,
+            out: 0,
+        }
+    }
+
+    /// Runs about `budget` comparisons; the sorted indexes once done.
+    fn step(
+        &mut self,
+        mut budget: usize,
+        mut cmp: impl FnMut(u32, u32) -> std::cmp::Ordering,
+    ) -> Option<Rc<[u32]>> {
+        let n = self.from.len();
+        while self.width == 0 {
+            if self.runs_sorted == n {
+                self.width = Self::RUN;
+                self.start_merge(0);
+                break;
+            }
+            if budget == 0 {
+                return None;
+            }
+            let end = (self.runs_sorted + Self::RUN).min(n);
+            self.from[self.runs_sorted..end].sort_unstable_by(|&a, &b| cmp(a, b));
+            // A run of 256 costs about 2 000 comparisons.
+            budget = budget.saturating_sub(8 * (end - self.runs_sorted));
+            self.runs_sorted = end;
+        }
+        while self.width < n {
+            let mid = (self.lo + self.width).min(n);
+            let hi = (self.lo + 2 * self.width).min(n);
+            while self.out < hi {
+                if budget == 0 {
+                    return None;
+                }
+                budget -= 1;
+                let take_left = self.right >= hi
+                    || (self.left < mid
+                        && cmp(self.from[self.left], self.from[self.right])
+                            != std::cmp::Ordering::Greater);
+                if take_left {
+                    self.into[self.out] = self.from[self.left];
+                    self.left += 1;
+                } else {
+                    self.into[self.out] = self.from[self.right];
+                    self.right += 1;
+                }
+                self.out += 1;
+            }
+            if hi >= n {
+                std::mem::swap(&mut self.from, &mut self.into);
+                self.width *= 2;
+                self.start_merge(0);
+            } else {
+                self.start_merge(hi);
+            }
+        }
+        Some(std::mem::take(&mut self.from).into())
+    }
+
+    /// Starts merging the pair of runs at `lo`.
+    fn start_merge(&mut self, lo: usize) {
+        let n = self.from.len();
+        self.lo = lo;
+        self.left = lo;
+        self.right = (lo + self.width).min(n);
+        self.out = lo;
     }
 }
 
@@ -185,9 +319,17 @@ pub struct Slot {
     pub watch: Option<i32>,
     /// When the scan started.
     pub taken: Instant,
+    /// A finished snapshot kept for the next request even while nobody
+    /// reads it, for as long as it is trusted (see [`Slot::share`]): one
+    /// reader after another then costs one scan and one sort, not one
+    /// each. At most [`KEPT_SNAPSHOTS`] are kept.
+    pub kept: Option<Rc<Snapshot>>,
 }
 
-/// Held weakly: nobody reading means nothing kept.
+/// How many finished snapshots are kept while nobody reads them.
+pub const KEPT_SNAPSHOTS: usize = 8;
+
+/// Held weakly: a snapshot nobody reads lives only as long as it is kept.
 #[derive(Debug)]
 pub enum SlotState {
     Scanning(std::rc::Weak<RefCell<Scan>>),
@@ -198,18 +340,26 @@ impl Slot {
     /// What a new request for this directory can share, if anything: a
     /// scan still running, or a snapshot still held and still true.
     pub fn share(&self, now: Instant) -> Option<Listing> {
-        let trusted = if self.watch.is_some() {
-            crate::site::REVALIDATE_WATCHED
-        } else {
-            crate::site::REVALIDATE_AFTER
-        };
-        if now.saturating_duration_since(self.taken) >= trusted {
+        if self.expired(now) {
             return None;
         }
         match &self.state {
             SlotState::Scanning(scan) => scan.upgrade().map(Listing::Scanning),
             SlotState::Ready(snapshot) => snapshot.upgrade().map(Listing::Ready),
         }
+    }
+
+    /// Whether it may no longer be shared: a watched folder's snapshot is
+    /// still looked at again after [`crate::site::REVALIDATE_WATCHED`], as a
+    /// safety net; one without a watch after
+    /// [`crate::site::REVALIDATE_AFTER`].
+    pub fn expired(&self, now: Instant) -> bool {
+        let trusted = if self.watch.is_some() {
+            crate::site::REVALIDATE_WATCHED
+        } else {
+            crate::site::REVALIDATE_AFTER
+        };
+        now.saturating_duration_since(self.taken) >= trusted
     }
 
     /// Whether nobody holds it any more.
@@ -223,3 +373,27 @@ impl Slot {
 
 // A snapshot's per-entry cost: 100 000 entries in about 3 MB plus names.
 const _: () = assert!(std::mem::size_of::<Item>() <= 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Stopped after any number of comparisons and resumed, the sort
+        /// gives exactly what a one-go sort gives.
+        #[test]
+        fn a_sort_in_steps_is_a_sort(keys in proptest::collection::vec(0u16..500, 0..2000), budget in 1usize..5000) {
+            let mut sort = MergeSort::new(keys.len());
+            let cmp = |a: u32, b: u32| keys[a as usize].cmp(&keys[b as usize]).then(a.cmp(&b));
+            let sorted = loop {
+                if let Some(done) = sort.step(budget, cmp) {
+                    break done;
+                }
+            };
+            let mut expected: Vec<u32> = (0..keys.len() as u32).collect();
+            expected.sort_by(|&a, &b| cmp(a, b));
+            prop_assert_eq!(&sorted[..], &expected[..]);
+        }
+    }
+}
