@@ -38,7 +38,8 @@ mod check {
     }
 
     /// Runs `program args...` (a system tool such as `tar` or `unzip`) and
-    /// returns its standard output; fails the test when it runs and fails.
+    /// returns its standard output; fails the test when it runs and fails or
+    /// writes anything to standard error.
     /// When it is not installed: fails the test if it is `required`, else
     /// says SKIPPED and returns `None`.
     pub fn tool(program: &str, args: &[&std::ffi::OsStr], required: bool) -> Option<String> {
@@ -50,9 +51,10 @@ mod check {
                 return None;
             }
         };
+        // A warning is a failure too: GNU tar, say, warns and goes on.
         assert!(
-            output.status.success(),
-            "{program} failed on the archive:\n{}",
+            output.status.success() && output.stderr.is_empty(),
+            "{program} failed or warned on the archive:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         Some(String::from_utf8_lossy(&output.stdout).into_owned())

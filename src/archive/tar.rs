@@ -10,9 +10,12 @@
 //! bytes, or splits at a `/` into a prefix of at most 155 bytes and a name of
 //! at most 100; the size fits in 11 octal digits (under 8 GiB). When either
 //! does not, a pax extended header (typeflag `x`) goes first with `path=` and
-//! `size=` records, and `hdrcharset=BINARY` when the path is not UTF-8 (pax
-//! values are UTF-8 unless told otherwise; a file name on Unix is any bytes).
-//! Pax rather than the GNU `././@LongLink` members because pax is the
+//! `size=` records. A path that is not UTF-8 (a Unix file name is any bytes)
+//! goes in `path=` as it is, as GNU tar and Go write it, without the
+//! `hdrcharset=BINARY` record POSIX offers for it: GNU tar, the tar of the
+//! systems that can hold such names at all, warns that it does not know the
+//! keyword, while Python and libarchive keep the bytes without it
+//! (libarchive with a warning that they are not UTF-8). Pax rather than the GNU `././@LongLink` members because pax is the
 //! standard: GNU tar, bsdtar/libarchive (macOS, Windows 10+ `tar.exe`), Go,
 //! Python and 7-Zip all read it, while the GNU form is an extension some
 //! readers lack. The ustar header after a pax one still holds a best effort:
@@ -85,12 +88,6 @@ fn placement(path: &[u8]) -> Option<Placement> {
     (slash > 0 && (1..=NAME_LEN).contains(&name_len)).then_some(Placement::Split(slash))
 }
 
-/// Whether `path` (already [`full_path`]) is not UTF-8, so the pax header
-/// says `hdrcharset=BINARY`.
-fn binary(path: &[u8]) -> bool {
-    std::str::from_utf8(path).is_err()
-}
-
 /// Decimal digits in `n`.
 fn digits(mut n: u64) -> u64 {
     let mut count = 1;
@@ -125,15 +122,11 @@ fn pax_record(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Length of the pax records a member needs (0 for none): `path` when it
-/// does not fit ustar, `hdrcharset` when that path is not UTF-8, `size` when
-/// it needs more than 11 octal digits.
+/// does not fit ustar, `size` when it needs more than 11 octal digits.
 fn pax_data_len(path: &[u8], size: u64) -> u64 {
     let mut len = 0;
     if placement(path).is_none() {
         len += pax_record_len(4, path.len());
-        if binary(path) {
-            len += pax_record_len(10, 6);
-        }
     }
     if size > MAX_OCTAL_11 {
         len += pax_record_len(4, digits(size) as usize);
@@ -234,9 +227,6 @@ pub fn member_head(path: &[u8], is_dir: bool, size: u64, mtime_secs: u64, out: &
         ustar_header(PAX_HEADER_NAME, b"", 0o644, pax_len, mtime_secs, b'x', out);
         let start = out.len();
         if placement.is_none() {
-            if binary(&path) {
-                pax_record(b"hdrcharset", b"BINARY", out);
-            }
             pax_record(b"path", &path, out);
         }
         if size > MAX_OCTAL_11 {
@@ -429,7 +419,6 @@ mod tests {
                 match &key[..] {
                     b"path" => path = value,
                     b"size" => size = std::str::from_utf8(&value).unwrap().parse().unwrap(),
-                    b"hdrcharset" => assert_eq!(value, b"BINARY"),
                     _ => panic!("unexpected pax key {key:?}"),
                 }
             }
@@ -581,8 +570,7 @@ mod tests {
             assert_eq!(members[0].size, 7);
             let pax_len = number(&out[124..136]) as usize;
             let records = pax_records(&out[BLOCK..BLOCK + pax_len]);
-            let charset = records.iter().any(|(k, _)| k == b"hdrcharset");
-            assert_eq!(charset, std::str::from_utf8(path).is_err(), "{path:?}");
+            assert_eq!(records, [(b"path".to_vec(), path.to_vec())]);
             // The ustar name is a printable stand-in.
             let name = text(&out[2 * BLOCK..2 * BLOCK + 100]);
             assert!(name.iter().all(|b| (0x20..0x7f).contains(b)), "{name:?}");
