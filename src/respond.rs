@@ -428,7 +428,7 @@ fn file_reply(
         }
         FileAnswer::Multipart(ranges) => {
             let boundary = ranges::boundary(ranges::boundary_seed(&validators.etag));
-            let parts = Parts::new(Rc::clone(&file), ranges, boundary);
+            let parts = Parts::new(Rc::clone(&file), content_type, ranges, boundary);
             (Status::PARTIAL_CONTENT, 0, parts.body_len(), Some(parts))
         }
         FileAnswer::NotModified => {
@@ -451,6 +451,29 @@ fn file_reply(
         }
         FileAnswer::Unsatisfiable => {
             let status = Status::RANGE_NOT_SATISFIABLE;
+            if let Some(vary) = vary(content_type, ctx.live.is_some()) {
+                // Whether a range fits depends on which coding is sent.
+                let body = format!(
+                    "{} {}: range outside the file\n",
+                    status.code(),
+                    status.reason()
+                );
+                HeadWriter::start(out, status, ctx.date)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .content_length(body.len() as u64)
+                    .header_fmt("Content-Range", format_args!("bytes */{size}"))
+                    .header("Vary", vary)
+                    .finish(ctx.common);
+                if request.method != Method::Head {
+                    out.extend_from_slice(body.as_bytes());
+                }
+                return Reply {
+                    status,
+                    body_len: body.len() as u64,
+                    file: None,
+                    source: None,
+                };
+            }
             let body_len = write_generated(
                 out,
                 status,

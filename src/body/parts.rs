@@ -23,10 +23,17 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// The parts of `file` for `ranges`, framed by `boundary`.
-    pub fn new(file: Rc<OpenFile>, ranges: Box<[ByteRange]>, boundary: String) -> Parts {
+    /// The parts of `file` for `ranges`, framed by `boundary`, each
+    /// labelled `content_type` (the original's, for a precompressed
+    /// sibling).
+    pub fn new(
+        file: Rc<OpenFile>,
+        content_type: &'static str,
+        ranges: Box<[ByteRange]>,
+        boundary: String,
+    ) -> Parts {
         Parts {
-            content_type: file.content_type,
+            content_type,
             file,
             ranges,
             boundary,
