@@ -465,3 +465,47 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap()
 }
+
+/// Requests pipelined around a listing that needs many steps: every
+/// answer arrives whole and in order, the listing chunked between them.
+#[test]
+fn pipelined_requests_around_a_prepared_listing_stay_in_order() {
+    let site = common::site();
+    let dir = site.path().join("many");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..5000 {
+        fs::File::create(dir.join(format!("n{i}"))).unwrap();
+    }
+    fs::write(site.path().join("a.txt"), b"first").unwrap();
+    fs::write(site.path().join("b.txt"), b"last").unwrap();
+    let rill = Rill::start(site.path(), &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /many/?json HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /b.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let first = read_response(&mut reader, false).unwrap();
+    assert_eq!(first.body, b"first");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut head = String::new();
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    let listing: Vec<serde_json::Value> =
+        serde_json::from_slice(&read_chunked(&mut reader)).unwrap();
+    assert_eq!(listing.len(), 5000);
+    let last = read_response(&mut reader, false).unwrap();
+    assert_eq!(last.body, b"last");
+}

@@ -1197,6 +1197,13 @@ impl Http {
     /// steps. When the work is done its head is queued and the answer is
     /// sent like any other.
     fn poll_preparing(&mut self, client: &mut Client, shared: &Shared) -> Step {
+        // Answers to earlier pipelined requests go out meanwhile; a full
+        // socket is no reason to stop preparing.
+        if client.has_unsent() {
+            if let Err(Stall::Gone(why)) = client.write_output(true) {
+                return Step::Close(why);
+            }
+        }
         let Some(preparing) = self.preparing.as_mut() else {
             return Step::To(State::Sending);
         };
