@@ -188,7 +188,13 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
             file_reply(request, ctx, path, name, file, out).into()
         }
         Ok(Found::Dir(_)) if !path.trailing_slash => {
-            let location = path.url(true);
+            // The query goes along: `/photos?tar` still means the archive.
+            let mut location = path.url(true);
+            let query = query_of(&request.target);
+            if !query.is_empty() && query.bytes().all(|b| b.is_ascii_graphic()) {
+                location.push('?');
+                location.push_str(query);
+            }
             generated(
                 out,
                 Status::MOVED_PERMANENTLY,
@@ -557,6 +563,12 @@ fn precompressed(
 ) -> Option<(Rc<OpenFile>, Coding)> {
     let accept = request.accept_encoding?;
     if !encoding::is_compressible(file.content_type) {
+        return None;
+    }
+    // Several ranges of an encoded body would be a multipart body under a
+    // Content-Encoding that describes none of it: a client decoding it
+    // fails. Those get the file as it is.
+    if request.range.is_some_and(|range| range.contains(',')) {
         return None;
     }
     let relative = if path.trailing_slash {

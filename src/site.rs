@@ -155,6 +155,8 @@ pub struct Site {
     report: RefCell<WatchReport>,
     /// Listings being scanned or shared, by directory (relative to ROOT).
     snapshots: RefCell<HashMap<PathBuf, Slot>>,
+    /// Members held by every archive being walked or sent.
+    archive_members: Rc<Cell<usize>>,
 }
 
 /// `CLOCK_MONOTONIC_COARSE`: the kernel's last tick, read without a system
@@ -259,6 +261,7 @@ impl Site {
             watch_tick: Cell::new((0, 0)),
             report: RefCell::default(),
             snapshots: RefCell::default(),
+            archive_members: Rc::default(),
         })
     }
 
@@ -613,9 +616,13 @@ impl Site {
     ) -> Result<(File, Metadata), Missing> {
         let file = match self.open_beneath(relative, flags) {
             Some(Ok(file)) => file,
-            Some(Err(e)) if e.raw_os_error() != Some(libc::EXDEV) => return Err(e.into()),
+            Some(Err(e)) if !matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EAGAIN)) => {
+                return Err(e.into())
+            }
             // EXDEV: a step led outside ROOT, or was an absolute symlink;
-            // None: no openat2. The slow path decides.
+            // EAGAIN: a `..` on the way raced with a rename somewhere on
+            // the system (RESOLVE_BENEATH refuses to guess); None: no
+            // openat2. The slow path decides.
             _ => self.open_checked(relative, flags)?,
         };
         let meta = file.metadata()?;
@@ -787,6 +794,12 @@ impl Site {
             Found::File(file) => Ok(file),
             Found::Dir(_) => Err(Missing::NotFound),
         }
+    }
+
+    /// The count of members every archive in flight holds, shared by them
+    /// (see [`crate::body::archive`]).
+    pub fn archive_members(&self) -> Rc<Cell<usize>> {
+        Rc::clone(&self.archive_members)
     }
 
     /// Starts reading a directory in steps ([`Site::read_entries`]).

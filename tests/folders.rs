@@ -509,3 +509,76 @@ fn pipelined_requests_around_a_prepared_listing_stay_in_order() {
     let last = read_response(&mut reader, false).unwrap();
     assert_eq!(last.body, b"last");
 }
+
+/// A client that asks for a big folder's archive and leaves at once: the
+/// walk stops at its next step instead of running to its timeout.
+#[test]
+fn an_abandoned_archive_is_not_walked_to_the_end() {
+    let site = common::site();
+    let dir = site.path().join("tree");
+    for d in 0..400 {
+        let sub = dir.join(format!("d{d}"));
+        fs::create_dir_all(&sub).unwrap();
+        for f in 0..50 {
+            fs::File::create(sub.join(format!("f{f}"))).unwrap();
+        }
+    }
+    let rill = Rill::start(site.path(), &["--log-level", "debug"]);
+    for _ in 0..3 {
+        let mut stream = rill.connect();
+        stream
+            .write_all(b"GET /tree/?tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        drop(stream);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rill.get("/tree/d1/f1").status, 200, "still serving");
+    let log = rill.stop();
+    assert!(
+        log.matches("client left while its answer was prepared")
+            .count()
+            >= 2,
+        "{log}"
+    );
+}
+
+/// A GET with a body, answered with a multipart body, then a pipelined
+/// request: the body is dropped first, then the whole answer goes out,
+/// and only then is the next request answered.
+#[test]
+fn a_get_with_a_body_keeps_its_streamed_answer_whole() {
+    let site = common::site();
+    let data = common::pseudo_random(100_000, 9);
+    fs::write(site.path().join("f.bin"), &data).unwrap();
+    fs::write(site.path().join("x.txt"), b"next").unwrap();
+    let rill = Rill::start(site.path(), &[]);
+    for range in ["bytes=0-9,50000-50009", "bytes=0-"] {
+        let mut stream = rill.connect();
+        write!(
+            stream,
+            "GET /f.bin HTTP/1.1\r\nHost: x\r\nRange: {range}\r\nContent-Length: 2\r\n\r\nhi\
+             GET /x.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let first = read_response(&mut reader, false).unwrap();
+        assert_eq!(first.status, 206, "{range}");
+        let length: usize = first.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(first.body.len(), length);
+        if range.contains(',') {
+            let body = String::from_utf8_lossy(&first.body);
+            assert!(
+                body.contains("Content-Range: bytes 50000-50009/100000"),
+                "{body}"
+            );
+            assert!(
+                body.trim_end().ends_with("--"),
+                "the closing boundary is there"
+            );
+        } else {
+            assert_eq!(first.body, data);
+        }
+        let second = read_response(&mut reader, false).unwrap();
+        assert_eq!(second.body, b"next", "{range}");
+    }
+}

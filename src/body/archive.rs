@@ -21,11 +21,13 @@ use super::{FileBody, Piece, Prepared, Ready, Source, StepContext, PIECE_BYTES, 
 use crate::archive::{tar, zip};
 use crate::http::response::{HeadWriter, Status};
 use crate::site::{DirReader, Missing, Site};
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 /// Which archive format.
@@ -68,6 +70,40 @@ impl Kind {
 /// that make up most of a source tree.
 const INLINE_MEMBER: u64 = 16 * 1024;
 
+/// Members all archives in flight may hold at once: about 90 bytes each
+/// (path, size, time), so some 90 MB. One archive of a million files works;
+/// a crowd of requests for huge folders — or the same request sent and
+/// abandoned again and again — gets `503` instead of the server's memory.
+pub const MEMBERS_IN_FLIGHT: usize = 1_000_000;
+
+/// An archive's share of [`MEMBERS_IN_FLIGHT`], given back when it is
+/// dropped (sent, failed, or abandoned by its client).
+#[derive(Debug)]
+struct Ledger {
+    in_flight: Rc<Cell<usize>>,
+    held: usize,
+}
+
+impl Ledger {
+    /// Takes `more` members; `false` when that would pass the limit.
+    fn take(&mut self, more: usize) -> bool {
+        let total = self.in_flight.get() + more;
+        if total > MEMBERS_IN_FLIGHT {
+            return false;
+        }
+        self.in_flight.set(total);
+        self.held += more;
+        true
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.in_flight
+            .set(self.in_flight.get().saturating_sub(self.held));
+    }
+}
+
 /// One member, as the walk found it.
 #[derive(Debug)]
 struct Member {
@@ -102,6 +138,7 @@ pub struct ArchiveJob {
     /// Folders already walked, by device and inode.
     visited: HashSet<(u64, u64)>,
     members: Vec<Member>,
+    ledger: Ledger,
 }
 
 impl ArchiveJob {
@@ -135,19 +172,40 @@ impl ArchiveJob {
                 size: 0,
                 mtime_secs: mtime_secs.map_or(0, |since| since.as_secs()),
             }],
+            ledger: Ledger {
+                in_flight: site.archive_members(),
+                held: 0,
+            },
         })
     }
 
     /// One step of the walk; once it is done, the head with the archive's
     /// exact length.
     pub fn step(&mut self, ctx: &StepContext, out: &mut Vec<u8>) -> Prepared {
-        match self.walk(ctx.site, SCAN_STEP) {
+        let before =
+            self.members.len() + self.stack.iter().map(|f| f.children.len()).sum::<usize>();
+        let walked = self.walk(ctx.site, SCAN_STEP);
+        let after = self.members.len() + self.stack.iter().map(|f| f.children.len()).sum::<usize>();
+        if !self.ledger.take(after.saturating_sub(before)) {
+            return Prepared::Busy("too many files are being archived right now");
+        }
+        match walked {
             Ok(false) => return Prepared::NotYet,
             Ok(true) => {}
             Err(missing) => return Prepared::Failed(missing),
         }
         let members = std::mem::take(&mut self.members);
-        let stream = ArchiveStream::new(self.kind, &self.folder, &self.top, members);
+        let ledger = Ledger {
+            in_flight: Rc::clone(&self.ledger.in_flight),
+            held: std::mem::take(&mut self.ledger.held),
+        };
+        let mut stream = ArchiveStream::new(self.kind, &self.folder, &self.top, members);
+        stream.ledger = Some(ledger);
+        if stream.total_len == u64::MAX {
+            // Sizes that do not add up in 64 bits (sparse files of exabytes).
+            let error = std::io::Error::other("the archive would be too big");
+            return Prepared::Failed(Missing::Io(error));
+        }
         let mut file_name = self.top.clone();
         file_name.extend_from_slice(self.kind.extension().as_bytes());
         HeadWriter::start(out, Status::OK, ctx.date)
@@ -174,6 +232,7 @@ impl ArchiveJob {
             if let Some(reader) = frame.reader.as_mut() {
                 let children = &mut frame.children;
                 let within = &frame.within;
+                let before = children.len();
                 let done = site.read_entries(reader, budget, |entry| {
                     let mut path = within.clone();
                     path.extend_from_slice(entry.name);
@@ -190,7 +249,8 @@ impl ArchiveJob {
                             .map_or(0, |since| since.as_secs()),
                     });
                 })?;
-                budget = budget.saturating_sub(SCAN_STEP.min(budget));
+                // Hidden names read cost about nothing; visible ones count.
+                budget = budget.saturating_sub(children.len() - before + 1);
                 if done {
                     frame.reader = None;
                     // Names in byte order: the same folder gives the same
@@ -218,10 +278,13 @@ impl ArchiveJob {
             let relative = self.folder.join(OsStr::from_bytes(
                 member.within.strip_suffix(b"/").unwrap_or(&member.within),
             ));
-            // A folder that cannot be opened now (gone, unreadable) is left
-            // out, like an entry a listing would not show.
-            let Ok((dir, meta)) = site.open_dir(&relative) else {
-                continue;
+            // A folder gone or unreadable now is left out, as a listing
+            // would not show it; any other failure fails the answer rather
+            // than leave an archive silently incomplete.
+            let (dir, meta) = match site.open_dir(&relative) {
+                Ok(opened) => opened,
+                Err(Missing::NotFound | Missing::Forbidden) => continue,
+                Err(error) => return Err(error),
             };
             if !self.visited.insert((meta.dev(), meta.ino())) {
                 continue; // met before, through a symlink
@@ -275,6 +338,8 @@ pub struct ArchiveStream {
     central_offset: u64,
     /// The exact length of the whole archive.
     pub total_len: u64,
+    /// Its members' share of [`MEMBERS_IN_FLIGHT`].
+    ledger: Option<Ledger>,
 }
 
 impl ArchiveStream {
@@ -291,6 +356,7 @@ impl ArchiveStream {
             last_crc: 0,
             central_offset: 0,
             total_len: 0,
+            ledger: None,
         };
         stream.total_len = stream.length();
         stream
@@ -311,21 +377,26 @@ impl ArchiveStream {
         match self.kind {
             Kind::Tar => {
                 for member in &self.members {
-                    total += tar::member_len(&self.name(member), member.is_dir, member.size);
+                    let len = tar::member_len(&self.name(member), member.is_dir, member.size);
+                    total = total.saturating_add(len);
                 }
-                total + tar::end_len()
+                total.saturating_add(tar::end_len())
             }
             Kind::Zip => {
                 let mut central = 0u64;
                 for member in &self.members {
                     let name = self.name(member);
-                    central += zip::central_header_len(&name, member.size, total);
-                    total += zip::local_header_len(&name, member.size)
-                        + member.size
-                        + zip::data_descriptor_len(member.size);
+                    central =
+                        central.saturating_add(zip::central_header_len(&name, member.size, total));
+                    total = total
+                        .saturating_add(zip::local_header_len(&name, member.size))
+                        .saturating_add(member.size)
+                        .saturating_add(zip::data_descriptor_len(member.size));
                 }
                 let entries = self.members.len() as u64;
-                total + central + zip::end_records_len(entries, central, total)
+                total
+                    .saturating_add(central)
+                    .saturating_add(zip::end_records_len(entries, central, total))
             }
         }
     }
@@ -462,5 +533,41 @@ impl ArchiveStream {
         } else {
             Err("a file changed while it was being archived")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_share_one_bound_on_members_and_give_it_back() {
+        let in_flight = Rc::new(Cell::new(0));
+        let mut first = Ledger {
+            in_flight: Rc::clone(&in_flight),
+            held: 0,
+        };
+        assert!(first.take(MEMBERS_IN_FLIGHT - 10));
+        let mut second = Ledger {
+            in_flight: Rc::clone(&in_flight),
+            held: 0,
+        };
+        assert!(second.take(10));
+        assert!(!second.take(1), "past the bound");
+        assert_eq!(in_flight.get(), MEMBERS_IN_FLIGHT);
+        drop(first);
+        assert_eq!(in_flight.get(), 10);
+        assert!(second.take(1000));
+        drop(second);
+        assert_eq!(in_flight.get(), 0);
+    }
+
+    #[test]
+    fn the_query_names_the_format() {
+        assert_eq!(Kind::from_query("tar"), Some(Kind::Tar));
+        assert_eq!(Kind::from_query("sort=name&zip"), Some(Kind::Zip));
+        assert_eq!(Kind::from_query("zip=1"), Some(Kind::Zip));
+        assert_eq!(Kind::from_query("tarball"), None);
+        assert_eq!(Kind::from_query(""), None);
     }
 }

@@ -139,6 +139,8 @@ pub enum Prepared {
     Ready(Ready),
     /// The work failed before anything was queued.
     Failed(Missing),
+    /// The server is too busy with such work: `503`, try again later.
+    Busy(&'static str),
 }
 
 /// A pending answer whose head is now queued.

@@ -351,14 +351,15 @@ impl Http {
     /// a connection sending an answer finishes it and then closes.
     pub fn begin_shutdown(&mut self) -> bool {
         match self.state {
-            State::Sending | State::Closing { .. } => {
+            // An answer being prepared is an answer begun: it is finished
+            // within the grace period like one being sent.
+            State::Preparing | State::Sending | State::Closing { .. } => {
                 self.close_after_send = true;
                 false
             }
             State::ReadingHead
             | State::DiscardingBody { .. }
             | State::ReceivingUpload
-            | State::Preparing
             | State::StreamingEvents => true,
         }
     }
@@ -1179,8 +1180,14 @@ impl Http {
             client.input.drain(..buffered);
             remaining -= buffered as u64;
             if remaining == 0 {
+                // The answer waits behind the dropped body: a file or a
+                // source still to send, or a head still to prepare. The
+                // next request is read only after it, or its bytes would
+                // land in the middle of this answer.
                 return Step::To(if self.preparing.is_some() {
                     State::Preparing
+                } else if self.file.is_some() || self.source.is_some() {
+                    State::Sending
                 } else {
                     State::ReadingHead
                 });
@@ -1204,6 +1211,16 @@ impl Http {
                 return Step::Close(why);
             }
         }
+        // Nothing is read while preparing, so a client that left would
+        // only be noticed at its timeout, its folder walked for nothing:
+        // one peek per step (a step is about a millisecond of work) says
+        // whether it sent its FIN. (A client that half-closes after its
+        // request is taken as gone, as nginx takes it.)
+        if let Ok(0) = client.socket.peek(&mut [0u8; 1]) {
+            return Step::Close("client left while its answer was prepared");
+        }
+        // The work is progress: the idle timeout counts from the last step.
+        client.last_activity = client.now;
         let Some(preparing) = self.preparing.as_mut() else {
             return Step::To(State::Sending);
         };
@@ -1238,6 +1255,30 @@ impl Http {
                 );
                 self.source = ready.source;
                 self.close_after_send |= ready.close_after;
+                Step::To(State::Sending)
+            }
+            Prepared::Busy(why) => {
+                let Some(preparing) = self.preparing.take() else {
+                    return Step::Close("lost its answer");
+                };
+                warn!("conn {}: 503: {why}", client.id);
+                let status = Status::SERVICE_UNAVAILABLE;
+                let len = self.queue_generated(
+                    client,
+                    status,
+                    why,
+                    Extra::RetryAfter(5),
+                    preparing.common,
+                    shared,
+                );
+                self.record_parts(
+                    client,
+                    preparing.method,
+                    preparing.target,
+                    status,
+                    len,
+                    preparing.started,
+                );
                 Step::To(State::Sending)
             }
             Prepared::Failed(missing) => {
