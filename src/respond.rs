@@ -578,7 +578,7 @@ fn precompressed(
     };
     let mut available = vec![Coding::Brotli, Coding::Gzip];
     while let Some(coding) = encoding::choose(Some(accept), &available) {
-        if let Some(sibling) = ctx.site.sibling(&relative, coding.suffix(), ctx.now) {
+        if let Some(sibling) = ctx.site.sibling(file, &relative, coding.suffix(), ctx.now) {
             if sibling.modified >= file.modified {
                 return Some((sibling, coding));
             }

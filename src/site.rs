@@ -29,6 +29,7 @@
 //! modification time are unchanged.
 
 use crate::http::conditional::Validators;
+use crate::http::encoding::Coding;
 use crate::listing::{Entry, EntryRef};
 use crate::path::RequestPath;
 use crate::snapshot::{Listing, Scan, Slot, SlotState, Snapshot, KEPT_SNAPSHOTS};
@@ -76,6 +77,11 @@ pub struct OpenFile {
     pub content_type: &'static str,
     /// The whole content, for a file of at most [`CACHE_BODY_MAX`] bytes.
     pub bytes: Option<Box<[u8]>>,
+    /// Precompressed siblings known not to exist, by suffix (`.br`, `.gz`):
+    /// set only while this file's cache entry is watched, which also
+    /// watches those names, so a sibling that appears drops the entry and
+    /// this knowledge with it.
+    absent_siblings: RefCell<Vec<&'static str>>,
 }
 
 impl OpenFile {
@@ -98,6 +104,7 @@ impl OpenFile {
             content_type: crate::mime::content_type(name),
             validators,
             bytes,
+            absent_siblings: RefCell::default(),
         }
     }
 
@@ -417,14 +424,35 @@ impl Site {
         self.find_cached(path.relative(), now)
     }
 
-    /// The file `relative` + `suffix` beside `relative` (a precompressed
-    /// `.br` or `.gz`), if there is one.
-    pub fn sibling(&self, relative: &Path, suffix: &str, now: Instant) -> Option<Rc<OpenFile>> {
+    /// The file `relative` + `suffix` beside `original`, the file at
+    /// `relative` (a precompressed `.br` or `.gz`), if there is one. That
+    /// one is absent is remembered while the original's cache entry is
+    /// watched (see [`OpenFile`]): a browser's requests for a stylesheet
+    /// with no siblings then cost no failed `open` each.
+    pub fn sibling(
+        &self,
+        original: &OpenFile,
+        relative: &Path,
+        suffix: &'static str,
+        now: Instant,
+    ) -> Option<Rc<OpenFile>> {
+        if original.absent_siblings.borrow().contains(&suffix) {
+            return None;
+        }
         let mut name = relative.as_os_str().to_owned();
         name.push(suffix);
         match self.find_cached(Path::new(&name), now) {
             Ok(Found::File(file)) => Some(file),
-            _ => None,
+            _ => {
+                let key = relative.as_os_str().as_bytes();
+                let watched = self.cache.borrow().get(key).is_some_and(|entry| {
+                    entry.watched && std::ptr::eq(Rc::as_ptr(&entry.file), original)
+                });
+                if watched {
+                    original.absent_siblings.borrow_mut().push(suffix);
+                }
+                None
+            }
         }
     }
 
@@ -534,6 +562,11 @@ impl Site {
         }
         let mut deps = Vec::new();
         let mut watched = self.hold_path(relative, &mut deps);
+        if watched && crate::http::encoding::is_compressible(opened.content_type) {
+            // Its precompressed siblings' names drop the entry too, so
+            // `sibling` may remember that they are absent.
+            watched &= self.hold_siblings(relative, &mut deps);
+        }
         let real = fs::read_link(format!("/proc/self/fd/{}", opened.file.as_raw_fd()))
             .ok()
             .and_then(|real| real.strip_prefix(&self.root).ok().map(Path::to_path_buf));
@@ -575,6 +608,24 @@ impl Site {
                 watched,
             },
         );
+    }
+
+    /// Holds the watch on the directory of `path` once more for each name
+    /// a precompressed sibling of it would have.
+    fn hold_siblings(&self, path: &Path, deps: &mut Vec<Dep>) -> bool {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        let mut watcher = self.watcher.borrow_mut();
+        for coding in [Coding::Brotli, Coding::Gzip] {
+            let Ok(wd) = watcher.hold(dir) else {
+                return false;
+            };
+            let mut sibling = name.as_bytes().to_vec();
+            sibling.extend_from_slice(coding.suffix().as_bytes());
+            deps.push((wd, sibling.into_boxed_slice()));
+        }
+        true
     }
 
     /// Holds a watch on each directory along `path` and records the name

@@ -713,3 +713,29 @@ fn under_live_reload_a_coded_html_answer_still_varies_by_fetch_dest() {
         );
     }
 }
+
+/// That a file has no sibling is remembered (no failed open per request),
+/// but a sibling made later is used by the very next request: its name is
+/// watched with the file's cache entry.
+#[test]
+fn a_sibling_made_after_the_file_was_served_is_used_at_once() {
+    let dir = common::site();
+    let css = b"body { color: rebeccapurple }\n".repeat(20);
+    fs::write(dir.path().join("a.css"), &css).unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    for _ in 0..3 {
+        let plain = fetch(&rill, "GET", "/a.css", &accept("gzip"));
+        assert_eq!(plain.header("content-encoding"), None);
+        assert_eq!(plain.body, css);
+    }
+    let gz = dir.path().join("a.css.gz");
+    let tmp = dir.path().join("a.css.gz.tmp");
+    fs::write(&tmp, b"not really gzip, but rill does not look").unwrap();
+    fs::rename(&tmp, &gz).unwrap();
+    let coded = fetch(&rill, "GET", "/a.css", &accept("gzip"));
+    assert_eq!(coded.header("content-encoding"), Some("gzip"));
+    assert_eq!(coded.body, fs::read(&gz).unwrap());
+    fs::remove_file(&gz).unwrap();
+    let plain = fetch(&rill, "GET", "/a.css", &accept("gzip"));
+    assert_eq!(plain.header("content-encoding"), None);
+}
