@@ -913,7 +913,9 @@ fn stalled_handshakes_are_closed_after_the_header_timeout() {
     assert!(silent_took < Duration::from_secs(5), "{silent_took:?}");
     let stats = rill.stats();
     assert_eq!(tls_stat(&stats, "failed"), 2, "{stats}");
-    assert_eq!(tls_stat(&stats, "handshaking"), 0, "{stats}");
+    // The stats request's own connection may still count as handshaking
+    // (a connection's phase is the one of its last turn).
+    assert!(tls_stat(&stats, "handshaking") <= 1, "{stats}");
 }
 
 #[test]
