@@ -352,8 +352,74 @@ fn auth(c: &mut Criterion) {
     group.finish();
 }
 
+/// Issue 16's sans-IO parts: a listing row, natural order, a tar and a
+/// zip member's header, a multi-range header, an Accept-Encoding choice.
+fn folders(c: &mut Criterion) {
+    use rill::archive::{tar, zip};
+    use rill::http::{encoding, ranges};
+    use rill::listing::{self, EntryRef, Order, SortKey};
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let entry = EntryRef {
+        name: b"holiday photo 0042.jpg",
+        is_dir: false,
+        size: 3_481_337,
+        modified,
+    };
+    let mut group = c.benchmark_group("folders");
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function("html_row", |b| {
+        b.iter(|| {
+            out.clear();
+            listing::html_row(black_box(&entry), &mut out);
+            out.len()
+        })
+    });
+    group.bench_function("json_row", |b| {
+        b.iter(|| {
+            out.clear();
+            listing::json_row(black_box(&entry), false, "/photos/2024/", &mut out);
+            out.len()
+        })
+    });
+    let other = EntryRef {
+        name: b"holiday photo 0117.jpg",
+        ..entry
+    };
+    let order = Order {
+        key: SortKey::Name,
+        descending: false,
+    };
+    group.bench_function("compare_natural", |b| {
+        b.iter(|| listing::compare(black_box(&entry), black_box(&other), order))
+    });
+    let path = b"photos/2024/holiday photo 0042.jpg";
+    group.bench_function("tar_member_head", |b| {
+        b.iter(|| {
+            out.clear();
+            tar::member_head(black_box(path), false, 3_481_337, 1_700_000_000, &mut out);
+            out.len()
+        })
+    });
+    group.bench_function("zip_local_header", |b| {
+        b.iter(|| {
+            out.clear();
+            zip::local_header(black_box(path), 3_481_337, 1_700_000_000, &mut out);
+            out.len()
+        })
+    });
+    group.bench_function("ranges_resolve_3", |b| {
+        b.iter(|| ranges::resolve(black_box("bytes=0-99, 5000-5999, -500"), 1_000_000))
+    });
+    let available = [encoding::Coding::Brotli, encoding::Coding::Gzip];
+    group.bench_function("accept_encoding_chrome", |b| {
+        b.iter(|| encoding::choose(black_box(Some("gzip, deflate, br, zstd")), &available))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    folders,
     auth,
     parse,
     render,
