@@ -115,6 +115,60 @@ struct Member {
     mtime_secs: u64,
 }
 
+/// A member's path inside the archive: the top folder, then its path.
+fn archive_name(top: &[u8], member: &Member) -> Vec<u8> {
+    let mut name = Vec::with_capacity(top.len() + 1 + member.within.len());
+    name.extend_from_slice(top);
+    name.push(b'/');
+    name.extend_from_slice(&member.within);
+    name
+}
+
+/// The archive's length, added up member by member as the walk finds
+/// them — with the same header functions that will write them — so no
+/// step has to go over the whole list.
+#[derive(Debug, Default, Clone, Copy)]
+struct Length {
+    /// Headers, bodies and what follows them (zip: local headers and
+    /// descriptors).
+    members: u64,
+    /// Zip's central directory.
+    central: u64,
+    count: u64,
+}
+
+impl Length {
+    fn add(&mut self, kind: Kind, name: &[u8], member: &Member) {
+        self.count += 1;
+        match kind {
+            Kind::Tar => {
+                let len = tar::member_len(name, member.is_dir, member.size);
+                self.members = self.members.saturating_add(len);
+            }
+            Kind::Zip => {
+                let central = zip::central_header_len(name, member.size, self.members);
+                self.central = self.central.saturating_add(central);
+                self.members = self
+                    .members
+                    .saturating_add(zip::local_header_len(name, member.size))
+                    .saturating_add(member.size)
+                    .saturating_add(zip::data_descriptor_len(member.size));
+            }
+        }
+    }
+
+    /// The whole archive's length (`u64::MAX` when it does not fit).
+    fn total(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Tar => self.members.saturating_add(tar::end_len()),
+            Kind::Zip => self
+                .members
+                .saturating_add(self.central)
+                .saturating_add(zip::end_records_len(self.count, self.central, self.members)),
+        }
+    }
+}
+
 /// A folder on the walk's stack: its reader while names are still being
 /// read, then its children, sorted, handed out one by one.
 #[derive(Debug)]
@@ -138,6 +192,10 @@ pub struct ArchiveJob {
     /// Folders already walked, by device and inode.
     visited: HashSet<(u64, u64)>,
     members: Vec<Member>,
+    /// The length of the members found so far.
+    length: Length,
+    /// Entries read from folders so far: what the ledger counts.
+    found: usize,
     ledger: Ledger,
 }
 
@@ -154,6 +212,14 @@ impl ArchiveJob {
             Some(name) => name.as_bytes().to_vec(),
             None => b"files".to_vec(),
         };
+        let top_member = Member {
+            within: Box::default(),
+            is_dir: true,
+            size: 0,
+            mtime_secs: mtime_secs.map_or(0, |since| since.as_secs()),
+        };
+        let mut length = Length::default();
+        length.add(kind, &archive_name(&top, &top_member), &top_member);
         Ok(ArchiveJob {
             kind,
             folder: folder.to_path_buf(),
@@ -166,12 +232,9 @@ impl ArchiveJob {
             }],
             visited: HashSet::from([(meta.dev(), meta.ino())]),
             // The top folder itself is the first member.
-            members: vec![Member {
-                within: Box::default(),
-                is_dir: true,
-                size: 0,
-                mtime_secs: mtime_secs.map_or(0, |since| since.as_secs()),
-            }],
+            members: vec![top_member],
+            length,
+            found: 1,
             ledger: Ledger {
                 in_flight: site.archive_members(),
                 held: 0,
@@ -182,11 +245,9 @@ impl ArchiveJob {
     /// One step of the walk; once it is done, the head with the archive's
     /// exact length.
     pub fn step(&mut self, ctx: &StepContext, out: &mut Vec<u8>) -> Prepared {
-        let before =
-            self.members.len() + self.stack.iter().map(|f| f.children.len()).sum::<usize>();
+        let before = self.found;
         let walked = self.walk(ctx.site, SCAN_STEP);
-        let after = self.members.len() + self.stack.iter().map(|f| f.children.len()).sum::<usize>();
-        if !self.ledger.take(after.saturating_sub(before)) {
+        if !self.ledger.take(self.found - before) {
             return Prepared::Busy("too many files are being archived right now");
         }
         match walked {
@@ -199,7 +260,8 @@ impl ArchiveJob {
             in_flight: Rc::clone(&self.ledger.in_flight),
             held: std::mem::take(&mut self.ledger.held),
         };
-        let mut stream = ArchiveStream::new(self.kind, &self.folder, &self.top, members);
+        let total_len = self.length.total(self.kind);
+        let mut stream = ArchiveStream::new(self.kind, &self.folder, &self.top, members, total_len);
         stream.ledger = Some(ledger);
         if stream.total_len == u64::MAX {
             // Sizes that do not add up in 64 bits (sparse files of exabytes).
@@ -250,7 +312,9 @@ impl ArchiveJob {
                     });
                 })?;
                 // Hidden names read cost about nothing; visible ones count.
-                budget = budget.saturating_sub(children.len() - before + 1);
+                let read = children.len() - before;
+                self.found += read;
+                budget = budget.saturating_sub(read + 1);
                 if done {
                     frame.reader = None;
                     // Names in byte order: the same folder gives the same
@@ -272,6 +336,8 @@ impl ArchiveJob {
                 ..*child
             };
             if !member.is_dir {
+                self.length
+                    .add(self.kind, &archive_name(&self.top, &member), &member);
                 self.members.push(member);
                 continue;
             }
@@ -291,6 +357,8 @@ impl ArchiveJob {
             }
             let reader = site.read_dir(&dir)?;
             let within = member.within.to_vec();
+            self.length
+                .add(self.kind, &archive_name(&self.top, &member), &member);
             self.members.push(member);
             self.stack.push(Frame {
                 reader: Some(reader),
@@ -343,8 +411,14 @@ pub struct ArchiveStream {
 }
 
 impl ArchiveStream {
-    fn new(kind: Kind, folder: &Path, top: &[u8], members: Vec<Member>) -> ArchiveStream {
-        let mut stream = ArchiveStream {
+    fn new(
+        kind: Kind,
+        folder: &Path,
+        top: &[u8],
+        members: Vec<Member>,
+        total_len: u64,
+    ) -> ArchiveStream {
+        ArchiveStream {
             kind,
             folder: folder.to_path_buf(),
             top: top.to_vec(),
@@ -355,50 +429,14 @@ impl ArchiveStream {
             produced: 0,
             last_crc: 0,
             central_offset: 0,
-            total_len: 0,
+            total_len,
             ledger: None,
-        };
-        stream.total_len = stream.length();
-        stream
+        }
     }
 
     /// The member's path inside the archive: the top folder, then its path.
     fn name(&self, member: &Member) -> Vec<u8> {
-        let mut name = Vec::with_capacity(self.top.len() + 1 + member.within.len());
-        name.extend_from_slice(&self.top);
-        name.push(b'/');
-        name.extend_from_slice(&member.within);
-        name
-    }
-
-    /// The archive's length, from the same header functions that write it.
-    fn length(&self) -> u64 {
-        let mut total = 0u64;
-        match self.kind {
-            Kind::Tar => {
-                for member in &self.members {
-                    let len = tar::member_len(&self.name(member), member.is_dir, member.size);
-                    total = total.saturating_add(len);
-                }
-                total.saturating_add(tar::end_len())
-            }
-            Kind::Zip => {
-                let mut central = 0u64;
-                for member in &self.members {
-                    let name = self.name(member);
-                    central =
-                        central.saturating_add(zip::central_header_len(&name, member.size, total));
-                    total = total
-                        .saturating_add(zip::local_header_len(&name, member.size))
-                        .saturating_add(member.size)
-                        .saturating_add(zip::data_descriptor_len(member.size));
-                }
-                let entries = self.members.len() as u64;
-                total
-                    .saturating_add(central)
-                    .saturating_add(zip::end_records_len(entries, central, total))
-            }
-        }
+        archive_name(&self.top, member)
     }
 
     /// The next piece: headers and small members into `out`, a big
