@@ -1258,33 +1258,11 @@ impl Http {
                 Step::To(State::Sending)
             }
             Prepared::Busy(why) => {
-                let Some(preparing) = self.preparing.take() else {
-                    return Step::Close("lost its answer");
-                };
                 warn!("conn {}: 503: {why}", client.id);
                 let status = Status::SERVICE_UNAVAILABLE;
-                let len = self.queue_generated(
-                    client,
-                    status,
-                    why,
-                    Extra::RetryAfter(5),
-                    preparing.common,
-                    shared,
-                );
-                self.record_parts(
-                    client,
-                    preparing.method,
-                    preparing.target,
-                    status,
-                    len,
-                    preparing.started,
-                );
-                Step::To(State::Sending)
+                self.answer_unprepared(client, status, why, Extra::RetryAfter(5), shared)
             }
             Prepared::Failed(missing) => {
-                let Some(preparing) = self.preparing.take() else {
-                    return Step::Close("lost its answer");
-                };
                 let (status, detail) = match missing {
                     crate::site::Missing::NotFound => (Status::NOT_FOUND, "no such file"),
                     crate::site::Missing::Forbidden => (Status::FORBIDDEN, "not readable"),
@@ -1293,25 +1271,34 @@ impl Http {
                         (Status::INTERNAL_SERVER_ERROR, "file system error")
                     }
                 };
-                let len = self.queue_generated(
-                    client,
-                    status,
-                    detail,
-                    Extra::None,
-                    preparing.common,
-                    shared,
-                );
-                self.record_parts(
-                    client,
-                    preparing.method,
-                    preparing.target,
-                    status,
-                    len,
-                    preparing.started,
-                );
-                Step::To(State::Sending)
+                self.answer_unprepared(client, status, detail, Extra::None, shared)
             }
         }
+    }
+
+    /// The work an answer waited for failed: a generated error answer is
+    /// queued (and logged) in its place.
+    fn answer_unprepared(
+        &mut self,
+        client: &mut Client,
+        status: Status,
+        detail: &str,
+        extra: Extra,
+        shared: &Shared,
+    ) -> Step {
+        let Some(preparing) = self.preparing.take() else {
+            return Step::Close("lost its answer");
+        };
+        let len = self.queue_generated(client, status, detail, extra, preparing.common, shared);
+        self.record_parts(
+            client,
+            preparing.method,
+            preparing.target,
+            status,
+            len,
+            preparing.started,
+        );
+        Step::To(State::Sending)
     }
 
     /// Sending: write the queued bytes, then the file body with
