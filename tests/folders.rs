@@ -582,3 +582,32 @@ fn a_get_with_a_body_keeps_its_streamed_answer_whole() {
         assert_eq!(second.body, b"next", "{range}");
     }
 }
+
+/// A shutdown that comes while a big listing is still being prepared lets
+/// it finish, like an answer being sent, within the grace period.
+#[test]
+fn a_shutdown_lets_a_listing_being_prepared_finish() {
+    let site = common::site();
+    let dir = site.path().join("many");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..30_000 {
+        fs::File::create(dir.join(format!("entry {i}"))).unwrap();
+    }
+    let mut rill = Rill::start(site.path(), &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /many/?sort=size HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    rill.signal(libc::SIGTERM);
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text.ends_with("0\r\n\r\n"), "the chunked body is whole");
+    assert_eq!(text.matches("href=\"./entry%2029999\"").count(), 1);
+    assert!(rill.wait_exit(Duration::from_secs(10)).is_some());
+}
