@@ -27,6 +27,8 @@ pub enum Phase {
     IdleKeepAlive,
     DiscardingBody,
     ReceivingUpload,
+    /// Working out an answer in steps (a big folder's scan or sort).
+    Preparing,
     Sending,
     StreamingEvents,
     Closing,
@@ -43,12 +45,13 @@ pub enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 13] = [
+    const ALL: [Phase; 14] = [
         Phase::Handshaking,
         Phase::ReadingHead,
         Phase::IdleKeepAlive,
         Phase::DiscardingBody,
         Phase::ReceivingUpload,
+        Phase::Preparing,
         Phase::Sending,
         Phase::StreamingEvents,
         Phase::Closing,
@@ -66,6 +69,7 @@ impl Phase {
             Phase::IdleKeepAlive => "idle_keep_alive",
             Phase::DiscardingBody => "discarding_body",
             Phase::ReceivingUpload => "receiving_upload",
+            Phase::Preparing => "preparing",
             Phase::Sending => "sending",
             Phase::StreamingEvents => "streaming_events",
             Phase::Closing => "closing",
@@ -92,7 +96,7 @@ pub struct Stats {
     pub accepted: Cell<u64>,
     pub refused: Cell<u64>,
     open: Cell<u64>,
-    in_phase: [Cell<u64>; 13],
+    in_phase: [Cell<u64>; 14],
     /// Request heads parsed, whatever their answer. Kept apart from the
     /// responses, which also count the answers to heads that never parsed.
     pub requests: Cell<u64>,

@@ -611,3 +611,34 @@ fn a_shutdown_lets_a_listing_being_prepared_finish() {
     assert_eq!(text.matches("href=\"./entry%2029999\"").count(), 1);
     assert!(rill.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+/// The live page's counters show a connection preparing a big listing as
+/// `preparing`, and other requests are answered meanwhile.
+#[test]
+fn a_listing_being_prepared_shows_in_the_counters() {
+    let site = common::site();
+    let dir = site.path().join("many");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..30_000 {
+        fs::File::create(dir.join(format!("entry {i}"))).unwrap();
+    }
+    let rill = Rill::start(site.path(), &["--stats"]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /many/?sort=mtime HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        let stats = rill.get("/.rill/stats").text();
+        if stats.contains("\"preparing\":1") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "never seen preparing");
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    assert!(String::from_utf8_lossy(&all).ends_with("0\r\n\r\n"));
+    let stats = rill.get("/.rill/stats").text();
+    assert!(stats.contains("\"preparing\":0"), "{stats}");
+}

@@ -270,7 +270,8 @@ impl Http {
             State::ReadingHead => Phase::ReadingHead,
             State::DiscardingBody { .. } => Phase::DiscardingBody,
             State::ReceivingUpload => Phase::ReceivingUpload,
-            State::Preparing | State::Sending => Phase::Sending,
+            State::Preparing => Phase::Preparing,
+            State::Sending => Phase::Sending,
             State::StreamingEvents => Phase::StreamingEvents,
             State::Closing { .. } => Phase::Closing,
         }
