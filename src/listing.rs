@@ -28,7 +28,9 @@ const CSS: &str = include_str!("listing.css");
 /// The page's script (progressive enhancement), inlined at its end.
 const JS: &str = include_str!("listing.js");
 
-/// One visible entry of a directory.
+/// One visible entry of a directory, owned (the tests' form; the server
+/// lends [`EntryRef`]s out of a snapshot).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The raw file name (bytes: Unix names need not be UTF-8).
@@ -47,6 +49,7 @@ pub struct EntryRef<'a> {
     pub modified: SystemTime,
 }
 
+#[cfg(test)]
 impl Entry {
     /// This entry, borrowed.
     pub fn as_ref(&self) -> EntryRef<'_> {
@@ -276,8 +279,9 @@ pub fn natural_cmp(a: &[u8], b: &[u8]) -> Ordering {
 }
 
 /// What a listing is answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
+    #[default]
     Html,
     Json,
 }
@@ -608,7 +612,8 @@ fn json_string(text: &str, out: &mut Vec<u8>) {
 
 /// Sorts `entries` by `order` and renders the whole HTML page of the folder
 /// at `url_path` (decoded, ending in `/`), with the upload form when
-/// `upload_form`. For small folders and tests; the server may stream.
+/// `upload_form`: what the server's streamed rows add up to.
+#[cfg(test)]
 pub fn render(url_path: &str, entries: &mut [Entry], upload_form: bool, order: Order) -> String {
     entries.sort_by(|a, b| compare(&a.as_ref(), &b.as_ref(), order));
     let info = PageInfo {
@@ -627,6 +632,7 @@ pub fn render(url_path: &str, entries: &mut [Entry], upload_form: bool, order: O
 }
 
 /// Sorts `entries` by `order` and renders them as the JSON array.
+#[cfg(test)]
 pub fn render_json(url_path: &str, entries: &mut [Entry], order: Order) -> Vec<u8> {
     entries.sort_by(|a, b| compare(&a.as_ref(), &b.as_ref(), order));
     let mut out = Vec::with_capacity(16 + entries.len() * 160);

@@ -30,7 +30,7 @@
 
 use crate::http::conditional::Validators;
 use crate::http::encoding::Coding;
-use crate::listing::{Entry, EntryRef};
+use crate::listing::EntryRef;
 use crate::path::RequestPath;
 use crate::snapshot::{Listing, Scan, Slot, SlotState, Snapshot, KEPT_SNAPSHOTS};
 use crate::watch::{Notice, Watcher};
@@ -732,23 +732,6 @@ impl Site {
             .open(&real)?)
     }
 
-    /// The visible entries of a directory: hidden names left out, and symlinks
-    /// described by what they point to — or left out when following them would
-    /// not serve anything (outside ROOT, missing, not a file or folder).
-    pub fn list(&self, dir: &OpenDir) -> Result<Vec<Entry>, Missing> {
-        let mut reader = self.read_dir(dir)?;
-        let mut entries = Vec::new();
-        while !self.read_entries(&mut reader, usize::MAX, |entry| {
-            entries.push(Entry {
-                name: entry.name.to_vec(),
-                is_dir: entry.is_dir,
-                size: entry.size,
-                modified: entry.modified,
-            })
-        })? {}
-        Ok(entries)
-    }
-
     /// The entries of a directory for its listing: a snapshot another
     /// request holds and that is still true, the scan another request
     /// started, or a new scan. The directory is watched before it is read,
@@ -874,7 +857,10 @@ impl Site {
     }
 
     /// Reads up to `budget` names of a directory and passes each visible
-    /// entry to `push`; `Ok(true)` once the directory is exhausted.
+    /// entry to `push`: hidden names left out, and symlinks described by
+    /// what they point to — or left out when following them would not serve
+    /// anything (outside ROOT, missing, not a file or folder). `Ok(true)`
+    /// once the directory is exhausted.
     pub fn read_entries(
         &self,
         reader: &mut DirReader,
@@ -1171,12 +1157,14 @@ mod tests {
     }
 
     fn listed_names(site: &Site, dir: &OpenDir) -> Vec<String> {
-        let mut names: Vec<String> = site
-            .list(dir)
+        let mut reader = site.read_dir(dir).unwrap();
+        let mut names = Vec::new();
+        while !site
+            .read_entries(&mut reader, 100, |entry| {
+                names.push(String::from_utf8(entry.name.to_vec()).unwrap())
+            })
             .unwrap()
-            .into_iter()
-            .map(|entry| String::from_utf8(entry.name).unwrap())
-            .collect();
+        {}
         names.sort();
         names
     }

@@ -110,20 +110,6 @@ impl Snapshot {
             Sorting::Running(_) => None,
         }
     }
-
-    /// The bytes it holds, for the live page's counters.
-    pub fn memory(&self) -> usize {
-        let sorted: usize = self
-            .sorted
-            .borrow()
-            .iter()
-            .map(|(_, sorting)| match sorting {
-                Sorting::Done(done) => done.len() * 4,
-                Sorting::Running(_) => self.items.len() * 8,
-            })
-            .sum();
-        self.names.capacity() + self.items.capacity() * std::mem::size_of::<Item>() + sorted
-    }
 }
 
 /// A bottom-up merge sort of the indexes `0..n` that can stop after any

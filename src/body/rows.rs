@@ -14,8 +14,7 @@ use crate::http::chunked::LAST_CHUNK;
 use crate::http::response::{HeadWriter, Status};
 use crate::listing::{self, Format, Order, PageInfo};
 use crate::site::Missing;
-use crate::snapshot::{Listing, Scan, ScanFailed, Snapshot};
-use std::cell::RefCell;
+use crate::snapshot::{Listing, ScanFailed, Snapshot};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -29,7 +28,7 @@ pub const INLINE_ENTRIES: usize = 256;
 const SORT_STEP: usize = 8192;
 
 /// What the page around the rows says, fixed when the request came.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PageSpec {
     /// The folder, relative to ROOT.
     pub relative: PathBuf,
@@ -47,16 +46,13 @@ pub struct PageSpec {
 #[derive(Debug)]
 pub struct ListingJob {
     listing: Listing,
-    spec: Option<PageSpec>,
+    spec: PageSpec,
 }
 
 impl ListingJob {
     /// A listing of the folder `listing` comes from.
     pub fn new(listing: Listing, spec: PageSpec) -> ListingJob {
-        ListingJob {
-            listing,
-            spec: Some(spec),
-        }
+        ListingJob { listing, spec }
     }
 
     /// One step of the scan, if it still runs; then the head, and the whole
@@ -64,29 +60,23 @@ impl ListingJob {
     pub fn step(&mut self, ctx: &StepContext, out: &mut Vec<u8>) -> Prepared {
         let snapshot = match &self.listing {
             Listing::Ready(snapshot) => Rc::clone(snapshot),
-            Listing::Scanning(scan) => match step_scan(scan, ctx) {
+            Listing::Scanning(scan) => match scan.borrow_mut().step(ctx.site, SCAN_STEP) {
                 None => return Prepared::NotYet,
                 Some(Err(failed)) => return Prepared::Failed(missing(failed)),
                 Some(Ok(snapshot)) => {
-                    if let Some(spec) = &self.spec {
-                        ctx.site.scanned(&spec.relative, scan, &snapshot);
-                    }
+                    ctx.site.scanned(&self.spec.relative, scan, &snapshot);
                     snapshot
                 }
             },
         };
-        let Some(order) = self.spec.as_ref().map(|spec| spec.order) else {
-            return Prepared::Failed(missing(ScanFailed::Io));
-        };
         // Sorting a huge folder takes many steps too; the snapshot keeps
         // the sort (and its result) for every request that needs it.
-        let Some(sorted) = snapshot.sorted(order, SORT_STEP) else {
+        let Some(sorted) = snapshot.sorted(self.spec.order, SORT_STEP) else {
             self.listing = Listing::Ready(snapshot);
             return Prepared::NotYet;
         };
-        let Some(spec) = self.spec.take() else {
-            return Prepared::Failed(missing(ScanFailed::Io));
-        };
+        // The job is done after this step: its page goes to the rows.
+        let spec = std::mem::take(&mut self.spec);
         let mut rows = Rows {
             snapshot,
             sorted,
@@ -138,14 +128,6 @@ impl ListingJob {
             source: (!ctx.head_only).then(|| Source::Rows(Box::new(rows))),
         })
     }
-}
-
-/// Advances a shared scan by one step.
-fn step_scan(
-    scan: &Rc<RefCell<Scan>>,
-    ctx: &StepContext,
-) -> Option<Result<Rc<Snapshot>, ScanFailed>> {
-    scan.borrow_mut().step(ctx.site, SCAN_STEP)
 }
 
 fn missing(failed: ScanFailed) -> Missing {
