@@ -107,6 +107,19 @@ fn spawn(root: &Path, extra: &[&str], self_signed: bool) -> TlsRill {
 }
 
 impl TlsRill {
+    /// Runs a Python `script` against this rill (its port, the PEM file to
+    /// trust, then `extra`), requires it to succeed, and returns what it
+    /// printed (stdout, then stderr).
+    fn run_python(&self, script: &str, extra: &[&str]) -> String {
+        let port = self.port.to_string();
+        let mut args = vec![port.as_str(), self.pem()];
+        args.extend_from_slice(extra);
+        let output = python(script, &args);
+        let shown = text(&output);
+        assert!(output.status.success(), "{shown}\n{}", self.log());
+        shown
+    }
+
     fn pem(&self) -> &str {
         self.pem.as_deref().unwrap().to_str().unwrap()
     }
@@ -615,9 +628,7 @@ fn every_close_is_preceded_by_close_notify() {
     }
     let dir = tls_site();
     let rill = start_tls(dir.path(), &["--idle-timeout", "1"]);
-    let output = python(CLOSE_NOTIFY, &[&rill.port.to_string(), rill.pem()]);
-    let shown = text(&output);
-    assert!(output.status.success(), "{shown}");
+    let shown = rill.run_python(CLOSE_NOTIFY, &[]);
     let mut expected = Vec::new();
     for version in ["TLSv1_3", "TLSv1_2"] {
         for case in [
@@ -724,12 +735,7 @@ fn python_requests_verifies_keeps_alive_and_uploads() {
     let upload = src.path().join("upload.bin");
     let bytes = pseudo_random(300_000, 41);
     fs::write(&upload, &bytes).unwrap();
-    let output = python(
-        REQUESTS,
-        &[&rill.port.to_string(), rill.pem(), upload.to_str().unwrap()],
-    );
-    let shown = text(&output);
-    assert!(output.status.success(), "{shown}");
+    let shown = rill.run_python(REQUESTS, &[upload.to_str().unwrap()]);
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), 8, "{shown}");
     for line in &lines[..6] {
@@ -840,9 +846,7 @@ fn a_client_hello_in_one_byte_writes_completes() {
     }
     let dir = tls_site();
     let rill = start_tls(dir.path(), &["--stats"]);
-    let output = python(BYTE_BY_BYTE, &[&rill.port.to_string(), rill.pem()]);
-    let shown = text(&output);
-    assert!(output.status.success(), "{shown}\n{}", rill.log());
+    let shown = rill.run_python(BYTE_BY_BYTE, &[]);
     let first = shown.lines().next().unwrap();
     let fields: Vec<&str> = first.split(' ').collect();
     assert_eq!(fields[..2], ["TLSv1.3", "http/1.1"], "{shown}");
@@ -1098,9 +1102,7 @@ fn a_websocket_echo_over_tls() {
     }
     let dir = tls_site();
     let rill = start_tls(dir.path(), &["--stats"]);
-    let output = python(WSS_ECHO, &[&rill.port.to_string(), rill.pem()]);
-    let shown = text(&output);
-    assert!(output.status.success(), "{shown}\n{}", rill.log());
+    let shown = rill.run_python(WSS_ECHO, &[]);
     assert_eq!(
         shown.lines().collect::<Vec<_>>(),
         ["text str True", "binary bytes 102400 True"],

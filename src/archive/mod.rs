@@ -60,6 +60,11 @@ mod check {
         Some(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Bytes as lower-case hex, as the Python checks print them.
+    pub fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A temporary folder for archives and what is unpacked from them.
     pub fn temp_dir() -> tempfile::TempDir {
         tempfile::Builder::new()

@@ -304,7 +304,7 @@ pub fn member_len(path: &[u8], is_dir: bool, size: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::check::{python, temp_dir, tool};
+    use crate::archive::check::{hex, python, temp_dir, tool};
     use proptest::prelude::*;
     use std::ffi::OsStr;
     use std::io::{Seek, SeekFrom, Write};
@@ -715,10 +715,6 @@ with tarfile.open(sys.argv[1]) as tar:
             );
             assert_eq!(*line, expected);
         }
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

@@ -408,7 +408,7 @@ pub fn archive_len<'a>(entries: impl IntoIterator<Item = (&'a [u8], u64)>) -> u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::check::{python, temp_dir, tool};
+    use crate::archive::check::{hex, python, temp_dir, tool};
     use proptest::prelude::*;
     use std::ffi::OsStr;
     use std::io::{Seek, SeekFrom, Write};
@@ -725,10 +725,6 @@ mod tests {
             .map(|(name, is_dir, data)| (&name[..], *is_dir, &data[..], 1_709_214_331))
             .collect();
         build(&entries)
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]
