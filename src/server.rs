@@ -15,8 +15,8 @@
 //!    the file cache forgets what changed before any request of this turn
 //!    is answered (a GET sent after a save always sees the new bytes);
 //!    then handles each readiness event: the listener's
-//!    by accepting (until `WouldBlock`, or 64 per turn) and running
-//!    each new connection at once, a signal's by starting shutdown, a
+//!    by accepting (until `WouldBlock`, or 64 per turn), reading the watch
+//!    once more, and running each new connection at once, a signal's by starting shutdown, a
 //!    connection's by letting its state machine ([`crate::conn`]) run as far
 //!    as its socket allows;
 //! 3. drives again the connections that gave up their turn with work left
@@ -191,6 +191,9 @@ pub struct Server {
     /// The last turn stopped accepting at [`ACCEPTS_PER_TURN`]: more
     /// connections may be queued, and no new edge would say so.
     accept_pending: bool,
+    /// Connections just accepted, waiting for the watch to be read before
+    /// they are served (kept to reuse its allocation).
+    accepted: Vec<(TcpStream, SocketAddr)>,
     /// The loop's counters (see [`crate::stats`]).
     stats: Rc<Stats>,
     /// Connections holding a `/.rill/events` stream open.
@@ -268,6 +271,7 @@ impl Server {
             accepting: Accepting::Yes,
             yielded: Vec::new(),
             accept_pending: false,
+            accepted: Vec::with_capacity(ACCEPTS_PER_TURN),
             stats,
             subscribers: Vec::new(),
             next_push: now,
@@ -481,9 +485,40 @@ impl Server {
     }
 
     /// Accepts the queued connections, at most [`ACCEPTS_PER_TURN`] of
-    /// them, and serves each at once (see [`Server::admit`]).
+    /// them, reads the watch once, then serves each at once (see
+    /// [`Server::admit`]).
+    ///
+    /// The watch is read *after* the accepts: a connection taken now may
+    /// have been opened after a save that this turn's `poll` had not seen
+    /// yet (the turn began before it), and its first request must not be
+    /// answered from the entry that save made stale. One `read` of the
+    /// watch per batch, usually `EAGAIN`, closes that window; since the
+    /// kernel queued the save's event before the client could connect,
+    /// the read is sure to find it.
     fn accept_new(&mut self, now: Instant) {
         self.accept_pending = false;
+        let mut accepted = std::mem::take(&mut self.accepted);
+        self.accept_queued(&mut accepted, now);
+        if !accepted.is_empty() {
+            self.on_watch(now);
+        }
+        for (socket, peer) in accepted.drain(..) {
+            add(&self.stats.accepted, 1);
+            let open = self.connections.len();
+            if open >= self.env.config.max_connections + REFUSAL_SLOTS {
+                add(&self.stats.refused, 1);
+                debug!("refused {peer} unanswered: {open} connections open");
+                continue; // dropping the socket closes it
+            }
+            let over_limit = open >= self.env.config.max_connections;
+            self.admit(socket, peer, over_limit, now);
+        }
+        self.accepted = accepted;
+    }
+
+    /// Takes connections off the listener's queue into `accepted`, until
+    /// `WouldBlock`, an error, or [`ACCEPTS_PER_TURN`].
+    fn accept_queued(&mut self, accepted: &mut Vec<(TcpStream, SocketAddr)>, now: Instant) {
         let mut budget = ACCEPTS_PER_TURN;
         while self.accepting == Accepting::Yes {
             if budget == 0 {
@@ -494,8 +529,8 @@ impl Server {
             let Some(listener) = &self.listener else {
                 return;
             };
-            let (socket, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
+            match listener.accept() {
+                Ok(connection) => accepted.push(connection),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
@@ -510,16 +545,7 @@ impl Server {
                     warn!("accept failed: {e}");
                     return;
                 }
-            };
-            add(&self.stats.accepted, 1);
-            let open = self.connections.len();
-            if open >= self.env.config.max_connections + REFUSAL_SLOTS {
-                add(&self.stats.refused, 1);
-                debug!("refused {peer} unanswered: {open} connections open");
-                continue; // dropping the socket closes it
             }
-            let over_limit = open >= self.env.config.max_connections;
-            self.admit(socket, peer, over_limit, now);
         }
     }
 

@@ -10,6 +10,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A kept-alive connection that sends GETs one after another.
@@ -61,8 +63,49 @@ fn without_snippet(mut body: Vec<u8>) -> Vec<u8> {
     body
 }
 
+/// Three clients that open a connection per request (`GET /`) until
+/// dropped, so rill's turns are full of accepts and answers while a test
+/// saves files.
+struct BusyClients {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyClients {
+    fn start(rill: &Rill) -> BusyClients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = rill.connect().peer_addr().unwrap();
+        let threads = (0..3)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut socket) = TcpStream::connect(addr) else {
+                            continue;
+                        };
+                        let _ = socket
+                            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                        let _ = socket.read_to_end(&mut Vec::new());
+                    }
+                })
+            })
+            .collect();
+        BusyClients { stop, threads }
+    }
+}
+
+impl Drop for BusyClients {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// 1 000 saves of each kind, each followed at once by a GET on the same
-/// kept-alive connection: every answer has the bytes just written.
+/// kept-alive connection, while other clients keep rill busy: every answer
+/// has the bytes just written.
 fn every_get_after_a_save_sees_it(extra: &[&str]) {
     let dir = common::site();
     let small = dir.path().join("page.html");
@@ -70,6 +113,7 @@ fn every_get_after_a_save_sees_it(extra: &[&str]) {
     fs::write(&small, "first").unwrap();
     fs::write(&big, version(0, 20_000)).unwrap();
     let rill = Rill::start(dir.path(), extra);
+    let _busy = BusyClients::start(&rill);
     let mut conn = KeptAlive::new(&rill);
     // Cached (and, for the small one, held in memory) before the saves.
     assert_eq!(without_snippet(conn.get("/page.html").body), b"first");
@@ -113,6 +157,37 @@ fn a_get_right_after_a_save_sees_the_new_bytes() {
 #[test]
 fn a_get_right_after_a_save_sees_the_new_bytes_with_live_reload() {
     every_get_after_a_save_sees_it(&["--live-reload"]);
+}
+
+/// Saves, each followed at once by a GET on a *new* connection, while other
+/// clients keep rill busy accepting: a connection accepted late in a turn
+/// (after a save the turn's `poll` did not report yet) still sees the save.
+#[test]
+fn a_new_connection_right_after_a_save_sees_the_new_bytes() {
+    let dir = common::site();
+    let page = dir.path().join("page.html");
+    fs::write(&page, "first").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let _busy = BusyClients::start(&rill);
+    let mut stale = Vec::new();
+    for i in 0..1000 {
+        let body = version(i, 40);
+        if i % 2 == 0 {
+            fs::write(&page, &body).unwrap();
+        } else {
+            save_atomically(&page, &body);
+        }
+        let answer = rill.get("/page.html").body;
+        if answer != body {
+            stale.push((i, String::from_utf8_lossy(&answer).into_owned()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} stale answers, first: {:?}",
+        stale.len(),
+        stale.first()
+    );
 }
 
 #[test]
