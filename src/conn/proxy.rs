@@ -130,7 +130,14 @@ impl ProxyRequest {
             client_http10: request.minor_version == 0,
             client_keep_alive: request.keep_alive,
             upgrade,
-            client_origin: request.host.map(|host| format!("{scheme}://{host}")),
+            client_origin: request.host.map(|host| {
+                // One allocation of the right size, where format! makes two.
+                let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
+                origin.push_str(scheme);
+                origin.push_str("://");
+                origin.push_str(host);
+                origin
+            }),
             started,
         })
     }
@@ -731,6 +738,12 @@ impl Proxy {
         let head_len = head.head_len;
         if head.status == 101 {
             return self.upgrade(client, shared, head).map(Relayed::Switch);
+        }
+        if client.output.capacity() == 0 {
+            // An idle client gave its buffer back; growing a new one while
+            // the head and body go in would cost a chain of reallocations
+            // per answer.
+            client.output = shared.pool.take();
         }
         let view = self.client_view(shared);
         if (100..200).contains(&head.status) {

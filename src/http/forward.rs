@@ -12,7 +12,7 @@
 //! CVE-2021-33197 class of bug).
 
 use super::request::{BodyFraming, HeadError, MAX_HEADERS};
-use super::response::Status;
+use super::response::{push_decimal, Status};
 use std::io::Write;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
@@ -158,7 +158,7 @@ pub fn write_forward_head(
 
     let peer = forward.peer.to_canonical();
     out.extend_from_slice(b"X-Forwarded-For: ");
-    let _ = write!(out, "{peer}");
+    push_ip(out, peer);
     out.extend_from_slice(b"\r\n");
     field(out, b"X-Forwarded-Proto", forward.proto.as_bytes());
     let host = seen.host.clone().and_then(|range| raw_head.get(range));
@@ -167,10 +167,17 @@ pub fn write_forward_head(
     }
     // RFC 7239 §4, §6: an IPv6 node is bracketed, and the `:` then needs a
     // quoted-string.
-    let _ = match peer {
-        IpAddr::V4(v4) => write!(out, "Forwarded: for={v4}"),
-        IpAddr::V6(v6) => write!(out, "Forwarded: for=\"[{v6}]\""),
-    };
+    match peer {
+        IpAddr::V4(_) => {
+            out.extend_from_slice(b"Forwarded: for=");
+            push_ip(out, peer);
+        }
+        IpAddr::V6(_) => {
+            out.extend_from_slice(b"Forwarded: for=\"[");
+            push_ip(out, peer);
+            out.extend_from_slice(b"]\"");
+        }
+    }
     if let Some(host) = host {
         out.extend_from_slice(b";host=");
         push_quoted(out, host);
@@ -181,7 +188,9 @@ pub fn write_forward_head(
     match forward.body {
         BodyFraming::None => {}
         BodyFraming::Length(length) => {
-            let _ = write!(out, "Content-Length: {length}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, length);
+            out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
@@ -236,6 +245,25 @@ fn named_in_connection(headers: &[httparse::Header], name: &[u8]) -> bool {
         .any(|token| same_name(token, name))
 }
 
+/// Appends `ip` as `Display` writes it; an IPv4 address (every request
+/// from a local or LAN client) without the formatting machinery, which
+/// showed in the proxy's profile.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
@@ -281,6 +309,22 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)),
+            IpAddr::V4(Ipv4Addr::new(10, 200, 9, 30)),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        ] {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+    }
 
     fn forward(body: BodyFraming, upgrade: bool) -> Forward<'static> {
         Forward {

@@ -14,8 +14,7 @@
 //! connection), and a `Location` pointing at the backend is turned into one
 //! pointing at rill.
 
-use super::response::Status;
-use std::io::Write;
+use super::response::{push_decimal, Status};
 use std::mem::MaybeUninit;
 
 /// Largest backend response head accepted.
@@ -253,7 +252,11 @@ pub fn write_client_head(
     };
 
     out.extend_from_slice(b"HTTP/1.1 ");
-    let _ = write!(out, "{status:03} ");
+    // httparse reads exactly three digits, so `status` is below 1000.
+    for digit in [status / 100 % 10, status / 10 % 10, status % 10] {
+        out.push(b'0' + digit as u8);
+    }
+    out.push(b' ');
     let printable = !reason.is_empty() && reason.bytes().all(|b| (0x20..=0x7e).contains(&b));
     out.extend_from_slice(if printable {
         reason.as_bytes()
@@ -304,7 +307,9 @@ pub fn write_client_head(
 
     match client_body {
         ClientBody::Length(length) => {
-            let _ = write!(out, "Content-Length: {length}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, length);
+            out.extend_from_slice(b"\r\n");
         }
         ClientBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         ClientBody::UntilClose => {}
@@ -312,7 +317,9 @@ pub fn write_client_head(
         // stands for (RFC 9110 §8.6); a 204 or 1xx has none to state.
         ClientBody::None if status >= 200 && status != 204 => {
             if let Ok(Some(length)) = content_length(fields) {
-                let _ = write!(out, "Content-Length: {length}\r\n");
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, length);
+                out.extend_from_slice(b"\r\n");
             }
         }
         ClientBody::None => {}

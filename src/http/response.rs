@@ -244,7 +244,7 @@ impl<'a> HeadWriter<'a> {
 
 /// Appends `n` in decimal: what `write!(out, "{n}")` does, without the
 /// formatting machinery.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20]; // u64::MAX has 20 digits
     let mut start = digits.len();
     loop {
