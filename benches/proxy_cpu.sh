@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Where the CPU of a proxied request goes: rill and nginx in front of one lighttpd backend.
+#
+#   bash benches/proxy_cpu.sh [SECONDS] [ROUNDS]     # defaults: 5 s per run, 4 rounds
+#
+# Both proxies run at once, pinned to CPU 1; lighttpd and wrk share CPU 0, as in the S8
+# scenario of ../shared/bench. The runs alternate (rill, nginx, rill, nginx, ...) so the
+# drift of a shared machine hits both alike. Each line gives wrk's req/s and, per request,
+# the CPU time of the proxy (every process of it) and of the backend, read from
+# /proc/PID/stat. When the backend's core is the limit, req/s says little about the
+# proxies and their CPU per request says the most; the backend's shows whether a proxy
+# makes the backend work harder (longer forwarded heads, say).
+# Only 127.0.0.1 is contacted; every run is bounded by SECONDS.
+# Needs: wrk, lighttpd, nginx (apt-get install wrk lighttpd nginx-light).
+set -euo pipefail
+SECS=${1:-5}
+ROUNDS=${2:-4}
+WORK=${WORK:-/tmp/rill-proxy-cpu}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+for tool in wrk lighttpd nginx; do
+  command -v $tool >/dev/null || { echo "$tool is required: apt-get install wrk lighttpd nginx-light" >&2; exit 1; }
+done
+cargo build --release --manifest-path "$HERE/Cargo.toml" >/dev/null
+RILL="$HERE/target/release/rill"
+mkdir -p "$WORK/backend/api" "$WORK/empty" "$WORK/nginx/logs"
+[ -f "$WORK/backend/api/1k.bin" ] || head -c 1024 /dev/urandom >"$WORK/backend/api/1k.bin"
+BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282
+
+cat >"$WORK/lighttpd.conf" <<CONF
+server.document-root = "$WORK/backend"
+server.bind = "127.0.0.1"
+server.port = $BACKEND
+server.network-backend = "sendfile"
+server.max-keep-alive-requests = 65535
+server.max-keep-alive-idle = 65
+CONF
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; use epoll; }
+http {
+    access_log off;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; keepalive_requests 100000000; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location /api/ {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_buffering off;
+        }
+    }
+}
+CONF
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+taskset -c 0 lighttpd -D -f "$WORK/lighttpd.conf" & pids+=($!)
+taskset -c 1 "$RILL" --listen 127.0.0.1:$RILL_PORT --route /api=127.0.0.1:$BACKEND --log-level warn "$WORK/empty" >/dev/null 2>&1 & pids+=($!)
+RILL_PID=$!
+taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & pids+=($!)
+NGINX_PID=$!
+sleep 1
+BACKEND_PID=${pids[0]}
+
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { # PIDs... -> utime+stime summed
+  local total=0 pid
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo $total
+}
+per_request() { # ticks requests -> microseconds
+  awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
+}
+
+printf '%-6s %-6s %10s %14s %16s\n' round proxy req/s "proxy µs/req" "backend µs/req"
+for round in $(seq 1 "$ROUNDS"); do
+  for proxy in rill nginx; do
+    if [ $proxy = rill ]; then port=$RILL_PORT; procs=($RILL_PID); else
+      port=$NGINX_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')); fi
+    p0=$(cpu_ticks "${procs[@]}"); b0=$(cpu_ticks $BACKEND_PID)
+    out=$(taskset -c 0 wrk -t1 -c64 -d${SECS}s "http://127.0.0.1:$port/api/1k.bin")
+    p1=$(cpu_ticks "${procs[@]}"); b1=$(cpu_ticks $BACKEND_PID)
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    printf '%-6s %-6s %10s %14s %16s\n' "$round" $proxy "$rps" \
+      "$(per_request $((p1 - p0)) "$requests")" "$(per_request $((b1 - b0)) "$requests")"
+  done
+done
