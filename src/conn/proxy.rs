@@ -37,8 +37,8 @@ use crate::config::Config;
 use crate::http::forward::{write_forward_head, Forward};
 use crate::http::reframe::{Incoming, ReframeError, Reframer};
 use crate::http::relay::{
-    offered, parse_response_head, upgrade_protocol, write_client_head, ClientBody, ClientView,
-    LocationRewrite, ResponseBody, ResponseHead,
+    header_slots, offered, parse_response_fields, upgrade_protocol, write_client_head,
+    write_parsed_head, ClientBody, ClientView, LocationRewrite, ResponseBody, ResponseHead,
 };
 use crate::http::request::{BodyFraming, HeadError, Method, Request};
 use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
@@ -730,11 +730,13 @@ impl Proxy {
     /// AwaitingHead: parse the backend's head from `from_backend`.
     fn read_head(&mut self, client: &mut Client, shared: &Shared) -> Result<Relayed, Fault> {
         let was_head = self.request.method == Method::Head;
-        let head = match parse_response_head(&self.from_backend, was_head) {
-            Ok(Some(head)) => head,
+        let mut headers = header_slots();
+        let parsed = match parse_response_fields(&self.from_backend, was_head, &mut headers) {
+            Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(Relayed::Nothing),
             Err(bad) => return Err(Fault::BadAnswer(bad.0)),
         };
+        let head = parsed.head;
         let head_len = head.head_len;
         if head.status == 101 {
             return self.upgrade(client, shared, head).map(Relayed::Switch);
@@ -750,13 +752,13 @@ impl Proxy {
             // Interim answers (100 Continue, 103 Early Hints) go to HTTP/1.1
             // clients only (RFC 9110 §15.2); then the real head follows.
             if !self.request.client_http10 {
-                write_client_head(&self.from_backend, &head, &view, &mut client.output);
+                write_parsed_head(&parsed, &view, &mut client.output);
                 self.answered = true;
             }
             self.from_backend.drain(..head_len);
             return Ok(Relayed::Progress);
         }
-        let framing = write_client_head(&self.from_backend, &head, &view, &mut client.output);
+        let framing = write_parsed_head(&parsed, &view, &mut client.output);
         self.answered = true;
         self.reusable = head.reusable;
         if matches!(framing, ClientBody::UntilClose) {

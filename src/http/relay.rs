@@ -69,8 +69,34 @@ pub fn parse_response_head(
     buf: &[u8],
     request_was_head: bool,
 ) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
-    let Some(parsed) = parse(buf, &mut headers)? else {
+    let mut headers = header_slots();
+    Ok(parse_response_fields(buf, request_was_head, &mut headers)?.map(|parsed| parsed.head))
+}
+
+/// Room for the fields of one backend head, for [`parse_response_fields`].
+pub type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_RESPONSE_HEADERS];
+
+/// Empty [`HeaderSlots`].
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS]
+}
+
+/// A backend's head as [`parse_response_fields`] read it: what rill decides
+/// from it, and the fields it relays, borrowed from the buffer.
+pub struct ParsedHead<'h, 'b> {
+    pub head: ResponseHead,
+    reason: &'b str,
+    fields: &'h [httparse::Header<'b>],
+}
+
+/// [`parse_response_head`], keeping the fields (in `headers`) so that
+/// [`write_parsed_head`] need not parse the head a second time.
+pub fn parse_response_fields<'h, 'b>(
+    buf: &'b [u8],
+    request_was_head: bool,
+    headers: &'h mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<ParsedHead<'h, 'b>>, BadResponse> {
+    let Some(parsed) = parse(buf, headers)? else {
         return Ok(None);
     };
     let fields: &[httparse::Header] = parsed.response.headers;
@@ -107,12 +133,17 @@ pub fn parse_response_head(
         1 => !close,
         _ => keep_alive && !close,
     };
-    Ok(Some(ResponseHead {
+    let head = ResponseHead {
         status,
         minor_version: parsed.minor_version,
         head_len: parsed.head_len,
         body,
         reusable: persistent && status != 101 && body != ResponseBody::UntilClose,
+    };
+    Ok(Some(ParsedHead {
+        head,
+        reason: parsed.response.reason.unwrap_or(""),
+        fields,
     }))
 }
 
@@ -232,7 +263,7 @@ pub fn write_client_head(
     view: &ClientView,
     out: &mut Vec<u8>,
 ) -> ClientBody {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut headers = header_slots();
     let parsed = parse(raw, &mut headers).ok().flatten();
     let (reason, fields): (&str, &[httparse::Header]) = match &parsed {
         Some(parsed) => (
@@ -241,6 +272,20 @@ pub fn write_client_head(
         ),
         None => ("", &[]),
     };
+    write_parsed_head(
+        &ParsedHead {
+            head: *head,
+            reason,
+            fields,
+        },
+        view,
+        out,
+    )
+}
+
+/// [`write_client_head`] for a head [`parse_response_fields`] has read.
+pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u8>) -> ClientBody {
+    let (head, reason, fields) = (&parsed.head, parsed.reason, parsed.fields);
     let status = head.status;
     let client_body = match head.body {
         ResponseBody::None => ClientBody::None,
@@ -1126,6 +1171,16 @@ mod tests {
                 view.keep_alive = keep_alive;
                 let mut out = Vec::new();
                 let body = write_client_head(raw.as_bytes(), &parsed, &view, &mut out);
+                // The proxy's way, with the fields of the one parse, writes the same.
+                let mut slots = header_slots();
+                let fields = parse_response_fields(raw.as_bytes(), request_was_head, &mut slots);
+                let Ok(Some(fields)) = fields else {
+                    return Err(TestCaseError::fail("parsed once, not twice"));
+                };
+                prop_assert_eq!(fields.head, parsed);
+                let mut same = Vec::new();
+                prop_assert_eq!(write_parsed_head(&fields, &view, &mut same), body);
+                prop_assert_eq!(&same, &out);
                 let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS + 8];
                 let mut check = httparse::Response::new(&mut headers);
                 prop_assert_eq!(check.parse(&out), Ok(httparse::Status::Complete(out.len())));
