@@ -485,7 +485,8 @@ impl Server {
     }
 
     /// Accepts the queued connections, at most [`ACCEPTS_PER_TURN`] of
-    /// them, reads the watch once, then serves each at once (see
+    /// them, in batches: each batch is accepted, then the watch is read
+    /// once, then each connection of the batch is served at once (see
     /// [`Server::admit`]).
     ///
     /// The watch is read *after* the accepts: a connection taken now may
@@ -495,43 +496,68 @@ impl Server {
     /// watch per batch, usually `EAGAIN`, closes that window; since the
     /// kernel queued the save's event before the client could connect,
     /// the read is sure to find it.
+    ///
+    /// A batch is held to the room left under `--max-connections` (at
+    /// least one): sockets waiting in it hold descriptors, and near the
+    /// open-file limit they must not take the ones kept back for the files
+    /// being sent and the backend sockets ([`RESERVED_FDS`]). At the limit
+    /// the batches are of one, each refused or answered before the next.
     fn accept_new(&mut self, now: Instant) {
         self.accept_pending = false;
         let mut accepted = std::mem::take(&mut self.accepted);
-        self.accept_queued(&mut accepted, now);
-        if !accepted.is_empty() {
-            self.on_watch(now);
-        }
-        for (socket, peer) in accepted.drain(..) {
-            add(&self.stats.accepted, 1);
-            let open = self.connections.len();
-            if open >= self.env.config.max_connections + REFUSAL_SLOTS {
-                add(&self.stats.refused, 1);
-                debug!("refused {peer} unanswered: {open} connections open");
-                continue; // dropping the socket closes it
+        let mut budget = ACCEPTS_PER_TURN;
+        while budget > 0 && self.accepting == Accepting::Yes {
+            let room = self
+                .env
+                .config
+                .max_connections
+                .saturating_sub(self.connections.len())
+                .max(1);
+            let batch = budget.min(room);
+            let full = self.accept_queued(&mut accepted, batch, now);
+            if accepted.is_empty() {
+                break;
             }
-            let over_limit = open >= self.env.config.max_connections;
-            self.admit(socket, peer, over_limit, now);
+            budget -= accepted.len();
+            self.on_watch(now);
+            for (socket, peer) in accepted.drain(..) {
+                add(&self.stats.accepted, 1);
+                let open = self.connections.len();
+                if open >= self.env.config.max_connections + REFUSAL_SLOTS {
+                    add(&self.stats.refused, 1);
+                    debug!("refused {peer} unanswered: {open} connections open");
+                    continue; // dropping the socket closes it
+                }
+                let over_limit = open >= self.env.config.max_connections;
+                self.admit(socket, peer, over_limit, now);
+            }
+            if !full {
+                break; // the queue is empty, or accepting stopped
+            }
+            if budget == 0 {
+                // More may be queued, and no new edge would say so.
+                self.accept_pending = true;
+            }
         }
         self.accepted = accepted;
     }
 
-    /// Takes connections off the listener's queue into `accepted`, until
-    /// `WouldBlock`, an error, or [`ACCEPTS_PER_TURN`].
-    fn accept_queued(&mut self, accepted: &mut Vec<(TcpStream, SocketAddr)>, now: Instant) {
-        let mut budget = ACCEPTS_PER_TURN;
-        while self.accepting == Accepting::Yes {
-            if budget == 0 {
-                self.accept_pending = true;
-                return;
-            }
-            budget -= 1;
+    /// Takes up to `limit` connections off the listener's queue into
+    /// `accepted`; says whether it stopped at `limit` (more may be queued)
+    /// rather than at `WouldBlock` or an error.
+    fn accept_queued(
+        &mut self,
+        accepted: &mut Vec<(TcpStream, SocketAddr)>,
+        limit: usize,
+        now: Instant,
+    ) -> bool {
+        while accepted.len() < limit {
             let Some(listener) = &self.listener else {
-                return;
+                return false;
             };
             match listener.accept() {
                 Ok(connection) => accepted.push(connection),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
@@ -539,14 +565,15 @@ impl Server {
                     // Retrying now would spin; wait for a close or the backoff.
                     warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
                     self.accepting = Accepting::PausedUntil(now + ACCEPT_BACKOFF);
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     warn!("accept failed: {e}");
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Takes in a new connection and runs it at once; over the limit it is
@@ -724,8 +751,11 @@ impl Server {
         }
         if let Accepting::PausedUntil(_) = self.accepting {
             // A descriptor came free: the queued connections may fit now.
+            // The loop accepts them after this event (not from here: a
+            // close inside `accept_new`'s own admits would nest one call
+            // deeper per connection, until the stack ran out).
             self.accepting = Accepting::Yes;
-            self.accept_new(Instant::now());
+            self.accept_pending = true;
         }
     }
 

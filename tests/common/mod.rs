@@ -240,8 +240,34 @@ impl Rill {
     /// Spawns rill and reads its announce: one line for plain HTTP; for
     /// HTTPS, the lines after it up to the one naming the saved certificate
     /// (fingerprint, public key pin, then the file).
+    /// Starts rill with exactly these arguments (plus ROOT), allowed
+    /// `open_files` descriptors at most (soft and hard limit).
+    pub fn start_with_open_file_limit(root: &Path, args: &[&str], open_files: u64) -> Rill {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rill"));
+        let limit = libc::rlimit {
+            rlim_cur: open_files,
+            rlim_max: open_files,
+        };
+        // SAFETY: setrlimit is async-signal-safe, and `limit` is a plain
+        // value copied into the closure.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            });
+        }
+        Rill::launch_command(command, root, args)
+    }
+
     fn launch(root: &Path, args: &[&str]) -> Rill {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        Rill::launch_command(Command::new(env!("CARGO_BIN_EXE_rill")), root, args)
+    }
+
+    fn launch_command(mut command: Command, root: &Path, args: &[&str]) -> Rill {
+        let mut child = command
             .args(args)
             .arg(root)
             .stdout(Stdio::piped())
