@@ -74,7 +74,7 @@ struct BusyClients {
 impl BusyClients {
     fn start(rill: &Rill) -> BusyClients {
         let stop = Arc::new(AtomicBool::new(false));
-        let addr = rill.connect().peer_addr().unwrap();
+        let addr = rill.addr;
         let threads = (0..3)
             .map(|_| {
                 let stop = Arc::clone(&stop);
@@ -117,36 +117,47 @@ fn every_get_after_a_save_sees_it(extra: &[&str]) {
     let mut conn = KeptAlive::new(&rill);
     // Cached (and, for the small one, held in memory) before the saves.
     assert_eq!(without_snippet(conn.get("/page.html").body), b"first");
+    assert_fresh(&stale_after_saves(&small, 0..1000, 40, || {
+        without_snippet(conn.get("/page.html").body)
+    }));
+    // A file too big to be held in memory, served from its cached descriptor.
+    assert_fresh(&stale_after_saves(&big, 1..100, 20_000, || {
+        conn.get("/big.bin").body
+    }));
+}
+
+/// Saves `path` once for each number in `saves` (in place for an even one,
+/// atomically for an odd one), each time fetching it at once with `fetch`:
+/// the saves whose answer was not what they had just written.
+fn stale_after_saves(
+    path: &Path,
+    saves: std::ops::Range<usize>,
+    pad: usize,
+    mut fetch: impl FnMut() -> Vec<u8>,
+) -> Vec<(usize, String)> {
     let mut stale = Vec::new();
-    for i in 0..1000 {
-        let body = version(i, 40);
+    for i in saves {
+        let body = version(i, pad);
         if i % 2 == 0 {
-            fs::write(&small, &body).unwrap(); // in place: same inode
+            fs::write(path, &body).unwrap(); // in place: same inode
         } else {
-            save_atomically(&small, &body);
+            save_atomically(path, &body);
         }
-        let answer = without_snippet(conn.get("/page.html").body);
+        let answer = fetch();
         if answer != body {
             stale.push((i, String::from_utf8_lossy(&answer).into_owned()));
         }
     }
+    stale
+}
+
+fn assert_fresh(stale: &[(usize, String)]) {
     assert!(
         stale.is_empty(),
         "{} stale answers, first: {:?}",
         stale.len(),
         stale.first()
     );
-    // A file too big to be held in memory, served from its cached descriptor.
-    for i in 1..100 {
-        let body = version(i, 20_000);
-        if i % 2 == 0 {
-            fs::write(&big, &body).unwrap();
-        } else {
-            save_atomically(&big, &body);
-        }
-        let answer = conn.get("/big.bin");
-        assert!(answer.body == body, "save {i}: stale big file");
-    }
 }
 
 #[test]
@@ -169,25 +180,9 @@ fn a_new_connection_right_after_a_save_sees_the_new_bytes() {
     fs::write(&page, "first").unwrap();
     let rill = Rill::start(dir.path(), &[]);
     let _busy = BusyClients::start(&rill);
-    let mut stale = Vec::new();
-    for i in 0..1000 {
-        let body = version(i, 40);
-        if i % 2 == 0 {
-            fs::write(&page, &body).unwrap();
-        } else {
-            save_atomically(&page, &body);
-        }
-        let answer = rill.get("/page.html").body;
-        if answer != body {
-            stale.push((i, String::from_utf8_lossy(&answer).into_owned()));
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "{} stale answers, first: {:?}",
-        stale.len(),
-        stale.first()
-    );
+    assert_fresh(&stale_after_saves(&page, 0..1000, 40, || {
+        rill.get("/page.html").body
+    }));
 }
 
 #[test]

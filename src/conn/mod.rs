@@ -448,6 +448,24 @@ impl Connection {
 pub(crate) mod test_support {
     use super::*;
 
+    /// A connection on a real loopback socket, its server side set up by
+    /// `tune` before the connection takes it; the client's end, the
+    /// connection, and its counters.
+    pub fn loopback_connection(
+        tune: impl FnOnce(&std::net::TcpStream),
+    ) -> (std::net::TcpStream, Connection, Rc<Stats>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        server_side.set_nonblocking(true).unwrap();
+        tune(&server_side);
+        let stats = Rc::new(Stats::new(Instant::now()));
+        let socket = TcpStream::from_std(server_side);
+        let conn =
+            Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats), None).unwrap();
+        (client, conn, stats)
+    }
+
     /// What a connection driven outside the loop needs: a site, a pool and
     /// a registry to connect backends with.
     pub struct Harness {
@@ -499,7 +517,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::Harness;
+    use super::test_support::{loopback_connection, Harness};
     use super::*;
     use std::io::{Read, Write};
 
@@ -507,18 +525,11 @@ mod tests {
     /// small so that a client that never reads fills it quickly; the
     /// client's end, the connection, and its counters.
     fn connection_with_a_small_send_buffer() -> (std::net::TcpStream, Connection, Rc<Stats>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        server_side.set_nonblocking(true).unwrap();
-        socket2::SockRef::from(&server_side)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let stats = Rc::new(Stats::new(Instant::now()));
-        let socket = TcpStream::from_std(server_side);
-        let conn =
-            Connection::new(0, socket, peer, Instant::now(), Rc::clone(&stats), None).unwrap();
-        (client, conn, stats)
+        loopback_connection(|server_side| {
+            socket2::SockRef::from(server_side)
+                .set_send_buffer_size(4096)
+                .unwrap();
+        })
     }
 
     /// A page's live-reload socket whose page never reads: rill stops
@@ -657,7 +668,7 @@ pub(crate) mod alloc_count {
 
 #[cfg(test)]
 mod allocation_tests {
-    use super::test_support::Harness;
+    use super::test_support::{loopback_connection, Harness};
     use super::*;
     use std::io::{Read, Write};
 
@@ -669,20 +680,7 @@ mod allocation_tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("1k.bin"), vec![7u8; 1024]).unwrap();
         let harness = Harness::new(Config::new(dir.path().to_path_buf()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        server_side.set_nonblocking(true).unwrap();
-        let stats = Rc::new(Stats::new(Instant::now()));
-        let mut conn = Connection::new(
-            0,
-            TcpStream::from_std(server_side),
-            peer,
-            Instant::now(),
-            stats,
-            None,
-        )
-        .unwrap();
+        let (mut client, mut conn, _) = loopback_connection(|_| {});
         let shared = harness.shared(Instant::now());
         let request = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n";
         let mut response = vec![0u8; 4096];
@@ -737,21 +735,8 @@ mod allocation_tests {
         let mut config = Config::new(dir.path().to_path_buf());
         config.routes = vec![crate::route::Route::parse(&format!("/api={backend_addr}")).unwrap()];
         let harness = Harness::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        server_side.set_nonblocking(true).unwrap();
+        let (mut client, mut conn, _) = loopback_connection(|_| {});
         client.set_nonblocking(true).unwrap();
-        let stats = Rc::new(Stats::new(Instant::now()));
-        let mut conn = Connection::new(
-            0,
-            TcpStream::from_std(server_side),
-            peer,
-            Instant::now(),
-            stats,
-            None,
-        )
-        .unwrap();
         let shared = harness.shared(Instant::now());
         let request = b"GET /api/1k.bin HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n";
         let mut one_request = |conn: &mut Connection| {
