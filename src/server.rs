@@ -303,6 +303,9 @@ impl Server {
                 !self.yielded.is_empty() || self.accept_pending || self.env.site.has_pending_scan();
             let timeout = if !busy {
                 let push = (!self.subscribers.is_empty()).then_some(self.next_push);
+                // Pooled buffers and idle backend connections are let go
+                // by the prune, even when nothing else wakes the loop.
+                let holding = self.env.pool.held().0 > 0 || self.stats.upstream_idle.get() > 0;
                 poll_timeout(
                     now,
                     &[
@@ -310,6 +313,7 @@ impl Server {
                         self.accept_deadline(),
                         push,
                         self.env.live.deadline(),
+                        holding.then_some(self.next_prune),
                     ],
                 )
             } else {
@@ -384,6 +388,12 @@ impl Server {
             if self.next_prune <= now {
                 self.next_prune = now + PRUNE_INTERVAL;
                 self.env.upstreams.borrow_mut().prune(now);
+                if self.env.pool.trim() > 0 {
+                    give_freed_memory_back();
+                }
+                let (buffers, bytes) = self.env.pool.held();
+                self.stats.buffers_pooled.set(buffers as u64);
+                self.stats.buffers_pooled_bytes.set(bytes as u64);
                 self.env.site.prune_watches(now);
                 self.stats.watches.set(self.env.site.watches() as u64);
             }
@@ -834,6 +844,20 @@ impl Server {
 
 /// With `--auth` on an address other than loopback, plain HTTP carries the
 /// passwords in clear across the network: said once at start.
+/// Hands the pages of freed heap memory back to the system. glibc keeps
+/// freed blocks of a few KiB in the heap, so without this the buffers a
+/// burst needed would stay in the process's RSS after the pool let them go.
+/// It walks the heap once: cheap at the rate of [`PRUNE_INTERVAL`], and only
+/// after the pool freed something.
+fn give_freed_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it takes no
+    // pointers and is safe to call at any time from the allocating thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn clear_text_warning(config: &Config) -> Option<String> {
     let clear = config.tls.is_none();
     (clear && !config.users.is_empty() && !config.listen.ip().is_loopback()).then(|| {

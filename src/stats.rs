@@ -156,6 +156,10 @@ pub struct Stats {
     pub tls_full: Cell<u64>,
     pub tls_resumed: Cell<u64>,
     pub tls_failed: Cell<u64>,
+    /// Buffers waiting in the loop's pool, and their capacity in bytes, as
+    /// of the last prune (at most a second old).
+    pub buffers_pooled: Cell<u64>,
+    pub buffers_pooled_bytes: Cell<u64>,
 }
 
 /// Adds `n` to a counter.
@@ -211,6 +215,8 @@ impl Stats {
             tls_full: Cell::new(0),
             tls_resumed: Cell::new(0),
             tls_failed: Cell::new(0),
+            buffers_pooled: Cell::new(0),
+            buffers_pooled_bytes: Cell::new(0),
         }
     }
 
@@ -340,7 +346,8 @@ impl Stats {
              \"messages_out\":{}}},\"watch\":{{\"watches\":{},\"events\":{},\
              \"cache_invalidations\":{},\"overflows\":{},\"live_batches\":{}}},\
              \"auth\":{{\"unauthorized\":{},\"forbidden\":{},\"locked\":{}}},\
-             \"tls\":{{\"handshaking\":{},\"full\":{},\"resumed\":{},\"failed\":{}}}}}",
+             \"tls\":{{\"handshaking\":{},\"full\":{},\"resumed\":{},\"failed\":{}}},\
+             \"buffers\":{{\"pooled\":{},\"pooled_bytes\":{}}}}}",
             self.in_phase[Phase::WebSocket as usize].get(),
             self.in_phase[Phase::WebSocketClosing as usize].get(),
             self.websockets.get(),
@@ -357,7 +364,9 @@ impl Stats {
             self.in_phase[Phase::Handshaking as usize].get(),
             self.tls_full.get(),
             self.tls_resumed.get(),
-            self.tls_failed.get()
+            self.tls_failed.get(),
+            self.buffers_pooled.get(),
+            self.buffers_pooled_bytes.get()
         );
         json
     }

@@ -2201,3 +2201,55 @@ fn a_pooled_connection_that_dies_under_a_get_is_retried_and_under_a_post_is_not(
     let stats = ask(&rill, &get("/.rill/stats")).text();
     assert_eq!(json_number(&stats, "retries"), 1, "{stats}");
 }
+
+/// A burst of slow proxied requests holds four pool buffers each; once it is
+/// over the loop gives them back even with nothing else to do, and the
+/// `buffers` counters show the pool fill, then empty within two prunes.
+#[test]
+fn the_buffer_pool_empties_after_a_burst() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &["--stats"]);
+    // One kept-alive connection reads the counters: it takes its buffers
+    // from the pool and gives them back between reads.
+    let mut watcher = Client::new(&rill);
+    let mut pooled = || {
+        let stats = watcher.ask("GET /.rill/stats HTTP/1.1\r\nHost: t\r\n\r\n");
+        json_number(&stats.text(), "pooled")
+    };
+    // The clients stay connected, idle: an idle connection gives its
+    // buffers back to the pool too.
+    let burst: Vec<std::thread::JoinHandle<(u16, Client)>> = (0..32)
+        .map(|_| {
+            let mut client = Client::new(&rill);
+            let ask = "GET /api/slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n";
+            std::thread::spawn(move || (client.ask(ask).status, client))
+        })
+        .collect();
+    let mut idle = Vec::new();
+    for client in burst {
+        let (status, client) = client.join().unwrap();
+        assert_eq!(status, 200);
+        idle.push(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut most = 0;
+    while most < 64 && Instant::now() < deadline {
+        most = most.max(pooled());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        most >= 64,
+        "the pool never held the burst's buffers: {most}"
+    );
+    // Only the watcher's requests come and go now (each brings a buffer of
+    // its own too: the counters' text).
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut left = pooled();
+    while left > 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        left = pooled();
+    }
+    assert!(left <= 8, "the pool kept {left} buffers after the burst");
+    drop(idle);
+}

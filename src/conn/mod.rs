@@ -136,9 +136,19 @@ pub struct Shared<'a> {
 /// both directions to the backend); 64 such clients need about 256 in
 /// circulation, and with fewer kept the pool ran dry and refilled at every
 /// burst (an allocation and a free of 32 KiB per two proxied requests).
+///
+/// What a burst left behind goes back to the system once it has gone
+/// unused: [`BufferPool::trim`], called about once a second, frees the
+/// buffers that stayed in the pool through the whole interval since the
+/// last trim (the fewest it held meanwhile, its low-water mark). Under a
+/// steady load the pool keeps what the load takes; after a burst it empties
+/// within two trims.
 #[derive(Debug, Default)]
 pub struct BufferPool {
     free: RefCell<Vec<Vec<u8>>>,
+    /// The fewest buffers the pool held since the last trim: that many
+    /// were never needed in the interval.
+    low_water: Cell<usize>,
 }
 
 impl BufferPool {
@@ -150,10 +160,12 @@ impl BufferPool {
 
     /// An empty buffer.
     pub fn take(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(Self::NEW_CAPACITY))
+        let mut free = self.free.borrow_mut();
+        let buffer = free.pop();
+        if free.len() < self.low_water.get() {
+            self.low_water.set(free.len());
+        }
+        buffer.unwrap_or_else(|| Vec::with_capacity(Self::NEW_CAPACITY))
     }
 
     /// Takes a buffer back, emptied, unless it is unallocated, too big, or
@@ -167,6 +179,24 @@ impl BufferPool {
             buffer.clear();
             free.push(buffer);
         }
+    }
+
+    /// Frees the buffers no one took since the last trim, and returns how
+    /// many bytes of capacity that gave back.
+    pub fn trim(&self) -> usize {
+        let mut free = self.free.borrow_mut();
+        let unused = self.low_water.get().min(free.len());
+        let freed = free[..unused].iter().map(Vec::capacity).sum();
+        // The oldest gifts sit at the bottom; `take` pops from the top.
+        free.drain(..unused);
+        self.low_water.set(free.len());
+        freed
+    }
+
+    /// How many buffers wait in the pool, and their capacity in bytes.
+    pub fn held(&self) -> (usize, usize) {
+        let free = self.free.borrow();
+        (free.len(), free.iter().map(Vec::capacity).sum())
     }
 }
 
@@ -520,6 +550,37 @@ mod tests {
     use super::test_support::{loopback_connection, Harness};
     use super::*;
     use std::io::{Read, Write};
+
+    /// A burst fills the pool; a trim frees only what stayed unused through
+    /// the whole interval since the one before, so a steady load keeps the
+    /// buffers it keeps taking and an idle pool empties by the second trim.
+    #[test]
+    fn the_pool_lets_go_of_what_a_burst_left_behind() {
+        let pool = BufferPool::default();
+        let burst: Vec<Vec<u8>> = (0..64).map(|_| pool.take()).collect();
+        for buffer in burst {
+            pool.give(buffer);
+        }
+        assert_eq!(pool.held(), (64, 64 * BufferPool::NEW_CAPACITY));
+        // Drained to nothing during the interval: nothing was spare.
+        assert_eq!(pool.trim(), 0);
+        assert_eq!(pool.held().0, 64);
+
+        // A steady load of eight at a time: 56 were never needed.
+        for _ in 0..10 {
+            let busy: Vec<Vec<u8>> = (0..8).map(|_| pool.take()).collect();
+            for buffer in busy {
+                pool.give(buffer);
+            }
+        }
+        assert_eq!(pool.trim(), 56 * BufferPool::NEW_CAPACITY);
+        assert_eq!(pool.held().0, 8);
+
+        // Then idle: the next trim takes the rest.
+        assert_eq!(pool.trim(), 8 * BufferPool::NEW_CAPACITY);
+        assert_eq!(pool.held(), (0, 0));
+        assert_eq!(pool.trim(), 0);
+    }
 
     /// A connection on a real loopback socket, whose kernel send buffer is
     /// small so that a client that never reads fills it quickly; the
