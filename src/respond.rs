@@ -119,6 +119,9 @@ pub fn respond(request: &Request, ctx: &Context, out: &mut Vec<u8>) -> Answer {
             )
             .into()
         }
+        Method::Other => {
+            return generated(out, Status::NOT_IMPLEMENTED, "unknown method", Extra::None).into()
+        }
         _ => {
             return generated(
                 out,

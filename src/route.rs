@@ -13,11 +13,18 @@
 //!   first (RFC 3986 §5.2.4), matched as resolved, and sent to the backend as
 //!   resolved: `/api/../x` is `/x`, so it is not routed to `/api`, and no
 //!   backend ever sees a `..` that rill read differently;
+//! - a dot segment rill cannot resolve because the backend may split the path
+//!   where rill does not — `..%2F`, `..%5C`, `..\`, `..;param` — makes a routed
+//!   request a `400`: `/pub/..%2Fsecret` must not reach a backend that
+//!   decodes the `%2F` and then climbs out of `/pub`;
 //! - the longest prefix wins; `/.rill/` stays the loop's own under `--stats`
-//!   and `--live-reload`.
+//!   and `--live-reload`;
+//! - `TRACE` is answered by rill (`405`), never forwarded: its echo would hand
+//!   the forwarded head, cookies and all, back to a script (as nginx does).
 
 use crate::config::Config;
-use crate::http::request::{Method, Request};
+use crate::http::request::{HeadError, Method, Request};
+use crate::http::response::Status;
 use crate::live;
 use crate::stats;
 use std::borrow::Cow;
@@ -134,6 +141,8 @@ pub enum Destination<'a> {
     Proxy { route: usize, target: Cow<'a, str> },
     /// A POST or PUT into ROOT, with `--uploads`.
     Upload,
+    /// A request that must not go anywhere: answered with this error.
+    Refused(HeadError),
     /// The file server (which also answers the methods it refuses).
     File,
 }
@@ -163,8 +172,14 @@ pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
             return Destination::File;
         }
     }
-    if !config.routes.is_empty() && target.starts_with('/') {
+    if !config.routes.is_empty() && target.starts_with('/') && request.method != Method::Trace {
         if let Some((route, target)) = find_route(&config.routes, target) {
+            if hides_a_dot_segment(&target) {
+                return Destination::Refused(HeadError {
+                    status: Status::BAD_REQUEST,
+                    reason: "a dot segment behind an encoded slash",
+                });
+            }
             return Destination::Proxy { route, target };
         }
     }
@@ -244,6 +259,53 @@ fn dot_segment(raw: &str) -> Option<usize> {
     (bytes.is_empty() && (1..=2).contains(&dots)).then_some(dots)
 }
 
+/// Whether a path (already resolved by rill) still holds a `.` or `..`
+/// that a backend could see once it splits segments where rill does not:
+/// at an encoded slash or backslash (`..%2Fx`), a bare backslash, or before
+/// a `;` parameter (`..;x`, which Java servers strip).
+fn hides_a_dot_segment(target: &str) -> bool {
+    let path = &target[..target.find('?').unwrap_or(target.len())];
+    if !path.contains('.') && !path.contains("%2") {
+        return false; // no dot, written or encoded (`%2e`): the usual case
+    }
+    path.split('/').any(|segment| {
+        split_where_a_backend_may(segment).any(|piece| {
+            let piece = &piece[..piece.find(';').unwrap_or(piece.len())];
+            dot_segment(piece).is_some()
+        })
+    })
+}
+
+/// The pieces of a raw segment between encoded slashes and backslashes
+/// (`%2F`, `%5C`, any case) and bare backslashes.
+fn split_where_a_backend_may(segment: &str) -> impl Iterator<Item = &str> {
+    let bytes = segment.as_bytes();
+    let mut start = 0;
+    let mut at = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        while at < bytes.len() {
+            let width = match &bytes[at..] {
+                [b'\\', ..] => 1,
+                [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..] => 3,
+                _ => 0,
+            };
+            if width > 0 {
+                let piece = &segment[start..at];
+                at += width;
+                start = at;
+                return Some(piece);
+            }
+            at += 1;
+        }
+        done = true;
+        Some(&segment[start..])
+    })
+}
+
 /// The path with `.` and `..` segments resolved (RFC 3986 §5.2.4), as raw
 /// (still encoded) segments; borrowed unchanged when it has none.
 fn resolve_dot_segments(path: &str) -> Cow<'_, str> {
@@ -306,6 +368,7 @@ mod tests {
             Destination::LiveScript => "live.js".into(),
             Destination::WebSocket(endpoint) => format!("websocket {endpoint:?}"),
             Destination::Upload => "upload".into(),
+            Destination::Refused(error) => format!("refused {}", error.status.code()),
             Destination::File => "file".into(),
         }
     }
@@ -341,6 +404,38 @@ mod tests {
         assert_eq!(go("/api/.."), " /");
         // Not dot segments: names that merely contain dots.
         assert_eq!(go("/api/..x/.y"), "/api /api/..x/.y");
+    }
+
+    #[test]
+    fn a_dot_segment_a_backend_could_split_out_is_refused() {
+        let config = config(&["/pub=127.0.0.1:3000/public", "/api=127.0.0.1:3001"]);
+        let go = |target| destination(&config, "GET", target);
+        for hidden in [
+            "/pub/..%2Fsecret.txt",
+            "/pub/%2e%2e%2fsecret.txt",
+            "/pub/x/..%2F..%2Fetc",
+            "/pub/..%5Csecret",
+            "/pub/..\\secret",
+            "/api/..;/b/ok",
+            "/api/.%2e;x/y",
+            "/api/a%2F.%2Fb",
+        ] {
+            assert_eq!(go(hidden), "refused 400", "{hidden}");
+        }
+        // Dots and encoded slashes that hide nothing still go through.
+        assert_eq!(go("/pub/a%2Fb"), "/pub /public/a%2Fb");
+        assert_eq!(go("/pub/..x%2F.y"), "/pub /public/..x%2F.y");
+        assert_eq!(go("/api/v1.2/x?q=..%2F"), "/api /api/v1.2/x?q=..%2F");
+        // rill resolves plain dot segments itself (above), and files are
+        // never refused here: the file server resolves its own way.
+        assert_eq!(go("/x/..%2Fy"), "file");
+    }
+
+    #[test]
+    fn trace_is_never_forwarded() {
+        let config = config(&["/=127.0.0.1:3000"]);
+        assert_eq!(destination(&config, "TRACE", "/x"), "file");
+        assert_eq!(destination(&config, "PROPFIND", "/x"), " /x");
     }
 
     #[test]

@@ -2253,3 +2253,80 @@ fn the_buffer_pool_empties_after_a_burst() {
     assert!(left <= 8, "the pool kept {left} buffers after the burst");
     drop(idle);
 }
+
+/// `..%2F` is a dot segment rill cannot resolve (it keeps `%2F` inside its
+/// segment) but a backend may (python's http.server decodes, then climbs):
+/// a routed request hiding one is a 400, and the file outside the route's
+/// folder stays unread.
+#[test]
+fn a_dot_segment_behind_an_encoded_slash_never_reaches_a_backend() {
+    let backend_dir = site();
+    fs::create_dir(backend_dir.path().join("public")).unwrap();
+    fs::write(backend_dir.path().join("public/index.txt"), "public\n").unwrap();
+    fs::write(backend_dir.path().join("secret.txt"), "TOP SECRET\n").unwrap();
+    let Some(python) = http_server(backend_dir.path()) else {
+        return;
+    };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/pub={}/public", python.addr())], &[]);
+    assert_eq!(ask(&rill, &get("/pub/index.txt")).text(), "public\n");
+    for hidden in [
+        "/pub/..%2Fsecret.txt",
+        "/pub/%2e%2e%2fsecret.txt",
+        "/pub/..%5Csecret.txt",
+        "/pub/x/..%2F..%2Fsecret.txt",
+    ] {
+        let answer = ask(&rill, &get(hidden));
+        assert_eq!(answer.status, 400, "{hidden}: {}", answer.text());
+        assert!(!answer.text().contains("SECRET"), "{hidden}");
+    }
+    // Resolved by rill itself, a plain `..` leaves the route: not routed.
+    assert_eq!(ask(&rill, &get("/pub/../secret.txt")).status, 404);
+}
+
+/// Any method is forwarded (WebDAV's PROPFIND, QUERY) except TRACE, which
+/// rill answers itself; an origin-form CONNECT is malformed; an absolute
+/// target's authority is the Host the backend sees; and an `Upgrade` to
+/// anything but WebSocket (h2c) is dropped, the request forwarded plain.
+#[test]
+fn methods_hosts_and_upgrades_a_backend_is_given() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    for method in ["PROPFIND", "QUERY", "MKCOL"] {
+        let answer = ask(
+            &rill,
+            &format!("{method} /api/echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(Echo::parse(&answer).method, method);
+    }
+    let trace = ask(
+        &rill,
+        "TRACE /api/echo HTTP/1.1\r\nHost: t\r\nCookie: c=1\r\n\r\n",
+    );
+    assert_eq!(trace.status, 405, "{}", trace.text());
+    assert_eq!(
+        ask(&rill, "CONNECT /api/echo HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        400
+    );
+    let absolute = ask(
+        &rill,
+        "GET http://other.example:81/api/echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let echo = Echo::parse(&absolute);
+    assert_eq!(echo.all("host"), ["other.example:81"]);
+    assert_eq!(echo.header("x-forwarded-host"), Some("other.example:81"));
+    assert_eq!(
+        ask(&rill, "GET /api/echo HTTP/1.1\r\nHost: a\"b\r\n\r\n").status,
+        400
+    );
+    let h2c = ask(
+        &rill,
+        "GET /api/echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAA\r\n\r\n",
+    );
+    assert_eq!(h2c.status, 200);
+    let echo = Echo::parse(&h2c);
+    assert_eq!(echo.all("upgrade"), Vec::<&str>::new());
+    assert_eq!(echo.all("http2-settings"), Vec::<&str>::new());
+}

@@ -33,6 +33,8 @@ pub enum Stall {
 /// One request's line in the access log, written once its answer is sent.
 struct AccessRecord {
     method: Method,
+    /// For [`Method::Other`], the method's name and the target
+    /// ([`crate::http::request::Request::logged_target`]).
     target: String,
     status: u16,
     body_bytes: u64,
@@ -422,10 +424,14 @@ impl Client {
             let upstream = record.upstream.map_or(String::new(), |(name, took)| {
                 format!(" upstream={name} {:.3}ms", took.as_secs_f64() * 1000.0)
             });
+            // An extension method's name is already in front of its target.
+            let (method, space) = match record.method {
+                Method::Other => ("", ""),
+                known => (known.as_str(), " "),
+            };
             info!(
-                "{} \"{} {}\" {} {} {:.3}ms{upstream}{suffix}",
+                "{} \"{method}{space}{}\" {} {} {:.3}ms{upstream}{suffix}",
                 self.peer,
-                record.method.as_str(),
                 record.target,
                 record.status,
                 record.body_bytes,

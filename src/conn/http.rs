@@ -483,6 +483,9 @@ impl Http {
             client.now
         };
         let destination = decide(&request, shared.config);
+        if let Destination::Refused(error) = destination {
+            return self.answer_error(client, error, shared);
+        }
         if let Some(step) = self.refused_by_gate(client, &request, &destination, started, shared) {
             return step;
         }
@@ -531,7 +534,7 @@ impl Http {
                 let head = &input[..head_len];
                 return self.upgrade(client, endpoint, &request, head, started, shared);
             }
-            Destination::File | Destination::Proxy { .. } => {}
+            Destination::File | Destination::Proxy { .. } | Destination::Refused(_) => {}
         }
         if request.body == BodyFraming::Chunked && chunked_is_broken(&input[head_len..]) {
             // The unwanted body is never read as the next request either way,
@@ -1067,7 +1070,7 @@ impl Http {
         if log_enabled!(Level::Info) {
             client.log_later(
                 request.method,
-                request.target.to_string(),
+                request.logged_target(),
                 status,
                 body_bytes,
                 started,

@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::http::forward::{write_forward_head, Forward};
 use crate::http::reframe::{Incoming, ReframeError, Reframer};
 use crate::http::relay::{
-    header_slots, offered, parse_response_fields, upgrade_protocol, write_client_head,
+    header_slots, offered, parse_response_fields, tunnelable, upgrade_protocol, write_client_head,
     write_parsed_head, ClientBody, ClientView, LocationRewrite, ResponseBody, ResponseHead,
 };
 use crate::http::request::{BodyFraming, HeadError, Method, Request};
@@ -97,7 +97,10 @@ impl ProxyRequest {
         mut head: Vec<u8>,
     ) -> Result<ProxyRequest, HeadError> {
         let backend = &config.routes[route];
-        let upgrade = request.upgrade.map(str::to_owned);
+        let upgrade = request
+            .upgrade
+            .filter(|offers| tunnelable(offers))
+            .map(str::to_owned);
         let scheme = if client.tls.is_some() {
             "https"
         } else {
@@ -123,7 +126,7 @@ impl ProxyRequest {
             method: request.method,
             // Kept only for the access log.
             target: if log_enabled!(Level::Info) {
-                request.target.to_string()
+                request.logged_target()
             } else {
                 String::new()
             },
@@ -147,8 +150,13 @@ impl ProxyRequest {
     fn retryable(&self) -> bool {
         matches!(
             self.method,
-            Method::Get | Method::Head | Method::Options | Method::Delete | Method::Trace
-        ) && self.body == BodyFraming::None
+            Method::Get
+                | Method::Head
+                | Method::Options
+                | Method::Delete
+                | Method::Put
+                | Method::Trace
+        ) && matches!(self.body, BodyFraming::None | BodyFraming::Length(0))
     }
 }
 

@@ -4,7 +4,8 @@
 //! The decoder is a state machine that can be fed any split of the body — a
 //! chunk-size line cut in half, a CRLF split across two reads — and produces
 //! the same payload. It is strict where leniency has led to request smuggling
-//! elsewhere: sizes are hex digits only (at most 15 of them, so no overflow),
+//! elsewhere: sizes are hex digits only (at most 15 significant ones, so no
+//! overflow; leading zeros are digits too, up to 64 in all),
 //! every line ends in CRLF, and chunk extensions and trailer fields must match
 //! the grammar exactly. A front end that reads `2 junk` or `2;a b` as one
 //! thing and a back end that reads it as another disagree on where the body
@@ -19,8 +20,10 @@ const MAX_EXTENSION: usize = 4096;
 /// Most bytes of trailer field lines (CRLFs included) accepted after the last
 /// chunk; also the most a keeping decoder stores.
 const MAX_TRAILERS: usize = 16 * 1024;
-/// Most hex digits in a chunk size: 15 digits cannot overflow a u64.
-const MAX_SIZE_DIGITS: u8 = 15;
+/// Most hex digits in a chunk size, leading zeros included (`1*HEXDIG` has
+/// no bound; this one keeps a size line finite). The value itself is held
+/// below 2^60: 15 significant digits, so it cannot overflow a u64.
+const MAX_SIZE_DIGITS: u8 = 64;
 
 /// The end of a chunked body without trailers: the last chunk and the empty
 /// line that ends the (empty) trailer section.
@@ -208,7 +211,7 @@ impl ChunkedDecoder {
         use State::*;
         self.state = match (self.state, byte) {
             (Size, _) => match hex_value(byte) {
-                Some(value) if self.digits < MAX_SIZE_DIGITS => {
+                Some(value) if self.digits < MAX_SIZE_DIGITS && self.size >> 56 == 0 => {
                     self.size = self.size << 4 | u64::from(value);
                     self.digits += 1;
                     Size
@@ -483,6 +486,20 @@ mod tests {
         ] {
             assert_rejected(bad);
         }
+    }
+
+    #[test]
+    fn leading_zeros_are_digits_like_any_other() {
+        let zeros = b"0000000000000000000000000005\r\nhello\r\n0000\r\n\r\n";
+        assert_eq!(decode_all(zeros), Ok((b"hello".to_vec(), zeros.len())));
+        // The largest size held, and one digit more.
+        let too_large = Err(ChunkedError("chunk size too large"));
+        assert_eq!(
+            decode_all(b"0fffffffffffffff\r\n"),
+            Err(ChunkedError("body ended early"))
+        );
+        assert_eq!(decode_all(b"1000000000000000\r\n"), too_large);
+        assert_eq!(decode_all(&[b'0'; 65]), too_large);
     }
 
     #[test]

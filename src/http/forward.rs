@@ -11,7 +11,7 @@
 //! client names in `Connection` can delete a field rill wrote (the
 //! CVE-2021-33197 class of bug).
 
-use super::request::{BodyFraming, HeadError, MAX_HEADERS};
+use super::request::{absolute_authority, BodyFraming, HeadError, MAX_HEADERS};
 use super::response::{push_decimal, Status};
 use std::io::Write;
 use std::mem::MaybeUninit;
@@ -109,6 +109,12 @@ pub fn write_forward_head(
         return Err(bad("invalid default Host"));
     }
     let headers: &[httparse::Header] = req.headers;
+    // RFC 9112 §3.2.2: an absolute-form target's authority is the host,
+    // whatever the Host field says (the request parser checked it).
+    let authority = req
+        .path
+        .and_then(absolute_authority)
+        .filter(|authority| !authority.is_empty());
 
     let mut seen = Forwarded::default();
     let mut host_sent = false;
@@ -134,7 +140,11 @@ pub fn write_forward_head(
     out.push(b' ');
     out.extend_from_slice(forward.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !host_sent {
+    if let Some(authority) = authority {
+        field(out, b"Host", authority.as_bytes());
+        // The client's Host fields are left out below.
+        seen.host = Some(range_in(raw_head, authority.as_bytes()));
+    } else if !host_sent {
         // RFC 9112 §3.2: Host first, where an origin server looks for it.
         field(out, b"Host", forward.default_host.as_bytes());
     }
@@ -144,9 +154,16 @@ pub fn write_forward_head(
         if !keeps(name, forward) {
             continue;
         }
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
+        if req.version == Some(0) && same_name(name, b"expect") {
+            continue;
+        }
         // Host is what the backend routes on and what rill reports as
         // X-Forwarded-Host; a client cannot make it vanish by naming it.
         // Upgrade is named in Connection by every upgrade request.
+        if authority.is_some() && name.eq_ignore_ascii_case(b"host") {
+            continue;
+        }
         let exempt = name.eq_ignore_ascii_case(b"host")
             || (forward.upgrade && name.eq_ignore_ascii_case(b"upgrade"));
         if has_connection && !exempt && named_in_connection(headers, name) {
@@ -184,7 +201,12 @@ pub fn write_forward_head(
     }
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(forward.proto.as_bytes());
-    out.extend_from_slice(b"\r\nVia: 1.1 rill\r\n");
+    // RFC 9110 §7.6.3: the protocol version rill received the request in.
+    out.extend_from_slice(if req.version == Some(0) {
+        b"\r\nVia: 1.0 rill\r\n"
+    } else {
+        b"\r\nVia: 1.1 rill\r\n"
+    });
     match forward.body {
         BodyFraming::None => {}
         BodyFraming::Length(length) => {
@@ -217,9 +239,10 @@ fn keeps(name: &[u8], forward: &Forward) -> bool {
         return !forward.strip_authorization;
     }
     if same_name(name, b"trailer") {
-        // Trailer announces fields after a chunked body; with any other
-        // framing there is nowhere for them to go.
-        return forward.body == BodyFraming::Chunked;
+        // Trailer announces fields after a chunked body, and a request's
+        // trailers are not forwarded (the decoder drops them): announcing
+        // them would promise what never comes.
+        return false;
     }
     true
 }
@@ -482,11 +505,13 @@ mod tests {
     fn forwarded_quotes_ipv6_and_escapes_host() {
         let mut fwd = forward(BodyFraming::None, false);
         fwd.peer = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-        let (head, _) = rebuild("GET / HTTP/1.1\r\nHost: a\"b\\c\r\n\r\n", &fwd);
+        // A Host with quotes or backslashes is a 400 before it gets here;
+        // the separators of Forwarded itself are valid in a Host.
+        let (head, _) = rebuild("GET / HTTP/1.1\r\nHost: a;b=c,d\r\n\r\n", &fwd);
         assert_eq!(values(&head, "X-Forwarded-For"), ["2001:db8::1"]);
         assert_eq!(
             values(&head, "Forwarded"),
-            ["for=\"[2001:db8::1]\";host=\"a\\\"b\\\\c\";proto=http"]
+            ["for=\"[2001:db8::1]\";host=\"a;b=c,d\";proto=http"]
         );
         // An IPv4 client seen through a dual-stack socket is reported as IPv4.
         fwd.peer = IpAddr::V6(Ipv4Addr::new(198, 51, 100, 1).to_ipv6_mapped());
@@ -560,13 +585,33 @@ mod tests {
     }
 
     #[test]
-    fn trailer_only_with_a_chunked_body() {
+    fn trailer_is_never_announced_since_trailers_are_not_forwarded() {
         let raw =
             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n";
         let (head, _) = rebuild(raw, &forward(BodyFraming::Chunked, false));
-        assert_eq!(values(&head, "Trailer"), ["X-Sum"]);
+        assert!(values(&head, "Trailer").is_empty());
         let (head, _) = rebuild(raw, &forward(BodyFraming::Length(4), false));
         assert!(values(&head, "Trailer").is_empty());
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host_the_backend_sees() {
+        let raw = "GET http://other.example:81/api/x?q HTTP/1.1\r\nHost: t\r\n\r\n";
+        let (head, seen) = rebuild(raw, &forward(BodyFraming::None, false));
+        assert_eq!(values(&head, "Host"), ["other.example:81"]);
+        assert_eq!(values(&head, "X-Forwarded-Host"), ["other.example:81"]);
+        assert_eq!(seen.host.map(|range| &raw[range]), Some("other.example:81"));
+    }
+
+    #[test]
+    fn an_http10_clients_expect_is_not_passed_on() {
+        let raw = "PUT / HTTP/1.0\r\nHost: h\r\nExpect: 100-continue\r\n\r\n";
+        let (head, _) = rebuild(raw, &forward(BodyFraming::Length(4), false));
+        assert!(values(&head, "Expect").is_empty());
+        assert_eq!(values(&head, "Via"), ["1.0 rill"]);
+        let raw = "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n";
+        let (head, _) = rebuild(raw, &forward(BodyFraming::Length(4), false));
+        assert_eq!(values(&head, "Expect"), ["100-continue"]);
     }
 
     #[test]
@@ -762,8 +807,9 @@ mod tests {
                 for name in ["x-forwarded-for", "x-forwarded-proto", "forwarded"] {
                     prop_assert_eq!(count(name), 1);
                 }
+                let via: &[u8] = if http10 { b"1.0 rill" } else { b"1.1 rill" };
                 prop_assert_eq!(
-                    req.headers.iter().filter(|h| h.name == "Via" && h.value == b"1.1 rill").count(),
+                    req.headers.iter().filter(|h| h.name == "Via" && h.value == via).count(),
                     1
                 );
                 // Past rill's own lines, nothing the filter drops may survive.

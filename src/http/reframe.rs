@@ -184,7 +184,7 @@ impl Reframer {
                         // Trailers stay in the trailer section (RFC 9112
                         // §7.1.2), never merged into a head.
                         out.extend_from_slice(b"0\r\n");
-                        out.extend_from_slice(decoder.trailers());
+                        push_relayable_trailers(out, decoder.trailers());
                         out.extend_from_slice(b"\r\n");
                     }
                     self.decoding = Decoding::Done;
@@ -219,6 +219,36 @@ fn write_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         out.extend_from_slice(b"\r\n");
     } else {
         out.extend_from_slice(data);
+    }
+}
+
+/// Fields that say how a message is framed, routed or carried: a trailer
+/// section must not hold them (RFC 9110 §6.5.1), and a client that merged
+/// them into the head would read the connection differently from rill.
+const NEVER_IN_TRAILERS: [&[u8]; 9] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"host",
+];
+
+/// Copies the trailer field lines a client may be given: all but those of
+/// [`NEVER_IN_TRAILERS`].
+fn push_relayable_trailers(out: &mut Vec<u8>, trailers: &[u8]) {
+    for line in trailers.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        if !NEVER_IN_TRAILERS
+            .iter()
+            .any(|never| name.eq_ignore_ascii_case(never))
+        {
+            out.extend_from_slice(line);
+        }
     }
 }
 
@@ -326,6 +356,18 @@ mod tests {
             out.ends_with(b"0\r\n\r\n"),
             "{:?}",
             String::from_utf8_lossy(&out)
+        );
+    }
+
+    #[test]
+    fn framing_fields_never_leave_a_trailer_section() {
+        let body = b"2\r\nhi\r\n0\r\nX-Sum: 1\r\nContent-Length: 99\r\n\
+                     transfer-encoding: chunked\r\nConnection: close\r\nX-Late: 2\r\n\r\n";
+        let mut reframer = Reframer::new(Incoming::Chunked, true, true);
+        let (out, _) = run(&mut reframer, body, &[body.len()], 1 << 16, false).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "2\r\nhi\r\n0\r\nX-Sum: 1\r\nX-Late: 2\r\n\r\n"
         );
     }
 

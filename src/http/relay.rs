@@ -19,8 +19,10 @@ use std::mem::MaybeUninit;
 
 /// Largest backend response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
-/// Most header fields accepted in one backend response head.
-pub const MAX_RESPONSE_HEADERS: usize = 64;
+/// Most header fields accepted in one backend response head. The head's
+/// size is the real limit ([`MAX_RESPONSE_HEAD`]); apps that set many
+/// cookies or security fields easily pass 64 (nginx counts only bytes).
+pub const MAX_RESPONSE_HEADERS: usize = 256;
 
 /// How the backend delimits the response body (RFC 9112 §6.3, in that order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +188,25 @@ pub fn offered(client_upgrade: &str, chosen: &str) -> bool {
         })
 }
 
+/// Whether a client's `Upgrade` may become a tunnel: WebSocket, or any
+/// other protocol of its own (Docker's `tcp`, kubectl's `SPDY/3.1`), but
+/// never HTTP again. An offer of `h2c` or `HTTP/…` is dropped with the
+/// hop-by-hop fields and the request forwarded plain, since a tunnel of
+/// HTTP/2 would let the client send the backend requests for any path,
+/// past rill's routes (h2c smuggling).
+pub fn tunnelable(client_upgrade: &str) -> bool {
+    let mut offers = client_upgrade
+        .split(',')
+        .map(str::trim)
+        .filter(|offer| !offer.is_empty())
+        .peekable();
+    offers.peek().is_some()
+        && offers.all(|offer| {
+            let name = split_protocol(offer).0;
+            !name.eq_ignore_ascii_case("h2c") && !name.eq_ignore_ascii_case("http")
+        })
+}
+
 fn split_protocol(protocol: &str) -> (&str, Option<&str>) {
     match protocol.split_once('/') {
         Some((name, version)) => (name.trim(), Some(version.trim())),
@@ -348,7 +369,12 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
         }
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Via: 1.1 rill\r\n");
+    // RFC 9110 §7.6.3: the protocol version rill received the answer in.
+    out.extend_from_slice(if head.minor_version == 0 {
+        b"Via: 1.0 rill\r\n"
+    } else {
+        b"Via: 1.1 rill\r\n"
+    });
 
     match client_body {
         ClientBody::Length(length) => {
@@ -554,6 +580,18 @@ mod tests {
     }
 
     #[test]
+    fn http_itself_is_never_tunnelled() {
+        assert!(tunnelable("websocket"));
+        assert!(tunnelable("WebSocket , tcp"));
+        assert!(tunnelable("SPDY/3.1"));
+        assert!(!tunnelable("h2c"));
+        assert!(!tunnelable("websocket, H2C"));
+        assert!(!tunnelable("HTTP/2.0"));
+        assert!(!tunnelable(""));
+        assert!(!tunnelable(" , "));
+    }
+
+    #[test]
     fn framing_table() {
         use ResponseBody::*;
         let cases: &[(&str, Result<ResponseBody, &str>)] = &[
@@ -714,7 +752,15 @@ mod tests {
         assert_eq!(bad("HTTP/2 200 OK\r\n\r\n"), "unsupported HTTP version");
         assert_eq!(bad("HTTP/1.1 099 Odd\r\n\r\n"), "invalid status code");
         assert_eq!(bad("HTTP/1.1 600 Odd\r\n\r\n"), "invalid status code");
-        let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        // 100 cookies are an answer; more fields than slots are not.
+        let cookies: String = (0..100)
+            .map(|i| format!("Set-Cookie: c{i}=y\r\n"))
+            .collect();
+        let answer = format!("HTTP/1.1 200 OK\r\n{cookies}Content-Length: 0\r\n\r\n");
+        assert!(parse_response_head(answer.as_bytes(), false).is_ok());
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("X-{i}: y\r\n"))
+            .collect();
         assert_eq!(
             bad(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")),
             "too many header fields"

@@ -32,11 +32,15 @@ pub enum Method {
     Patch,
     Trace,
     Connect,
+    /// Any other method (WebDAV's `PROPFIND`, `QUERY`, ...): the file server
+    /// does not implement it (501), a route's backend may.
+    /// [`Request::method_name`] has its name.
+    Other,
 }
 
 impl Method {
-    fn from_bytes(name: &str) -> Option<Method> {
-        Some(match name {
+    fn from_bytes(name: &str) -> Method {
+        match name {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
@@ -46,8 +50,8 @@ impl Method {
             "PATCH" => Method::Patch,
             "TRACE" => Method::Trace,
             "CONNECT" => Method::Connect,
-            _ => return None,
-        })
+            _ => Method::Other,
+        }
     }
 
     /// The method's name as it appears on the request line.
@@ -62,6 +66,7 @@ impl Method {
             Method::Patch => "PATCH",
             Method::Trace => "TRACE",
             Method::Connect => "CONNECT",
+            Method::Other => "OTHER",
         }
     }
 }
@@ -82,6 +87,8 @@ pub enum BodyFraming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
     pub method: Method,
+    /// The method as sent (httparse has checked it is a token).
+    pub method_name: &'a str,
     /// The request-target in origin form (`/path?query`), still percent-encoded.
     /// An absolute-form target (`http://host/path`) is reduced to its path here;
     /// only `http://host?query` needs a new string (`/?query`).
@@ -112,6 +119,18 @@ pub struct Request<'a> {
     pub fetch_dest: Option<&'a str>,
     /// `Authorization`, for `--auth`.
     pub authorization: Option<&'a str>,
+}
+
+impl Request<'_> {
+    /// The target as the access log shows it: for an extension method
+    /// ([`Method::Other`]), its name goes first (`PROPFIND /dav/x`), since
+    /// the log's method column can only name the methods rill knows.
+    pub fn logged_target(&self) -> String {
+        match self.method {
+            Method::Other => format!("{} {}", self.method_name, self.target),
+            _ => self.target.to_string(),
+        }
+    }
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason
@@ -178,8 +197,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
     if path.len() > MAX_TARGET_BYTES {
         return Err(reject(Status::URI_TOO_LONG, "request-target too long"));
     }
-    let method = Method::from_bytes(method)
-        .ok_or_else(|| reject(Status::NOT_IMPLEMENTED, "unknown method"))?;
+    let method_name = method;
+    let method = Method::from_bytes(method);
     let target = origin_form(method, path)?;
 
     let mut host_count = 0;
@@ -189,6 +208,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
     let mut conn_keep_alive = false;
     let mut request = Request {
         method,
+        method_name,
         target,
         minor_version,
         keep_alive: false,
@@ -213,7 +233,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
         let value = header.value;
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
-            request.host = Some(text_value(value)?);
+            let host = text_value(value)?;
+            if !is_valid_host(host) {
+                return Err(reject(Status::BAD_REQUEST, "invalid Host"));
+            }
+            request.host = Some(host);
         } else if name.eq_ignore_ascii_case("content-length") {
             let length = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != length) {
@@ -265,6 +289,16 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<'_>, HeadError> {
     }
     if host_count > 1 {
         return Err(reject(Status::BAD_REQUEST, "repeated Host"));
+    }
+    if let Some(authority) = absolute_authority(path) {
+        // RFC 9112 §3.2.2: the target's authority wins over Host.
+        if authority.is_empty() || !is_valid_host(authority) {
+            return Err(reject(
+                Status::BAD_REQUEST,
+                "invalid authority in the target",
+            ));
+        }
+        request.host = Some(authority);
     }
     request.body = match (content_length, transfer_encoding) {
         (Some(_), Some(_)) => {
@@ -353,6 +387,11 @@ fn version_error(buf: &[u8]) -> HeadError {
 
 /// Reduces the request-target to origin form (RFC 9112 §3.2).
 fn origin_form(method: Method, target: &str) -> Result<Cow<'_, str>, HeadError> {
+    if method == Method::Connect && target.starts_with('/') {
+        // CONNECT names a host and port, never a path (§3.2.3). Forwarded,
+        // a 2xx to it would make a tunnel of a connection rill reads as HTTP.
+        return Err(reject(Status::BAD_REQUEST, "CONNECT needs host:port"));
+    }
     if target.starts_with('/') {
         return Ok(Cow::Borrowed(target));
     }
@@ -422,6 +461,66 @@ fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(|item| item.trim_ascii())
         .filter(|item| !item.is_empty())
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`), as
+/// written; `None` for any other form.
+pub fn absolute_authority(target: &str) -> Option<&str> {
+    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+        let start = target.get(..scheme.len())?;
+        start
+            .eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })?;
+    Some(&rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
+/// reg-name, an IPv4 address or a bracketed IP literal, and a port of at
+/// most 65535. Empty is allowed (a target without an authority). No
+/// userinfo, quotes, backslashes or spaces: the value goes on to
+/// `X-Forwarded-Host`, `Forwarded` and rewritten `Location`s.
+fn is_valid_host(host: &str) -> bool {
+    let (name, port) = match host.rfind(':') {
+        Some(at) if !host[at..].contains(']') => (&host[..at], Some(&host[at + 1..])),
+        _ => (host, None),
+    };
+    let name_ok = match name.strip_prefix('[') {
+        Some(literal) => literal.strip_suffix(']').is_some_and(|inside| {
+            !inside.is_empty()
+                && inside
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        }),
+        None => name.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        }),
+    };
+    let port_ok = port.is_none_or(|port| {
+        port.is_empty()
+            || (port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u32>().is_ok_and(|n| n <= 65535))
+    });
+    name_ok && port_ok
 }
 
 fn text_value(value: &[u8]) -> Result<&str, HeadError> {
@@ -547,7 +646,13 @@ mod tests {
 
     #[test]
     fn methods_and_versions() {
-        assert_eq!(status_of("BREW / HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+        // Any token is a method; the file server answers 501 to those it
+        // does not know, a route forwards them.
+        let Ok(Parsed::Complete(brew, _)) = parse_head(b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n")
+        else {
+            panic!("an extension method is a request");
+        };
+        assert_eq!((brew.method, brew.method_name), (Method::Other, "BREW"));
         assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status_of("GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status_of("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
@@ -596,6 +701,38 @@ mod tests {
         assert_eq!(status_of("GET foo HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         let connect = parse("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n");
         assert_eq!(connect.unwrap().method, Method::Connect);
+        assert_eq!(status_of("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn host_values_are_checked_and_an_absolute_target_names_the_host() {
+        for good in [
+            "t",
+            "example.test:8080",
+            "127.0.0.1:1",
+            "[::1]:443",
+            "[::1]",
+            "a.b:",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert_eq!(parse(&raw).unwrap().host, Some(good), "{good}");
+        }
+        for bad in [
+            "a\"b", "a\\b", "u@h", "h:99999", "h:8x", "h/x", "[::1", "[zz]",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{bad}");
+        }
+        let absolute = parse("GET http://other.example:81/x?q HTTP/1.1\r\nHost: t\r\n\r\n");
+        let absolute = absolute.unwrap();
+        assert_eq!(
+            (absolute.target.as_ref(), absolute.host),
+            ("/x?q", Some("other.example:81"))
+        );
+        for bad in ["http://user@h/x", "http://h:99999/x", "http:///x"] {
+            let raw = format!("GET {bad} HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{bad}");
+        }
     }
 
     #[test]
