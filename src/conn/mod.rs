@@ -838,3 +838,92 @@ mod allocation_tests {
         assert!(counts.iter().all(|&n| n <= 3), "{counts:?}");
     }
 }
+
+/// A proxied answer that ends at the backend's close, to a slow client.
+#[cfg(test)]
+mod close_delimited_tests {
+    use super::test_support::{loopback_connection, Harness};
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The payload of a chunked body, and whether its last chunk came.
+    fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
+        let mut body = Vec::new();
+        loop {
+            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                return (body, false);
+            };
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            if n == 0 {
+                return (body, true);
+            }
+            if rest.len() < eol + 2 + n + 2 {
+                return (body, false);
+            }
+            body.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 2 + n + 2..];
+        }
+    }
+
+    /// A close-delimited answer, fully sent and closed by the backend, to a
+    /// client that reads slowly: every byte must reach the client before
+    /// the final chunk.
+    #[test]
+    fn close_delimited_answer_to_a_slow_client_is_not_cut() {
+        const SIZE: usize = 1 << 20;
+        let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend_addr = backend.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut socket, _) = backend.accept().unwrap();
+            let mut head = [0u8; 4096];
+            let _ = socket.read(&mut head);
+            let mut answer = b"HTTP/1.0 200 OK\r\n\r\n".to_vec();
+            answer.extend((0..SIZE).map(|i| (i % 251) as u8));
+            let _ = socket.write_all(&answer);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.routes = vec![crate::route::Route::parse(&format!("/api={backend_addr}")).unwrap()];
+        let harness = Harness::new(config);
+        let (mut client, mut conn, _) = loopback_connection(|server_side| {
+            socket2::SockRef::from(server_side)
+                .set_send_buffer_size(4096)
+                .unwrap();
+        });
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        client.set_nonblocking(true).unwrap();
+        client
+            .write_all(b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let shared = harness.shared(Instant::now());
+        let mut got = Vec::new();
+        let mut buffer = [0u8; 8192];
+        let until = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < until {
+            conn.readable(false);
+            conn.writable();
+            conn.upstream_event(true, true, false);
+            if conn.drive(&shared) == Next::Close {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+            while let Ok(n @ 1..) = client.read(&mut buffer) {
+                got.extend_from_slice(&buffer[..n]);
+            }
+            if got.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+        }
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let (body, complete) = dechunk(&got[end..]);
+        assert!(complete, "no final chunk after {} bytes", body.len());
+        assert_eq!(
+            body.len(),
+            SIZE,
+            "final chunk sent after {} of {SIZE} bytes",
+            body.len()
+        );
+    }
+}

@@ -185,6 +185,9 @@ struct Ready {
     /// The backend reset the connection: what came is not all it meant to
     /// send.
     reset: bool,
+    /// A read returned 0: the backend has sent all it will. What it sent
+    /// before may still wait in `from_backend` for room at the client.
+    eof: bool,
 }
 
 /// Why an exchange failed, for the counters.
@@ -292,6 +295,7 @@ impl Proxy {
                     writable: conn.reused,
                     closed: false,
                     reset: false,
+                    eof: false,
                 };
                 self.upstream = Some(conn);
             }
@@ -577,7 +581,9 @@ impl Proxy {
             // Read and re-frame all the backend has for us first, and write
             // after: a head and the body behind it leave in one `send`.
             let has_room = client.unsent() < PROXY_BUFFER && *budget > 0;
-            let has_input = self.ready.readable || !self.from_backend.is_empty();
+            let has_input = self.ready.readable
+                || !self.from_backend.is_empty()
+                || (self.ready.eof && matches!(self.state, State::AwaitingHead | State::Body));
             let answering = !matches!(self.state, State::Done | State::Connecting);
             if answering && has_room && has_input {
                 // What was sent from the front of the output is dropped, so
@@ -678,9 +684,9 @@ impl Proxy {
         }
         let got = got as usize;
         if got == 0 {
-            // The end stays readable: a read made later, for another
-            // state, sees it again.
             self.ready.closed = true;
+            self.ready.eof = true;
+            self.ready.readable = false;
             return Ok(Received::Closed {
                 reset: self.ready.reset,
             });
@@ -720,6 +726,17 @@ impl Proxy {
                 // A whole head (a 1xx and the final one, say) may be
                 // buffered before the close: relay it, and meet the close
                 // again in the state it leads to.
+                match self.read_head(client, shared)? {
+                    Relayed::Nothing => {
+                        Err(Fault::BadAnswer("backend closed inside its answer's head"))
+                    }
+                    relayed => Ok(relayed),
+                }
+            }
+            (State::AwaitingHead, _) if self.ready.eof => {
+                if self.from_backend.is_empty() {
+                    return Err(Fault::NoAnswer { reset: false });
+                }
                 match self.read_head(client, shared)? {
                     Relayed::Nothing => {
                         Err(Fault::BadAnswer("backend closed inside its answer's head"))
@@ -858,11 +875,13 @@ impl Proxy {
                 ReframeError::Truncated => Fault::Truncated,
             })?;
         self.from_backend.drain(..used);
-        let closed = matches!(read, Received::Closed { .. });
         if matches!(read, Received::Closed { reset: true }) && !body.is_done() {
             return Err(Fault::Truncated);
         }
-        if closed && !body.is_done() {
+        // The close ends the body only once every byte that came before it
+        // has been relayed: a slow client leaves some waiting here, and
+        // ending at the close dropped them behind a complete-looking answer.
+        if self.ready.eof && !body.is_done() && self.from_backend.is_empty() {
             body.end(&mut client.output).map_err(|_| Fault::Truncated)?;
             // Only a close-delimited body ends this way, and it leaves
             // nothing to reuse.
@@ -872,7 +891,7 @@ impl Proxy {
             self.state = State::Done;
             self.discard_extra_bytes(client);
         }
-        Ok(if used > 0 || closed || self.state == State::Done {
+        Ok(if used > 0 || self.state == State::Done {
             Relayed::Progress
         } else {
             Relayed::Nothing
