@@ -2330,3 +2330,40 @@ fn methods_hosts_and_upgrades_a_backend_is_given() {
     assert_eq!(echo.all("upgrade"), Vec::<&str>::new());
     assert_eq!(echo.all("http2-settings"), Vec::<&str>::new());
 }
+
+/// A client that resets or closes while the backend is still thinking
+/// frees its connection and its backend connection at once, not when
+/// `--proxy-timeout` fires (and is not counted as the backend's timeout).
+#[test]
+fn a_client_that_leaves_before_the_answer_frees_its_backend_connection() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &["--stats"]);
+    let ask_slowly = "GET /api/slow?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut leaving = Vec::new();
+    for i in 0..20 {
+        let mut client = rill.connect();
+        client.write_all(ask_slowly.as_bytes()).unwrap();
+        if i % 2 == 0 {
+            socket2::SockRef::from(&client)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        leaving.push(client);
+    }
+    let stats = || ask(&rill, &get("/.rill/stats")).text();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while json_number(&stats(), "proxying") < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(json_number(&stats(), "proxying"), 20, "{}", stats());
+    drop(leaving); // half of them with a reset, half with a FIN
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while json_number(&stats(), "proxying") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = stats();
+    assert_eq!(json_number(&after, "proxying"), 0, "{after}");
+    assert_eq!(json_number(&after, "busy"), 0, "{after}");
+    assert_eq!(json_number(&after, "timeout"), 0, "{after}");
+}

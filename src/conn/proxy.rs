@@ -190,6 +190,16 @@ struct Ready {
     eof: bool,
 }
 
+/// Whether a client socket whose side closed holds nothing more: its FIN
+/// (a read of 0) or a reset, rather than pipelined bytes still to read.
+fn client_has_left(socket: &mio::net::TcpStream) -> bool {
+    match socket.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
 /// Why an exchange failed, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
@@ -514,6 +524,18 @@ impl Proxy {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return Err(Fault::ClientGone("read error")),
                 }
+            }
+            // The whole request is out and the client's side closed while
+            // the backend thinks: a client that left (a reset, or its FIN
+            // with no pipelined bytes behind it, as nginx reads one) frees
+            // its backend connection now, not at the proxy timeout.
+            if !wants_body
+                && !self.answered
+                && client.peer_finished_writing
+                && client.input.is_empty()
+                && client_has_left(&client.socket)
+            {
+                return Err(Fault::ClientGone("client left before the answer"));
             }
             return Ok(moved);
         }
