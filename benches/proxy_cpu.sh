@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Where the CPU of a proxied request goes: rill and nginx in front of one lighttpd backend.
+# Where the CPU of a proxied request goes: rill, nginx and HAProxy in front of one lighttpd
+# backend, and wrk straight to that backend beside them.
 #
 #   bash benches/proxy_cpu.sh [SECONDS] [ROUNDS]     # defaults: 5 s per run, 4 rounds
 #
-# Both proxies run at once, pinned to CPU 1; lighttpd and wrk share CPU 0, as in the S8
-# scenario of ../shared/bench. The runs alternate (rill, nginx, rill, nginx, ...) so the
-# drift of a shared machine hits both alike. Each line gives wrk's req/s and, per request,
-# the CPU time of the proxy (every process of it) and of the backend, read from
-# /proc/PID/stat. When the backend's core is the limit, req/s says little about the
-# proxies and their CPU per request says the most; the backend's shows whether a proxy
-# makes the backend work harder (longer forwarded heads, say).
+# The proxies run at once, pinned to CPU 1; lighttpd and wrk share CPU 0, as in the S8
+# scenario of ../shared/bench. The runs alternate (rill, nginx, haproxy, direct, rill, ...)
+# so the drift of a shared machine hits all alike. Each line gives wrk's req/s and, per
+# request, the CPU time of the proxy (every process of it), of the backend, of wrk, and of
+# CPU 0 in all (backend + wrk), read from /proc/PID/stat and the shell's `time`.
+# When CPU 0 is the limit, req/s is 1 / (CPU 0's µs per request) whatever the proxy, and
+# the `direct` row (wrk to lighttpd, no proxy) is the most any proxy could reach; the
+# proxies' own CPU per request is then the figure that compares them. The backend's shows
+# whether a proxy makes it work harder (longer forwarded heads, say).
 # Only 127.0.0.1 is contacted; every run is bounded by SECONDS.
-# Needs: wrk, lighttpd, nginx (apt-get install wrk lighttpd nginx-light).
+# Needs: wrk, lighttpd, nginx (apt-get install wrk lighttpd nginx-light); HAProxy if installed.
 set -euo pipefail
 SECS=${1:-5}
 ROUNDS=${2:-4}
@@ -24,7 +27,7 @@ cargo build --release --manifest-path "$HERE/Cargo.toml" >/dev/null
 RILL="$HERE/target/release/rill"
 mkdir -p "$WORK/backend/api" "$WORK/empty" "$WORK/nginx/logs"
 [ -f "$WORK/backend/api/1k.bin" ] || head -c 1024 /dev/urandom >"$WORK/backend/api/1k.bin"
-BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282
+BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282 HAPROXY_PORT=18283
 
 cat >"$WORK/lighttpd.conf" <<CONF
 server.document-root = "$WORK/backend"
@@ -69,6 +72,30 @@ taskset -c 1 "$RILL" --listen 127.0.0.1:$RILL_PORT --route /api=127.0.0.1:$BACKE
 RILL_PID=$!
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & pids+=($!)
 NGINX_PID=$!
+PROXIES="rill nginx"
+if command -v haproxy >/dev/null; then
+  cat >"$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 9000
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 65s
+    timeout server 65s
+    option http-keep-alive
+    http-reuse safe
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    option forwardfor
+    use_backend be if { path_beg /api/ }
+backend be
+    server b1 127.0.0.1:$BACKEND
+CONF
+  taskset -c 1 haproxy -f "$WORK/haproxy.cfg" & pids+=($!)
+  HAPROXY_PID=$!
+  PROXIES="$PROXIES haproxy"
+fi
 sleep 1
 BACKEND_PID=${pids[0]}
 
@@ -82,17 +109,27 @@ per_request() { # ticks requests -> microseconds
   awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
 }
 
-printf '%-6s %-6s %10s %14s %16s\n' round proxy req/s "proxy µs/req" "backend µs/req"
+printf '%-6s %-8s %9s %12s %14s %10s %12s\n' round proxy req/s "proxy µs/r" "backend µs/r" "wrk µs/r" "CPU 0 µs/r"
+TIMEFORMAT='%U %S'
 for round in $(seq 1 "$ROUNDS"); do
-  for proxy in rill nginx; do
-    if [ $proxy = rill ]; then port=$RILL_PORT; procs=($RILL_PID); else
-      port=$NGINX_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')); fi
+  for proxy in $PROXIES direct; do
+    case $proxy in
+      rill) port=$RILL_PORT; procs=($RILL_PID) ;;
+      nginx) port=$NGINX_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')) ;;
+      haproxy) port=$HAPROXY_PORT; procs=($HAPROXY_PID) ;;
+      direct) port=$BACKEND; procs=() ;;
+    esac
     p0=$(cpu_ticks "${procs[@]}"); b0=$(cpu_ticks $BACKEND_PID)
-    out=$(taskset -c 0 wrk -t1 -c64 -d${SECS}s "http://127.0.0.1:$port/api/1k.bin")
+    { time taskset -c 0 wrk -t1 -c64 -d${SECS}s "http://127.0.0.1:$port/api/1k.bin" >"$WORK/wrk.out"; } 2>"$WORK/wrk.time"
     p1=$(cpu_ticks "${procs[@]}"); b1=$(cpu_ticks $BACKEND_PID)
+    out=$(cat "$WORK/wrk.out")
     requests=$(awk '/requests in/ { print $1 }' <<<"$out")
     rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-    printf '%-6s %-6s %10s %14s %16s\n' "$round" $proxy "$rps" \
-      "$(per_request $((p1 - p0)) "$requests")" "$(per_request $((b1 - b0)) "$requests")"
+    wrk_us=$(awk -v n="$requests" '{ printf "%.2f", ($1 + $2) * 1e6 / n }' "$WORK/wrk.time")
+    backend_us=$(per_request $((b1 - b0)) "$requests")
+    proxy_us=$(per_request $((p1 - p0)) "$requests")
+    [ $proxy = direct ] && proxy_us=-
+    printf '%-6s %-8s %9s %12s %14s %10s %12s\n' "$round" $proxy "$rps" "$proxy_us" \
+      "$backend_us" "$wrk_us" "$(awk -v a="$backend_us" -v b="$wrk_us" 'BEGIN { printf "%.2f", a + b }')"
   done
 done
