@@ -55,8 +55,9 @@ use std::time::Instant;
 /// The buffers come from (and go back to) the loop's [`BufferPool`], which
 /// keeps buffers of this size.
 const PROXY_BUFFER: usize = BufferPool::MAX_CAPACITY;
-/// Most response-body bytes relayed per turn of the loop, so one fast
-/// transfer cannot hold the loop (as [`super::http`] does for files).
+/// Most bytes relayed per turn of the loop, both directions together, so
+/// one fast transfer cannot hold the loop (as [`super::http`] does for
+/// files).
 const RELAY_BUDGET_PER_TURN: usize = 512 << 10;
 
 /// A request on its way to a backend, as the HTTP machine hands it over.
@@ -190,11 +191,11 @@ struct Ready {
     eof: bool,
 }
 
-/// Whether a client socket whose side closed holds nothing more: its FIN
-/// (a read of 0) or a reset, rather than pipelined bytes still to read.
+/// Whether a client socket whose side closed was reset (or failed): then
+/// nothing sent to it can arrive. A FIN (a read of 0), or pipelined bytes
+/// before it, says the client may still be listening.
 fn client_has_left(socket: &mio::net::TcpStream) -> bool {
     match socket.peek(&mut [0u8; 1]) {
-        Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
     }
@@ -430,7 +431,7 @@ impl Proxy {
                     Err(failure) => return failure.turn(self, client, shared),
                 }
             }
-            let mut moved = match self.pump_request(client) {
+            let mut moved = match self.pump_request(client, &mut budget) {
                 Ok(moved) => moved,
                 Err(failure) => return failure.turn(self, client, shared),
             };
@@ -488,14 +489,21 @@ impl Proxy {
     }
 
     /// Moves the request towards the backend: client bytes into
-    /// `to_backend` (re-framed), and `to_backend` out to the socket.
-    fn pump_request(&mut self, client: &mut Client) -> Result<bool, Fault> {
+    /// `to_backend` (re-framed), and `to_backend` out to the socket, until
+    /// one side blocks or this turn's `budget` (shared with the answer's
+    /// direction) is spent: a fast upload into a fast backend must not
+    /// hold the loop either.
+    fn pump_request(&mut self, client: &mut Client, budget: &mut usize) -> Result<bool, Fault> {
         let mut moved = false;
         loop {
             moved |= self.frame_request_body(client)?;
+            if *budget == 0 {
+                return Ok(moved);
+            }
             if self.to_backend_sent < self.to_backend.len() && self.ready.writable {
                 let sent = self.send_to_backend()?;
                 moved |= sent > 0;
+                *budget = budget.saturating_sub(sent);
                 if sent > 0 {
                     continue;
                 }
@@ -525,10 +533,11 @@ impl Proxy {
                     Err(_) => return Err(Fault::ClientGone("read error")),
                 }
             }
-            // The whole request is out and the client's side closed while
-            // the backend thinks: a client that left (a reset, or its FIN
-            // with no pipelined bytes behind it, as nginx reads one) frees
-            // its backend connection now, not at the proxy timeout.
+            // The whole request is out and an event said the client's side
+            // closed while the backend thinks: a client that reset frees
+            // its backend connection now, not at the proxy timeout. A FIN
+            // alone may be a half-close (`nc`): that client still gets its
+            // answer, as with HAProxy's default.
             if !wants_body
                 && !self.answered
                 && client.peer_finished_writing
@@ -793,6 +802,15 @@ impl Proxy {
             // the head and body go in would cost a chain of reallocations
             // per answer.
             client.output = shared.pool.take();
+        }
+        if !(100..200).contains(&head.status) && !self.request_body.is_done() {
+            // A final answer before the whole request body (a 413, a 401 to
+            // an `Expect`, a backend that does not read uploads): what of the
+            // body is still unread when the answer ends could not be told
+            // from a next request, so the connection ends after this answer
+            // (without waiting to see whether the body finishes first), and
+            // the answer says so (RFC 9112 §9.6).
+            self.keep_client = false;
         }
         let view = self.client_view(shared);
         if (100..200).contains(&head.status) {
