@@ -2397,3 +2397,66 @@ fn an_answer_before_the_whole_upload_says_the_connection_closes() {
     assert_eq!(answer.header("connection"), Some("close"));
     assert!(client.closes_within(Duration::from_secs(5)));
 }
+
+/// A long `Content-Length` answer goes socket → pipe → socket with
+/// splice(2): byte for byte the same as the backend sent, whether the
+/// client reads at once or in small slow pieces, and a backend that dies
+/// in the middle still leaves the client an answer short of its length.
+#[test]
+fn long_answers_are_spliced_whole_and_a_cut_one_stays_short() {
+    const LEN: usize = 3 * MIB + 17;
+    let body: &'static [u8] = Box::leak(pseudo_random(LEN, 9).into_boxed_slice());
+    let head: &'static [u8] =
+        Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_boxed_str())
+            .as_bytes();
+    let cut: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+    let backend = scripted_backend(vec![
+        vec![
+            Act::ReadHead,
+            Act::Send(head),
+            Act::Send(body),
+            Act::ReadHead,
+        ],
+        vec![
+            Act::ReadHead,
+            Act::Send(head),
+            Act::Send(body),
+            Act::ReadHead,
+        ],
+        vec![
+            Act::ReadHead,
+            Act::Send(cut),
+            Act::Send(&body[..300_000]),
+            Act::Fin,
+        ],
+    ]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    // At once, then slowly (64 KiB every few milliseconds), on one
+    // kept-alive connection.
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /b/1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(answer.complete && answer.body == body, "fast reader");
+    client.send("GET /b/2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut raw = Vec::new();
+    let mut piece = vec![0u8; 64 * 1024];
+    let stream = client.reader.get_mut();
+    let whole = LEN + head.len() + "Via: 1.1 rill\r\n".len();
+    while raw.len() < whole {
+        let n = stream.read(&mut piece).unwrap();
+        assert!(n > 0, "closed after {} bytes", raw.len());
+        raw.extend_from_slice(&piece[..n]);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(raw.len(), whole);
+    assert!(raw.ends_with(body), "slow reader");
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /b/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 200);
+    assert!(
+        !answer.complete && answer.body.len() <= 300_000,
+        "{}",
+        answer.body.len()
+    );
+    assert!(client.closes_within(Duration::from_secs(5)));
+}

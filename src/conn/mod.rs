@@ -38,6 +38,7 @@ pub mod client;
 pub mod handshake;
 pub mod http;
 pub mod proxy;
+pub mod splice;
 pub mod tls;
 pub mod tunnel;
 pub mod websocket;

@@ -31,6 +31,7 @@
 //! ends left it clean.
 
 use super::client::{Client, Stall};
+use super::splice::Pipe;
 use super::tunnel::Tunnel;
 use super::{BufferPool, Shared, Turn};
 use crate::config::Config;
@@ -55,6 +56,10 @@ use std::time::Instant;
 /// The buffers come from (and go back to) the loop's [`BufferPool`], which
 /// keeps buffers of this size.
 const PROXY_BUFFER: usize = BufferPool::MAX_CAPACITY;
+/// A `Content-Length` body with at least this much still to come is
+/// spliced (socket → pipe → socket) instead of copied through rill: below
+/// it the pipe's two descriptors and extra calls cost more than the copies.
+const SPLICE_AT_LEAST: u64 = 64 * 1024;
 /// Most bytes relayed per turn of the loop, both directions together, so
 /// one fast transfer cannot hold the loop (as [`super::http`] does for
 /// files).
@@ -241,6 +246,11 @@ pub struct Proxy {
     connect_started: Instant,
     /// The last time a byte moved to or from the backend.
     backend_activity: Instant,
+    /// The pipe a long `Content-Length` body is spliced through, once one
+    /// is (see [`super::splice`]).
+    pipe: Option<Pipe>,
+    /// Splicing failed once (no pipe to be had): copy instead.
+    no_splice: bool,
 }
 
 impl Proxy {
@@ -275,6 +285,8 @@ impl Proxy {
             retried: false,
             connect_started: shared.now,
             backend_activity: shared.now,
+            pipe: None,
+            no_splice: false,
         };
         proxy.open(client, shared, false);
         proxy
@@ -365,7 +377,7 @@ impl Proxy {
         if self.state == State::Connecting {
             return self.connect_started + timeouts.proxy_connect;
         }
-        if client.has_unsent() {
+        if self.client_has_pending(client) {
             // The backend waits for the client: its silence is not its fault.
             return client.last_activity + timeouts.idle;
         }
@@ -379,7 +391,7 @@ impl Proxy {
 
     /// The deadline passed: before any answer, `504`; after, a close.
     pub fn on_timeout(&mut self, client: &mut Client, shared: &Shared) -> Turn {
-        if client.has_unsent() && self.state != State::Connecting {
+        if self.client_has_pending(client) && self.state != State::Connecting {
             return Turn::Close("client stopped reading");
         }
         if self.state != State::Connecting && self.awaiting_client() {
@@ -609,6 +621,12 @@ impl Proxy {
     ) -> Result<Pumped, Fault> {
         let mut moved = false;
         loop {
+            if self.splices(client) {
+                return match self.pump_spliced(client, budget)? {
+                    Pumped::Still if moved => Ok(Pumped::Moved),
+                    pumped => Ok(pumped),
+                };
+            }
             // Read and re-frame all the backend has for us first, and write
             // after: a head and the body behind it leave in one `send`.
             let has_room = client.unsent() < PROXY_BUFFER && *budget > 0;
@@ -658,6 +676,114 @@ impl Proxy {
             }
             return Ok(if moved { Pumped::Moved } else { Pumped::Still });
         }
+    }
+
+    /// Whether the answer's body goes through the pipe now: a long enough
+    /// `Content-Length` body (or one already in the pipe), everything
+    /// before it sent, to a plain-HTTP client. Makes the pipe on first use.
+    fn splices(&mut self, client: &Client) -> bool {
+        if self.pipe.as_ref().is_some_and(|pipe| pipe.held() > 0) {
+            return true;
+        }
+        let long_enough = self.state == State::Body
+            && self
+                .response_body
+                .as_ref()
+                .and_then(Reframer::passable)
+                .is_some_and(|left| left >= SPLICE_AT_LEAST);
+        if !long_enough
+            || self.no_splice
+            || client.tls.is_some()
+            || client.has_unsent()
+            || !self.from_backend.is_empty()
+        {
+            return false;
+        }
+        if self.pipe.is_none() {
+            match Pipe::new() {
+                Ok(pipe) => self.pipe = Some(pipe),
+                Err(e) => {
+                    debug!("conn {}: no pipe ({e}): copying instead", client.id);
+                    self.no_splice = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Body, spliced: backend → pipe while the pipe has room, pipe →
+    /// client while the client takes it, until both block, the body is
+    /// done, or the turn's budget is spent.
+    fn pump_spliced(&mut self, client: &mut Client, budget: &mut usize) -> Result<Pumped, Fault> {
+        let (Some(pipe), Some(upstream), Some(body)) = (
+            self.pipe.as_mut(),
+            self.upstream.as_ref(),
+            self.response_body.as_mut(),
+        ) else {
+            return Err(Fault::Reset);
+        };
+        let mut moved = false;
+        loop {
+            if pipe.held() > 0 && !client.write_blocked {
+                match pipe.drain_into(client.socket.as_raw_fd()) {
+                    Ok(0) => client.write_blocked = true, // took nothing: wait
+                    Ok(sent) => {
+                        client.sent(sent as u64);
+                        *budget = budget.saturating_sub(sent);
+                        moved = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        add(&client.stats.partial_writes, 1);
+                        client.write_blocked = true;
+                    }
+                    Err(_) => return Err(Fault::ClientGone("peer gone while sending")),
+                }
+            }
+            let left = body.passable().unwrap_or(0);
+            if left > 0 && self.ready.readable && pipe.room() > 0 && *budget > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX);
+                match pipe.fill_from(upstream.socket.as_raw_fd(), want) {
+                    Ok(0) => {
+                        // The backend closed short of its length: what the
+                        // pipe holds is lost with the rest, and the client
+                        // sees an answer short of its Content-Length.
+                        self.ready.closed = true;
+                        self.ready.eof = true;
+                        self.ready.readable = false;
+                        return Err(Fault::Truncated);
+                    }
+                    Ok(got) => {
+                        body.pass_through(got as u64);
+                        self.backend_activity = client.now;
+                        moved = true;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.ready.readable = false;
+                    }
+                    Err(_) => {
+                        self.ready.closed = true;
+                        self.ready.reset = true;
+                        return Err(Fault::Truncated);
+                    }
+                }
+            }
+            if body.is_done() && pipe.held() == 0 {
+                self.state = State::Done;
+                return Ok(Pumped::Moved);
+            }
+            if pipe.held() > 0 && !client.write_blocked && *budget > 0 {
+                continue;
+            }
+            return Ok(if moved { Pumped::Moved } else { Pumped::Still });
+        }
+    }
+
+    /// Bytes of the answer that wait for the client: in its output, or in
+    /// the pipe.
+    fn client_has_pending(&self, client: &Client) -> bool {
+        client.has_unsent() || self.pipe.as_ref().is_some_and(|pipe| pipe.held() > 0)
     }
 
     /// Reads from the backend: into `from_backend` while a head is read or a
