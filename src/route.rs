@@ -265,45 +265,37 @@ fn dot_segment(raw: &str) -> Option<usize> {
 /// a `;` parameter (`..;x`, which Java servers strip).
 fn hides_a_dot_segment(target: &str) -> bool {
     let path = &target[..target.find('?').unwrap_or(target.len())];
-    if !path.contains('.') && !path.contains("%2") {
-        return false; // no dot, written or encoded (`%2e`): the usual case
+    // Plain dot segments are resolved already: only a `%`, `\` or `;` can
+    // hide one (the usual path has none, and is looked at no further).
+    if !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';')) {
+        return false;
     }
-    path.split('/').any(|segment| {
-        split_where_a_backend_may(segment).any(|piece| {
-            let piece = &piece[..piece.find(';').unwrap_or(piece.len())];
-            dot_segment(piece).is_some()
-        })
-    })
+    path.split('/').any(hides_a_dot_piece)
 }
 
-/// The pieces of a raw segment between encoded slashes and backslashes
-/// (`%2F`, `%5C`, any case) and bare backslashes.
-fn split_where_a_backend_may(segment: &str) -> impl Iterator<Item = &str> {
+/// Whether a raw segment, cut at encoded slashes and backslashes (`%2F`,
+/// `%5C`, any case) and bare backslashes, has a piece that is a dot
+/// segment once a `;param` is taken off.
+fn hides_a_dot_piece(segment: &str) -> bool {
     let bytes = segment.as_bytes();
-    let mut start = 0;
-    let mut at = 0;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        while at < bytes.len() {
-            let width = match &bytes[at..] {
-                [b'\\', ..] => 1,
-                [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..] => 3,
-                _ => 0,
-            };
-            if width > 0 {
-                let piece = &segment[start..at];
-                at += width;
-                start = at;
-                return Some(piece);
+    let (mut start, mut at) = (0, 0);
+    while at <= bytes.len() {
+        let width = match &bytes[at..] {
+            [] | [b'\\', ..] => 1,
+            [b'%', b'2', b'f' | b'F', ..] | [b'%', b'5', b'c' | b'C', ..] => 3,
+            _ => {
+                at += 1;
+                continue;
             }
-            at += 1;
+        };
+        let piece = &segment[start..at];
+        if dot_segment(&piece[..piece.find(';').unwrap_or(piece.len())]).is_some() {
+            return true;
         }
-        done = true;
-        Some(&segment[start..])
-    })
+        at += width;
+        start = at;
+    }
+    false
 }
 
 /// The path with `.` and `..` segments resolved (RFC 3986 §5.2.4), as raw

@@ -305,7 +305,7 @@ impl Server {
                 let push = (!self.subscribers.is_empty()).then_some(self.next_push);
                 // Pooled buffers and idle backend connections are let go
                 // by the prune, even when nothing else wakes the loop.
-                let holding = self.env.pool.held().0 > 0 || self.stats.upstream_idle.get() > 0;
+                let holding = !self.env.pool.is_empty() || self.stats.upstream_idle.get() > 0;
                 poll_timeout(
                     now,
                     &[

@@ -194,6 +194,11 @@ impl BufferPool {
         freed
     }
 
+    /// No buffer waits in the pool.
+    pub fn is_empty(&self) -> bool {
+        self.free.borrow().is_empty()
+    }
+
     /// How many buffers wait in the pool, and their capacity in bytes.
     pub fn held(&self) -> (usize, usize) {
         let free = self.free.borrow();
@@ -871,7 +876,7 @@ mod close_delimited_tests {
     /// the final chunk.
     #[test]
     fn close_delimited_answer_to_a_slow_client_is_not_cut() {
-        const SIZE: usize = 1 << 20;
+        const SIZE: usize = 1 << 18;
         let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let backend_addr = backend.local_addr().unwrap();
         std::thread::spawn(move || {

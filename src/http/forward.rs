@@ -11,6 +11,7 @@
 //! client names in `Connection` can delete a field rill wrote (the
 //! CVE-2021-33197 class of bug).
 
+use super::relay::via_line;
 use super::request::{absolute_authority, BodyFraming, HeadError, MAX_HEADERS};
 use super::response::{push_decimal, Status};
 use std::io::Write;
@@ -201,12 +202,8 @@ pub fn write_forward_head(
     }
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(forward.proto.as_bytes());
-    // RFC 9110 §7.6.3: the protocol version rill received the request in.
-    out.extend_from_slice(if req.version == Some(0) {
-        b"\r\nVia: 1.0 rill\r\n"
-    } else {
-        b"\r\nVia: 1.1 rill\r\n"
-    });
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(via_line(req.version.unwrap_or(1)));
     match forward.body {
         BodyFraming::None => {}
         BodyFraming::Length(length) => {

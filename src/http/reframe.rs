@@ -222,31 +222,24 @@ fn write_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
     }
 }
 
-/// Fields that say how a message is framed, routed or carried: a trailer
-/// section must not hold them (RFC 9110 §6.5.1), and a client that merged
-/// them into the head would read the connection differently from rill.
-const NEVER_IN_TRAILERS: [&[u8]; 9] = [
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"upgrade",
-    b"host",
-];
+/// Fields that say how a message is routed or carried, besides the
+/// hop-by-hop and framing ones: a trailer section must hold none of them
+/// (RFC 9110 §6.5.1), and a client that merged them into the head would
+/// read the connection differently from rill.
+const ALSO_NEVER_IN_TRAILERS: [&str; 3] = ["trailer", "upgrade", "host"];
 
-/// Copies the trailer field lines a client may be given: all but those of
-/// [`NEVER_IN_TRAILERS`].
+/// Copies the trailer field lines a client may be given: all but the
+/// hop-by-hop and framing fields ([`super::relay::HOP_BY_HOP`]) and
+/// [`ALSO_NEVER_IN_TRAILERS`].
 fn push_relayable_trailers(out: &mut Vec<u8>, trailers: &[u8]) {
     for line in trailers.split_inclusive(|&b| b == b'\n') {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
         let name = name.trim_ascii();
-        if !NEVER_IN_TRAILERS
+        let never = super::relay::HOP_BY_HOP
             .iter()
-            .any(|never| name.eq_ignore_ascii_case(never))
-        {
+            .chain(&ALSO_NEVER_IN_TRAILERS)
+            .any(|never| name.eq_ignore_ascii_case(never.as_bytes()));
+        if !never {
             out.extend_from_slice(line);
         }
     }

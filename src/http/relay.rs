@@ -188,6 +188,16 @@ pub fn offered(client_upgrade: &str, chosen: &str) -> bool {
         })
 }
 
+/// rill's `Via` field line for a message received in HTTP/1.`minor`:
+/// RFC 9110 §7.6.3 has it name the version received.
+pub fn via_line(minor: u8) -> &'static [u8] {
+    if minor == 0 {
+        b"Via: 1.0 rill\r\n"
+    } else {
+        b"Via: 1.1 rill\r\n"
+    }
+}
+
 /// Whether a client's `Upgrade` may become a tunnel: WebSocket, or any
 /// other protocol of its own (Docker's `tcp`, kubectl's `SPDY/3.1`), but
 /// never HTTP again. An offer of `h2c` or `HTTP/…` is dropped with the
@@ -263,7 +273,7 @@ pub enum ClientBody {
 }
 
 /// Fields that describe one hop, or the framing rill replaces with its own.
-const HOP_BY_HOP: [&str; 6] = [
+pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -369,12 +379,7 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
         }
         out.extend_from_slice(b"\r\n");
     }
-    // RFC 9110 §7.6.3: the protocol version rill received the answer in.
-    out.extend_from_slice(if head.minor_version == 0 {
-        b"Via: 1.0 rill\r\n"
-    } else {
-        b"Via: 1.1 rill\r\n"
-    });
+    out.extend_from_slice(via_line(head.minor_version));
 
     match client_body {
         ClientBody::Length(length) => {

@@ -406,15 +406,7 @@ fn origin_form(method: Method, target: &str) -> Result<Cow<'_, str>, HeadError> 
         };
     }
     // absolute-form: a server must accept it (§3.2.2) and use its path.
-    let scheme_ends_at = |scheme: &str| {
-        target
-            .get(..scheme.len())
-            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
-            .then_some(scheme.len())
-    };
-    let rest = if let Some(at) = scheme_ends_at("http://").or_else(|| scheme_ends_at("https://")) {
-        &target[at..]
-    } else {
+    let Some(rest) = after_scheme(target) else {
         return Err(reject(Status::BAD_REQUEST, "invalid request-target"));
     };
     match rest.find(['/', '?']) {
@@ -463,15 +455,24 @@ fn comma_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|item| !item.is_empty())
 }
 
-/// The authority of an absolute-form target (`http://host:port/path`), as
-/// written; `None` for any other form.
-pub fn absolute_authority(target: &str) -> Option<&str> {
-    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+/// What follows `http://` or `https://` (any case) in an absolute-form
+/// target; `None` for any other form.
+fn after_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
         let start = target.get(..scheme.len())?;
         start
             .eq_ignore_ascii_case(scheme)
             .then(|| &target[scheme.len()..])
-    })?;
+    })
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`), as
+/// written; `None` for any other form (at once for the usual `/path`).
+pub fn absolute_authority(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let rest = after_scheme(target)?;
     Some(&rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
 }
 
@@ -514,11 +515,9 @@ fn is_valid_host(host: &str) -> bool {
                 )
         }),
     };
+    // Digits only: `u16`'s parser alone would take a `+`.
     let port_ok = port.is_none_or(|port| {
-        port.is_empty()
-            || (port.len() <= 5
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && port.parse::<u32>().is_ok_and(|n| n <= 65535))
+        port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
     });
     name_ok && port_ok
 }
