@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{pseudo_random, site, tool_runs, Rill};
+use common::{pseudo_random, read_response, site, tool_runs, Rill};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -2373,6 +2373,36 @@ fn a_client_that_resets_before_the_answer_frees_its_backend_connection() {
     half_closed.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("slow\n"), "{answer}");
+}
+
+/// Requests pipelined before a half-close are all answered, proxied or
+/// not, and then the connection closes: the FIN ends the client's stream,
+/// not the exchange in flight.
+#[test]
+fn requests_pipelined_before_a_half_close_are_all_answered() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    std::fs::write(dir.path().join("local.txt"), "from the folder\n").unwrap();
+    let rill = start(dir.path(), &[format!("/api={}", node.addr())], &[]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(
+            b"GET /api/landing HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /local.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut bodies = Vec::new();
+    while let Some(answer) = read_response(&mut reader, false) {
+        assert_eq!(answer.status, 200);
+        bodies.push(answer.text());
+    }
+    assert_eq!(bodies, ["landed\n", "from the folder\n", "slow\n"]);
 }
 
 /// A backend that answers before it has the whole upload (a 413 here):

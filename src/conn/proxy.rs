@@ -1126,10 +1126,12 @@ impl Proxy {
         // next client's request as the rest of it.
         self.reusable &= self.request_flushed();
         self.give_back_buffers(shared);
-        let request_done = self.request_body.is_done();
-        if !request_done || client.peer_finished_writing {
+        if !self.request_body.is_done() {
             // The client's request was not read to its end: what follows in
             // its stream cannot be told apart from the rest of the body.
+            // A client that only half-closed keeps its connection: requests
+            // it pipelined before its FIN are answered, then HTTP reads the
+            // end of its stream and closes, as it does for files.
             self.keep_client = false;
         }
         Turn::Http {
