@@ -10,7 +10,10 @@
 # request, the CPU time of the proxy (every process of it), of the backend, of wrk, and of
 # CPU 0 in all (backend + wrk), read from /proc/PID/stat and the shell's `time`.
 # When CPU 0 is the limit, req/s is 1 / (CPU 0's µs per request) whatever the proxy, and
-# the `direct` row (wrk to lighttpd, no proxy) is the most any proxy could reach; the
+# the `direct` row (wrk to lighttpd, no proxy) is the most any proxy could reach. The
+# `null` row (benches/null_proxy.c, built with gcc when there is one) is the least a proxy
+# can be: each client connection paired with a backend one, bytes copied, no HTTP; what
+# it makes is the ceiling for a proxy that parses nothing. The
 # proxies' own CPU per request is then the figure that compares them. The backend's shows
 # whether a proxy makes it work harder (longer forwarded heads, say).
 # Only 127.0.0.1 is contacted; every run is bounded by SECONDS.
@@ -27,7 +30,7 @@ cargo build --release --manifest-path "$HERE/Cargo.toml" >/dev/null
 RILL="$HERE/target/release/rill"
 mkdir -p "$WORK/backend/api" "$WORK/empty" "$WORK/nginx/logs"
 [ -f "$WORK/backend/api/1k.bin" ] || head -c 1024 /dev/urandom >"$WORK/backend/api/1k.bin"
-BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282 HAPROXY_PORT=18283
+BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282 HAPROXY_PORT=18283 NULL_PORT=18284
 
 cat >"$WORK/lighttpd.conf" <<CONF
 server.document-root = "$WORK/backend"
@@ -96,6 +99,12 @@ CONF
   HAPROXY_PID=$!
   PROXIES="$PROXIES haproxy"
 fi
+if command -v gcc >/dev/null; then
+  gcc -O2 -o "$WORK/null_proxy" "$HERE/benches/null_proxy.c"
+  taskset -c 1 "$WORK/null_proxy" $NULL_PORT $BACKEND & pids+=($!)
+  NULL_PID=$!
+  PROXIES="$PROXIES null"
+fi
 sleep 1
 BACKEND_PID=${pids[0]}
 
@@ -117,6 +126,7 @@ for round in $(seq 1 "$ROUNDS"); do
       rill) port=$RILL_PORT; procs=($RILL_PID) ;;
       nginx) port=$NGINX_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')) ;;
       haproxy) port=$HAPROXY_PORT; procs=($HAPROXY_PID) ;;
+      null) port=$NULL_PORT; procs=($NULL_PID) ;;
       direct) port=$BACKEND; procs=() ;;
     esac
     p0=$(cpu_ticks "${procs[@]}"); b0=$(cpu_ticks $BACKEND_PID)
