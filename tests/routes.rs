@@ -2147,6 +2147,41 @@ fn a_reset_in_a_close_delimited_answer_is_a_truncation() {
     );
 }
 
+/// An HTTP/1.0 client reads a relayed chunked answer until the close, so
+/// only a reset can tell it the answer was cut: never a FIN.
+#[test]
+fn an_http10_client_sees_a_cut_answer_end_in_a_reset() {
+    let cut: &'static [u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    let whole: &'static [u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let backend = scripted_backend(vec![
+        vec![Act::ReadHead, Act::Send(cut), Act::Sleep(100), Act::Fin],
+        vec![Act::ReadHead, Act::Send(whole), Act::Sleep(100), Act::Fin],
+    ]);
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={backend}")], &[]);
+    let read_until_close = |path: &str| {
+        let mut stream = rill.connect();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let end = stream.read_to_end(&mut got).map(|_| ());
+        (String::from_utf8_lossy(&got).into_owned(), end)
+    };
+    let (text, end) = read_until_close("/b/cut");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(io::ErrorKind::ConnectionReset),
+        "a cut answer ended like a whole one: {text:?}"
+    );
+    let (text, end) = read_until_close("/b/whole");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text:?}");
+    assert!(end.is_ok(), "a whole answer ended in {end:?}");
+}
+
 #[test]
 fn a_client_that_stalls_its_upload_gets_408_not_a_backend_timeout() {
     let backend = scripted_backend(vec![vec![Act::ReadHead, Act::Sleep(8000)]]);

@@ -89,6 +89,8 @@ pub struct Client {
     pending_log: Vec<AccessRecord>,
     /// See [`Client::end_after_output`].
     end_after_output: bool,
+    /// See [`Client::cut_short`].
+    cut_short: bool,
 }
 
 impl Client {
@@ -122,6 +124,7 @@ impl Client {
             bytes_out: 0,
             pending_log: Vec::new(),
             end_after_output: false,
+            cut_short: false,
         }
     }
 
@@ -284,7 +287,7 @@ impl Client {
                     Err(_) => return Err(Stall::Gone("TLS session refused bytes")),
                 }
             }
-            if self.output_sent == self.output.len() && self.end_after_output {
+            if self.output_sent == self.output.len() && self.end_after_output && !self.cut_short {
                 tls.close_notify();
             }
             match tls.flush(&mut self.socket) {
@@ -308,12 +311,32 @@ impl Client {
         self.end_after_output = true;
     }
 
+    /// The answer going out ends at the close and was cut short: nothing in
+    /// its framing can show that, so the connection must end with a reset,
+    /// never a FIN or a TLS `close_notify` that would make it look whole.
+    /// An HTTP/1.0 client reading a relayed answer until the close is the
+    /// case (an HTTP/1.1 one gets chunks, and misses the last).
+    pub fn cut_short(&mut self) {
+        self.cut_short = true;
+    }
+
+    /// Whether [`Client::cut_short`] was said: the connection closes as soon
+    /// as its output is out, without lingering.
+    pub fn is_cut_short(&self) -> bool {
+        self.cut_short
+    }
+
     /// Over TLS, the last words before the socket closes: a `close_notify`,
     /// as far as the socket takes it without waiting, so the client can
     /// tell the end from a cut. Not after a failure (rustls sent its alert)
     /// or mid-handshake; once only (`close_notify` queues it once, and a
-    /// flush with nothing queued makes no syscall).
+    /// flush with nothing queued makes no syscall). An answer cut short
+    /// gets a reset instead: a zero linger makes the close send one.
     pub fn say_goodbye(&mut self) {
+        if self.cut_short {
+            let _ = socket2::SockRef::from(&self.socket).set_linger(Some(Duration::ZERO));
+            return;
+        }
         if let Some(tls) = self.tls.as_mut() {
             if !tls.failed() && !tls.is_handshaking() {
                 tls.close_notify();

@@ -1334,6 +1334,9 @@ impl Http {
                         Piece::Done => self.source = None,
                         Piece::Failed(why) => {
                             warn!("conn {}: answer cut short: {why}", client.id);
+                            // The tail may be framed by the close alone (an
+                            // HTTP/1.0 listing): only a reset says "cut".
+                            client.cut_short();
                             return Step::Close(why);
                         }
                     }
@@ -1346,6 +1349,8 @@ impl Http {
                 client.log_pending(None);
                 return if !self.close_after_send {
                     Step::To(State::ReadingHead)
+                } else if client.is_cut_short() {
+                    Step::Close("answer cut short")
                 } else if self.closes_without_lingering(client) {
                     Step::Close("done")
                 } else {

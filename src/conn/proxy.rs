@@ -1185,6 +1185,13 @@ impl Proxy {
         self.record_answer(client, shared, Status::BAD_GATEWAY, 0);
         client.log_body_bytes(self.relayed());
         client.log_aborted(why);
+        if self
+            .response_body
+            .as_ref()
+            .is_some_and(Reframer::ends_at_close)
+        {
+            client.cut_short();
+        }
         self.give_back_buffers(shared);
         self.reusable = false;
         self.state = State::Done;

@@ -62,6 +62,8 @@ pub struct Reframer {
     chunked_out: bool,
     /// Payload bytes relayed so far.
     relayed: u64,
+    /// The body goes out with no framing of its own: its end is the close.
+    ends_at_close: bool,
 }
 
 impl Reframer {
@@ -83,7 +85,15 @@ impl Reframer {
             decoding,
             chunked_out,
             relayed: 0,
+            ends_at_close: !chunked_out && !matches!(incoming, Incoming::Length(_)),
         }
+    }
+
+    /// Whether the body goes out framed by the close alone (a chunked or
+    /// close-delimited one, not re-chunked): a peer reading it cannot tell
+    /// a cut from the end.
+    pub fn ends_at_close(&self) -> bool {
+        self.ends_at_close
     }
 
     /// Whether the whole body has been relayed.
@@ -250,6 +260,18 @@ mod tests {
     use super::*;
     use crate::http::chunked::{decode_all, ChunkedDecoder};
     use proptest::prelude::*;
+
+    #[test]
+    fn only_raw_chunked_or_close_delimited_bodies_end_at_the_close() {
+        let ends =
+            |incoming, chunked_out| Reframer::new(incoming, chunked_out, true).ends_at_close();
+        assert!(ends(Incoming::Chunked, false));
+        assert!(ends(Incoming::UntilClose, false));
+        assert!(!ends(Incoming::Chunked, true));
+        assert!(!ends(Incoming::UntilClose, true));
+        assert!(!ends(Incoming::Length(10), false));
+        assert!(!ends(Incoming::Length(0), false));
+    }
 
     /// Feeds `input` in pieces of the given sizes (cycled), with `room`
     /// bytes of output per call, then ends it if `closed`.
