@@ -340,3 +340,62 @@ fn bursts_at_the_open_file_limit_are_all_answered() {
     );
     assert!(rill.is_running(), "rill exited: {statuses:?}");
 }
+
+/// Near the open-file limit, a proxied request that finds no descriptor for
+/// its backend socket is answered `503` with `Retry-After`: the limit is
+/// rill's own, so never a `502` blaming the backend (nor counted as one),
+/// and rill goes on. 200 descriptors make 136 connections, and each of the
+/// 130 clients here wants a second one for its backend, which never
+/// accepts: its connections wait in the backlog until `--proxy-timeout`.
+#[test]
+fn a_route_out_of_descriptors_answers_503_not_502() {
+    const CLIENTS: usize = 130;
+    raise_fd_limit();
+    let dir = site();
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let route = format!("/b={}", backend.local_addr().unwrap());
+    let rill = Rill::start_with_open_file_limit(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "error",
+            "--stats",
+            "--proxy-connect-timeout",
+            "2",
+            "--proxy-timeout",
+            "2",
+            "--route",
+            &route,
+        ],
+        200,
+    );
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut socket = rill.connect();
+            socket
+                .write_all(b"GET /b/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            socket
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut socket in clients {
+        let answer = String::from_utf8_lossy(&read_until_closed(&mut socket)).into_owned();
+        let status = answer.get(..12).unwrap_or(&answer).to_owned();
+        if status == "HTTP/1.1 503" {
+            assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(statuses.contains_key("HTTP/1.1 503"), "{statuses:?}");
+    assert_eq!(statuses.get("HTTP/1.1 502"), None, "{statuses:?}");
+    let stats = rill.get("/.rill/stats").text();
+    let failures = &stats[stats.find("\"failures\":").expect("failures")..];
+    assert!(
+        failures.starts_with("\"failures\":{\"refused\":0,"),
+        "{stats}"
+    );
+    drop(backend);
+}

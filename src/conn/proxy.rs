@@ -251,6 +251,9 @@ pub struct Proxy {
     pipe: Option<Pipe>,
     /// Splicing failed once (no pipe to be had): copy instead.
     no_splice: bool,
+    /// Opening the backend socket failed for want of a descriptor (or
+    /// memory): rill's own limit, not the backend's refusal.
+    out_of_descriptors: bool,
 }
 
 impl Proxy {
@@ -287,6 +290,7 @@ impl Proxy {
             backend_activity: shared.now,
             pipe: None,
             no_splice: false,
+            out_of_descriptors: false,
         };
         proxy.open(client, shared, false);
         proxy
@@ -323,6 +327,10 @@ impl Proxy {
                 self.upstream = Some(conn);
             }
             Err(error) => {
+                self.out_of_descriptors = matches!(
+                    error.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
                 debug!("conn {}: connecting to {addr} failed: {error}", client.id);
                 self.upstream = None;
             }
@@ -427,6 +435,19 @@ impl Proxy {
     pub fn drive(&mut self, client: &mut Client, shared: &Shared) -> Turn {
         let mut budget = RELAY_BUDGET_PER_TURN;
         loop {
+            if self.upstream.is_none() && self.out_of_descriptors {
+                warn!(
+                    "conn {}: 503: no descriptor left for a backend socket",
+                    client.id
+                );
+                return self.fail_with(
+                    client,
+                    shared,
+                    Status::SERVICE_UNAVAILABLE,
+                    "too many connections",
+                    Extra::RetryAfter(5),
+                );
+            }
             if self.upstream.is_none() {
                 self.count(client, Failure::Refused);
                 return self.fail(
@@ -1149,6 +1170,18 @@ impl Proxy {
         status: Status,
         detail: &'static str,
     ) -> Turn {
+        self.fail_with(client, shared, status, detail, Extra::None)
+    }
+
+    /// [`Proxy::fail`], with one more header on rill's own answer.
+    fn fail_with(
+        &mut self,
+        client: &mut Client,
+        shared: &Shared,
+        status: Status,
+        detail: &'static str,
+        extra: Extra,
+    ) -> Turn {
         self.reusable = false;
         if self.answered {
             return self.end_truncated(client, shared, detail);
@@ -1164,7 +1197,7 @@ impl Proxy {
             &mut client.output,
             status,
             detail,
-            Extra::None,
+            extra,
             shared.date,
             common,
             head_only,
