@@ -13,7 +13,10 @@
 # the `direct` row (wrk to lighttpd, no proxy) is the most any proxy could reach. The
 # `null` row (benches/null_proxy.c, built with gcc when there is one) is the least a proxy
 # can be: each client connection paired with a backend one, bytes copied, no HTTP; what
-# it makes is the ceiling for a proxy that parses nothing. The
+# it makes is the ceiling for a proxy that parses nothing. `nginx+hdr` is the same nginx
+# made to send the backend every field rill sends (X-Forwarded-Proto, X-Forwarded-Host,
+# Forwarded and Via besides Host and X-Forwarded-For): the backend, on CPU 0, parses
+# each of them. The
 # proxies' own CPU per request is then the figure that compares them. The backend's shows
 # whether a proxy makes it work harder (longer forwarded heads, say).
 # Only 127.0.0.1 is contacted; every run is bounded by SECONDS.
@@ -30,7 +33,7 @@ cargo build --release --manifest-path "$HERE/Cargo.toml" >/dev/null
 RILL="$HERE/target/release/rill"
 mkdir -p "$WORK/backend/api" "$WORK/empty" "$WORK/nginx/logs"
 [ -f "$WORK/backend/api/1k.bin" ] || head -c 1024 /dev/urandom >"$WORK/backend/api/1k.bin"
-BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282 HAPROXY_PORT=18283 NULL_PORT=18284
+BACKEND=18281 RILL_PORT=18280 NGINX_PORT=18282 HAPROXY_PORT=18283 NULL_PORT=18284 NGINX_SAME_PORT=18285
 
 cat >"$WORK/lighttpd.conf" <<CONF
 server.document-root = "$WORK/backend"
@@ -64,6 +67,22 @@ http {
             proxy_buffering off;
         }
     }
+    # nginx made to send the backend every field rill sends (issue 13 asks for all of them).
+    server {
+        listen 127.0.0.1:$NGINX_SAME_PORT;
+        location /api/ {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header Forwarded "for=\$remote_addr;host=\\"\$host\\";proto=\$scheme";
+            proxy_set_header Via "1.1 nginx";
+            proxy_buffering off;
+        }
+    }
 }
 CONF
 
@@ -75,7 +94,7 @@ taskset -c 1 "$RILL" --listen 127.0.0.1:$RILL_PORT --route /api=127.0.0.1:$BACKE
 RILL_PID=$!
 taskset -c 1 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & pids+=($!)
 NGINX_PID=$!
-PROXIES="rill nginx"
+PROXIES="rill nginx nginx+hdr"
 if command -v haproxy >/dev/null; then
   cat >"$WORK/haproxy.cfg" <<CONF
 global
@@ -118,13 +137,14 @@ per_request() { # ticks requests -> microseconds
   awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
 }
 
-printf '%-6s %-8s %9s %12s %14s %10s %12s\n' round proxy req/s "proxy µs/r" "backend µs/r" "wrk µs/r" "CPU 0 µs/r"
+printf '%-6s %-9s %9s %12s %14s %10s %12s\n' round proxy req/s "proxy µs/r" "backend µs/r" "wrk µs/r" "CPU 0 µs/r"
 TIMEFORMAT='%U %S'
 for round in $(seq 1 "$ROUNDS"); do
   for proxy in $PROXIES direct; do
     case $proxy in
       rill) port=$RILL_PORT; procs=($RILL_PID) ;;
       nginx) port=$NGINX_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')) ;;
+      nginx+hdr) port=$NGINX_SAME_PORT; procs=($NGINX_PID $(pgrep -P $NGINX_PID | tr '\n' ' ')) ;;
       haproxy) port=$HAPROXY_PORT; procs=($HAPROXY_PID) ;;
       null) port=$NULL_PORT; procs=($NULL_PID) ;;
       direct) port=$BACKEND; procs=() ;;
@@ -139,7 +159,7 @@ for round in $(seq 1 "$ROUNDS"); do
     backend_us=$(per_request $((b1 - b0)) "$requests")
     proxy_us=$(per_request $((p1 - p0)) "$requests")
     [ $proxy = direct ] && proxy_us=-
-    printf '%-6s %-8s %9s %12s %14s %10s %12s\n' "$round" $proxy "$rps" "$proxy_us" \
+    printf '%-6s %-9s %9s %12s %14s %10s %12s\n' "$round" $proxy "$rps" "$proxy_us" \
       "$backend_us" "$wrk_us" "$(awk -v a="$backend_us" -v b="$wrk_us" 'BEGIN { printf "%.2f", a + b }')"
   done
 done
