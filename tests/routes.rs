@@ -2237,6 +2237,40 @@ fn a_pooled_connection_that_dies_under_a_get_is_retried_and_under_a_post_is_not(
     assert_eq!(json_number(&stats, "retries"), 1, "{stats}");
 }
 
+/// A request with an empty body (`Content-Length: 0`, as client libraries
+/// send with PUT and DELETE) that meets a dying pooled connection is sent
+/// again whole on a fresh one, not left waiting for `--proxy-timeout`.
+#[test]
+fn an_empty_bodied_put_is_retried_with_its_head() {
+    let ok: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let good: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood";
+    let backend = scripted_backend(vec![
+        vec![Act::ReadHead, Act::Send(ok), Act::ReadHead, Act::Fin],
+        vec![Act::ReadHead, Act::Send(good), Act::Sleep(2000)],
+    ]);
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/b={backend}")],
+        &["--stats", "--proxy-timeout", "5"],
+    );
+    let mut client = Client::new(&rill);
+    assert_eq!(
+        client.ask("GET /b/1 HTTP/1.1\r\nHost: t\r\n\r\n").text(),
+        "ok"
+    );
+    let started = Instant::now();
+    let put = client.ask("PUT /b/2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((put.status, put.text().as_str()), (200, "good"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = ask(&rill, &get("/.rill/stats")).text();
+    assert_eq!(json_number(&stats, "retries"), 1, "{stats}");
+}
+
 /// A burst of slow proxied requests holds four pool buffers each; once it is
 /// over the loop gives them back even with nothing else to do, and the
 /// `buffers` counters show the pool fill, then empty within two prunes.

@@ -541,10 +541,13 @@ impl Proxy {
                     continue;
                 }
             }
-            // A request without a body keeps its head until the exchange
-            // ends: a retry sends it again.
+            // A request without a body (or with an empty one) keeps its
+            // head until the exchange ends: a retry sends it again.
             if self.to_backend_sent == self.to_backend.len()
-                && self.request.body != BodyFraming::None
+                && !matches!(
+                    self.request.body,
+                    BodyFraming::None | BodyFraming::Length(0)
+                )
             {
                 self.to_backend.clear();
                 self.to_backend_sent = 0;
