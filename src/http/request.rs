@@ -409,6 +409,14 @@ fn origin_form(method: Method, target: &str) -> Result<Cow<'_, str>, HeadError> 
     let Some(rest) = after_scheme(target) else {
         return Err(reject(Status::BAD_REQUEST, "invalid request-target"));
     };
+    if rest.contains('#') {
+        // An absolute-URI has no fragment (§3.2.2); read as one, `#x/api`
+        // would hide its path from a proxy in front that routes on it.
+        return Err(reject(
+            Status::BAD_REQUEST,
+            "a fragment in the request-target",
+        ));
+    }
     match rest.find(['/', '?']) {
         Some(at) if rest.as_bytes()[at] == b'/' => Ok(Cow::Borrowed(&rest[at..])),
         Some(at) => Ok(Cow::Owned(format!("/{}", &rest[at..]))),
@@ -698,6 +706,15 @@ mod tests {
             "*"
         );
         assert_eq!(status_of("GET foo HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        // `#x/api/a` is a fragment, not a path a proxy in front would see.
+        assert_eq!(
+            status_of("GET http://a#x/api/a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of("GET http://a/b#c HTTP/1.1\r\nHost: x\r\n\r\n"),
+            400
+        );
         let connect = parse("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n");
         assert_eq!(connect.unwrap().method, Method::Connect);
         assert_eq!(status_of("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
