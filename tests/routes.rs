@@ -2271,6 +2271,33 @@ fn an_empty_bodied_put_is_retried_with_its_head() {
     assert_eq!(json_number(&stats, "retries"), 1, "{stats}");
 }
 
+/// A 1xx is interim (RFC 9110 §15.2): a backend that fails after one still
+/// owes the client a final answer, and rill gives its own 502 or 504.
+#[test]
+fn a_backend_failing_after_a_1xx_still_gets_the_client_a_final_answer() {
+    let hints: &'static [u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    let backend = scripted_backend(vec![
+        vec![Act::ReadHead, Act::Send(hints), Act::Sleep(100), Act::Fin],
+        vec![Act::ReadHead, Act::Send(hints), Act::Sleep(4000)],
+    ]);
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/b={backend}")],
+        &["--proxy-timeout", "1"],
+    );
+    for (path, status) in [("/b/closes", "502"), ("/b/silent", "504")] {
+        let raw = rill.raw(get(path).as_bytes());
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+        let last = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        assert!(
+            last.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{path}: {text:?}"
+        );
+    }
+}
+
 /// A burst of slow proxied requests holds four pool buffers each; once it is
 /// over the loop gives them back even with nothing else to do, and the
 /// `buffers` counters show the pool fill, then empty within two prunes.

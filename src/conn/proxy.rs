@@ -232,7 +232,8 @@ pub struct Proxy {
     from_backend: Vec<u8>,
     /// The answer's body on its way to the client, once its head is read.
     response_body: Option<Reframer>,
-    /// Anything of the answer (a 1xx included) has gone to the client.
+    /// The answer's final head has gone to the client (1xx ones do not
+    /// count: a final answer must still follow them).
     answered: bool,
     /// The request's access-log line is kept (its final status known).
     logged: bool,
@@ -966,9 +967,11 @@ impl Proxy {
         if (100..200).contains(&head.status) {
             // Interim answers (100 Continue, 103 Early Hints) go to HTTP/1.1
             // clients only (RFC 9110 §15.2); then the real head follows.
+            // They leave `answered` alone: a final answer is still owed, so
+            // a backend that fails now still gets the client rill's own
+            // 502 or 504 (and a retry, where one is allowed).
             if !self.request.client_http10 {
                 write_parsed_head(&parsed, &view, &mut client.output);
-                self.answered = true;
             }
             self.from_backend.drain(..head_len);
             return Ok(Relayed::Progress);
@@ -1217,7 +1220,7 @@ impl Proxy {
     /// The backend's answer ended before its end: the client gets what came
     /// and then a close, never a final chunk or a full length.
     fn end_truncated(&mut self, client: &mut Client, shared: &Shared, why: &'static str) -> Turn {
-        // Only a 1xx went out: the request's line says what rill made of it.
+        // Logged already with the backend's status; this only makes sure.
         self.record_answer(client, shared, Status::BAD_GATEWAY, 0);
         client.log_body_bytes(self.relayed());
         client.log_aborted(why);
