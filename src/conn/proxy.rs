@@ -162,7 +162,13 @@ impl ProxyRequest {
                 | Method::Delete
                 | Method::Put
                 | Method::Trace
-        ) && matches!(self.body, BodyFraming::None | BodyFraming::Length(0))
+        ) && self.bodiless()
+    }
+
+    /// No body, or an empty one: the head alone is the request, kept until
+    /// the exchange ends so a retry can send it again.
+    fn bodiless(&self) -> bool {
+        matches!(self.body, BodyFraming::None | BodyFraming::Length(0))
     }
 }
 
@@ -544,12 +550,7 @@ impl Proxy {
             }
             // A request without a body (or with an empty one) keeps its
             // head until the exchange ends: a retry sends it again.
-            if self.to_backend_sent == self.to_backend.len()
-                && !matches!(
-                    self.request.body,
-                    BodyFraming::None | BodyFraming::Length(0)
-                )
-            {
+            if self.to_backend_sent == self.to_backend.len() && !self.request.bodiless() {
                 self.to_backend.clear();
                 self.to_backend_sent = 0;
             }
