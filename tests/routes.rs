@@ -1552,6 +1552,54 @@ fn a_websocket_through_a_route_echoes_and_outlives_the_proxy_timeout() {
 }
 
 #[test]
+fn a_tunnels_access_line_is_written_at_its_end_with_its_bytes_and_duration() {
+    let Some(ws) = ws_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/ws={}", ws.addr())],
+        &["--log-level", "info"],
+    );
+    let mut client = ws_connect(&rill, "/ws/log");
+    ws_send(&mut client, 1, b"hello"); // 2 + 4 (mask) + 5 bytes up
+    assert_eq!(ws_read(&mut client), (1, b"hello".to_vec())); // 2 + 5 down
+    std::thread::sleep(Duration::from_millis(400));
+    ws_send(&mut client, 8, &1000u16.to_be_bytes()); // 2 + 4 + 2 up
+    assert_eq!(ws_read(&mut client).0, 8); // 2 + 2 down
+    assert!(client.closes_within(Duration::from_secs(5)));
+    drop(client);
+    // The client's FIN ends the tunnel; give the loop a moment to log it.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /ws/log\" 101"))
+        .unwrap_or_else(|| panic!("no access line for the tunnel in:\n{log}"));
+    let fields: Vec<&str> = line
+        .split("\"GET /ws/log\" ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(fields[0], "101", "{line}");
+    assert_eq!(fields[1], "11", "bytes down the tunnel: {line}");
+    let millis: f64 = fields[2].trim_end_matches("ms").parse().unwrap();
+    assert!(
+        millis >= 400.0,
+        "the line was written before the tunnel ended: {line}"
+    );
+    assert!(
+        line.contains(" tunnel_up=19"),
+        "bytes up the tunnel: {line}"
+    );
+    assert!(line.contains(" upstream=127.0.0.1:"), "{line}");
+    assert!(
+        !line.contains("aborted"),
+        "a clean end is not an abort: {line}"
+    );
+}
+
+#[test]
 fn an_idle_tunnel_is_closed_after_the_tunnel_timeout() {
     let Some(ws) = ws_backend() else { return };
     let dir = site();

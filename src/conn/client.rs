@@ -43,6 +43,9 @@ struct AccessRecord {
     upstream: Option<(String, Duration)>,
     /// Why the answer was cut short, when it was.
     aborted: Option<&'static str>,
+    /// A `101` that became a tunnel: the bytes sent up it (the bytes down
+    /// are the line's body bytes).
+    tunnelled_up: Option<u64>,
 }
 
 /// The client socket and its buffers.
@@ -410,6 +413,7 @@ impl Client {
                 started,
                 upstream: None,
                 aborted: None,
+                tunnelled_up: None,
             });
         }
     }
@@ -430,6 +434,14 @@ impl Client {
         }
     }
 
+    /// Marks the access-log line last kept as a tunnel's, with the bytes
+    /// the client sent up it.
+    pub fn log_tunnelled(&mut self, bytes_up: u64) {
+        if let Some(record) = self.pending_log.last_mut() {
+            record.tunnelled_up = Some(bytes_up);
+        }
+    }
+
     /// Marks the access-log line last kept as cut short, for `why`.
     pub fn log_aborted(&mut self, why: &'static str) {
         if let Some(record) = self.pending_log.last_mut() {
@@ -447,13 +459,16 @@ impl Client {
             let upstream = record.upstream.map_or(String::new(), |(name, took)| {
                 format!(" upstream={name} {:.3}ms", took.as_secs_f64() * 1000.0)
             });
+            let tunnel = record
+                .tunnelled_up
+                .map_or(String::new(), |up| format!(" tunnel_up={up}"));
             // An extension method's name is already in front of its target.
             let (method, space) = match record.method {
                 Method::Other => ("", ""),
                 known => (known.as_str(), " "),
             };
             info!(
-                "{} \"{method}{space}{}\" {} {} {:.3}ms{upstream}{suffix}",
+                "{} \"{method}{space}{}\" {} {} {:.3}ms{upstream}{tunnel}{suffix}",
                 self.peer,
                 record.target,
                 record.status,

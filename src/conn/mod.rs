@@ -369,8 +369,10 @@ impl Connection {
     }
 
     fn finish(&mut self, why: &str) -> Next {
-        if let Protocol::Http(http) = &mut self.protocol {
-            http.abandon(&self.client);
+        match &mut self.protocol {
+            Protocol::Http(http) => http.abandon(&self.client),
+            Protocol::Tunnel(tunnel) => tunnel.log_totals(&mut self.client),
+            _ => {}
         }
         let client = &mut self.client;
         client.say_goodbye();

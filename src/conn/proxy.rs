@@ -1036,6 +1036,7 @@ impl Proxy {
         self.record_answer(client, shared, Status::from_code(101), 0);
         self.from_backend.drain(..head.head_len);
         // Bytes the backend sent behind its 101 belong to the new protocol.
+        let behind = self.from_backend.len();
         client.output.extend_from_slice(&self.from_backend);
         self.from_backend.clear();
         let Some(upstream) = self.upstream.take() else {
@@ -1050,7 +1051,8 @@ impl Proxy {
             std::mem::take(&mut self.to_backend),
             self.to_backend_sent,
             client.now,
-        );
+        )
+        .with_bytes_behind_the_101(behind);
         self.give_back_buffers(shared);
         Ok(Turn::Tunnel(Box::new(tunnel)))
     }

@@ -14,6 +14,9 @@
 //! bytes before it are delivered (`shutdown(Write)`), so a half-close
 //! passes through; the tunnel ends when both directions have ended, on an
 //! error, or after `--tunnel-timeout` without a byte either way.
+//!
+//! The `101`'s access-log line waits for the end of the tunnel, so that it
+//! can say how long the tunnel lasted and how many bytes went each way.
 
 use super::client::{Client, Stall};
 use super::{Shared, Turn};
@@ -57,6 +60,9 @@ pub struct Tunnel {
     /// Backend → client.
     downward: Half,
     last_activity: Instant,
+    /// Bytes sent to the backend and received from it, for the access log.
+    bytes_up: u64,
+    bytes_down: u64,
 }
 
 impl Tunnel {
@@ -80,7 +86,16 @@ impl Tunnel {
             upward: Half::Open,
             downward: Half::Open,
             last_activity: now,
+            bytes_up: 0,
+            bytes_down: 0,
         }
+    }
+
+    /// Counts the bytes the backend sent behind its `101` (already queued
+    /// for the client) as the tunnel's.
+    pub fn with_bytes_behind_the_101(mut self, bytes: usize) -> Tunnel {
+        self.bytes_down += bytes as u64;
+        self
     }
 
     /// The loop saw an event for the backend socket.
@@ -121,6 +136,10 @@ impl Tunnel {
                 self.last_activity = client.now;
             }
             if self.upward == Half::Closed && self.downward == Half::Closed {
+                // A clean end: the line is written now, without the
+                // "aborted" that closing would give it.
+                self.log_totals(client);
+                client.log_pending(None);
                 return Turn::Close("tunnel closed by both sides");
             }
             if moved == 0 {
@@ -136,6 +155,13 @@ impl Tunnel {
                 return Turn::Yield;
             }
         }
+    }
+
+    /// Puts the tunnel's bytes and its backend's name into the `101`'s
+    /// access-log line, which closing the connection then writes.
+    pub fn log_totals(&self, client: &mut Client) {
+        client.log_body_bytes(self.bytes_down);
+        client.log_tunnelled(self.bytes_up);
     }
 
     /// Client → backend: read the client while there is room, send what is
@@ -182,6 +208,7 @@ impl Tunnel {
             };
             if sent >= 0 {
                 self.to_backend_sent += sent as usize;
+                self.bytes_up += sent as u64;
                 moved += sent as usize;
             } else {
                 match io::Error::last_os_error().kind() {
@@ -224,6 +251,7 @@ impl Tunnel {
                 if got < want && !self.upstream_closed {
                     self.upstream_readable = false;
                 }
+                self.bytes_down += got as u64;
                 moved += got;
             } else if got == 0 {
                 trace!("conn {}: tunnel: the backend finished sending", client.id);
@@ -246,10 +274,6 @@ impl Tunnel {
             moved += client.output_sent - before;
         }
         client.clear_sent_output();
-        if !client.has_unsent() {
-            // The 101 is out: its access-log line can be written.
-            client.log_pending(None);
-        }
         if !client.has_unsent() && self.downward == Half::Finishing {
             client.shutdown_write();
             self.downward = Half::Closed;
