@@ -403,7 +403,11 @@ impl Server {
                     self.accept_new(now);
                 }
                 Accepting::ShuttingDown(at) if self.connections.is_empty() || at <= now => {
-                    self.finish_shutdown("all answers finished");
+                    self.finish_shutdown(if self.connections.is_empty() {
+                        "all answers finished"
+                    } else {
+                        "the grace period ended"
+                    });
                     return Ok(());
                 }
                 _ => {}
@@ -671,6 +675,7 @@ impl Server {
                     Ok(()) => slot.registered = Some(interest),
                     Err(e) => {
                         warn!("conn {key}: (re)register failed: {e}");
+                        let _ = slot.conn.abandon("cannot be registered");
                         self.close(key);
                         return;
                     }
@@ -802,12 +807,25 @@ impl Server {
         // ones the kernel still held (those that had sent nothing yet),
         // instead of leaving them queued until the process exits.
         self.listener = None;
-        let closing: Vec<usize> = self
+        let closing: Vec<(usize, bool)> = self
             .connections
             .iter_mut()
-            .filter_map(|(key, slot)| slot.conn.begin_shutdown().then_some(key))
+            .filter_map(|(key, slot)| {
+                let tunnel = slot.conn.is_tunnel();
+                slot.conn.begin_shutdown().then_some((key, tunnel))
+            })
             .collect();
-        for key in closing {
+        // A tunnel has no answer to finish, and rill cannot end what it
+        // carries cleanly: both of its sockets close now. Said, so that the
+        // summary's "cut off" is not the whole story.
+        let tunnels = closing.iter().filter(|(_, tunnel)| *tunnel).count();
+        if tunnels > 0 {
+            info!("shutting down: {tunnels} tunnel(s) closed at once");
+        }
+        for (key, _) in closing {
+            if let Some(slot) = self.connections.get_mut(key) {
+                let _ = slot.conn.abandon("shutdown");
+            }
             self.close(key);
         }
         // The others finish what they were doing; a WebSocket has just

@@ -1600,6 +1600,43 @@ fn a_tunnels_access_line_is_written_at_its_end_with_its_bytes_and_duration() {
 }
 
 #[test]
+fn sigterm_closes_a_tunnel_at_once_and_says_so() {
+    let Some(ws) = ws_backend() else { return };
+    let dir = site();
+    let mut rill = start(
+        dir.path(),
+        &[format!("/ws={}", ws.addr())],
+        &["--log-level", "info"],
+    );
+    let mut client = ws_connect(&rill, "/ws/down");
+    ws_send(&mut client, 1, b"hello");
+    assert_eq!(ws_read(&mut client), (1, b"hello".to_vec()));
+    let started = Instant::now();
+    rill.signal(libc::SIGTERM);
+    assert!(
+        client.closes_within(Duration::from_secs(2)),
+        "tunnel kept open"
+    );
+    // Nothing waits for the tunnel: no grace period is spent on it.
+    let status = rill.wait_exit(Duration::from_secs(3)).expect("rill exited");
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let log = rill.stop();
+    assert!(log.contains("1 tunnel(s) closed at once"), "{log}");
+    // The summary counts it closed, its backend connection with it.
+    for gauge in ["\"open\":0", "\"tunnel\":0", "\"busy\":0"] {
+        assert!(log.contains(gauge), "{gauge} in {log}");
+    }
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /ws/down\" 101"))
+        .unwrap_or_else(|| panic!("no access line for the tunnel in:\n{log}"));
+    assert!(line.contains(" 101 7 "), "bytes down the tunnel: {line}");
+    assert!(line.contains(" tunnel_up=11"), "{line}");
+    assert!(line.contains("aborted"), "{line}");
+}
+
+#[test]
 fn an_idle_tunnel_is_closed_after_the_tunnel_timeout() {
     let Some(ws) = ws_backend() else { return };
     let dir = site();

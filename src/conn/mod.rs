@@ -453,6 +453,11 @@ impl Connection {
         }
     }
 
+    /// Whether the connection is a byte tunnel (after a backend's `101`).
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.protocol, Protocol::Tunnel(_))
+    }
+
     /// Makes this fresh connection answer `answer` (a `503`) and close,
     /// without reading a request.
     pub fn refuse(&mut self, answer: Vec<u8>) {
