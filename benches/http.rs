@@ -229,6 +229,7 @@ fn proxy_heads(c: &mut Criterion) {
                 body: BodyFraming::None,
                 upgrade: false,
                 strip_authorization: false,
+                strip_expect: false,
             };
             write_forward_head(black_box(WRK_HEAD), &forward, &mut out).map(|_| out.len())
         })

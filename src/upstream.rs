@@ -17,6 +17,10 @@
 //! the pooled socket, since the close may be waiting unread in this very
 //! turn. The race that remains — a backend closing just as a request leaves
 //! — is what the proxy's one retry is for, where a retry is safe.
+//!
+//! The pool also remembers which backends last answered in HTTP/1.0: such a
+//! backend never sends `100 Continue`, so rill says it for them (see
+//! [`Upstreams::speaks_http10`]).
 
 use crate::server::upstream_token;
 use crate::stats::{add, Stats};
@@ -24,7 +28,7 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -71,6 +75,8 @@ pub struct Upstreams {
     owners: Slab<Owner>,
     /// Idle connections per backend, the most recently used last.
     idle: HashMap<SocketAddr, Vec<Idle>>,
+    /// Backends whose last final answer was HTTP/1.0.
+    http10: HashSet<SocketAddr>,
     stats: Rc<Stats>,
 }
 
@@ -81,8 +87,30 @@ impl Upstreams {
             registry,
             owners: Slab::new(),
             idle: HashMap::new(),
+            http10: HashSet::new(),
             stats,
         }
+    }
+
+    /// Notes the HTTP version (`minor`: 0 or 1) of a final answer from
+    /// `addr`.
+    pub fn note_version(&mut self, addr: SocketAddr, minor: u8) {
+        // Most backends speak HTTP/1.1 and the set stays empty: no hashing
+        // on the common path.
+        if minor == 0 {
+            self.http10.insert(addr);
+        } else if !self.http10.is_empty() {
+            self.http10.remove(&addr);
+        }
+    }
+
+    /// Whether `addr`'s last final answer was HTTP/1.0. Such a server
+    /// ignores `Expect: 100-continue` (RFC 9110 §10.1.1), so a client that
+    /// waits for a `100` would stall; RFC 9110 lets a proxy that believes,
+    /// from past interaction, that the next server is HTTP/1.0 send the
+    /// `100` itself.
+    pub fn speaks_http10(&self, addr: SocketAddr) -> bool {
+        !self.http10.is_empty() && self.http10.contains(&addr)
     }
 
     /// Who the socket with this token number belongs to.

@@ -1050,6 +1050,90 @@ fn a_50_mib_put_with_expect_through_a_route_does_not_stall() {
     );
 }
 
+/// An HTTP/1.0 backend that reads each request's body (its
+/// `Content-Length`) and answers how much came and whether `Expect` was
+/// there, then closes: it never sends `100 Continue`.
+fn http10_body_reader() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut length, mut expect) = (0usize, false);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    expect |= lower.starts_with("expect:");
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let text = format!("got {length} expect={expect}");
+                let _ = (&stream).write_all(
+                    format!(
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn rill_says_100_continue_for_a_backend_known_to_speak_http10() {
+    let backend = http10_body_reader();
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/old={backend}")], &[]);
+    let put = |expect: &str| {
+        format!("PUT /old/x HTTP/1.1\r\nHost: example.test\r\n{expect}Content-Length: 5\r\n\r\n")
+    };
+    // The first exchange is how rill learns the backend's version: the
+    // Expect goes to the backend, which ignores it (curl would wait its
+    // timeout here, as through any proxy).
+    let mut first = Client::new(&rill);
+    first.send(put("Expect: 100-continue\r\n"));
+    first.send("hello");
+    let answer = first.read(false);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, b"got 5 expect=true");
+    // Now rill knows: its own 100 comes at once, before any body byte, and
+    // the backend is not asked for one.
+    let mut client = Client::new(&rill);
+    client
+        .reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    client.send(put("Expect: 100-continue\r\n"));
+    let mut interim = String::new();
+    client
+        .reader
+        .read_line(&mut interim)
+        .expect("a 100 before the body");
+    client.reader.read_line(&mut interim).expect("its end");
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    client.send("hello");
+    let answer = client.read(false);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, b"got 5 expect=false");
+    // An HTTP/1.0 client is never sent a 1xx.
+    let mut old = Client::new(&rill);
+    old.send(put("Expect: 100-continue\r\n").replace("HTTP/1.1", "HTTP/1.0"));
+    old.send("hello");
+    let answer = old.read(false);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
 #[test]
 fn server_sent_events_arrive_as_they_are_sent() {
     if !common::curl_available() {

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         body,
         upgrade: flags & 8 != 0,
         strip_authorization: flags & 16 != 0,
+        strip_expect: flags & 32 != 0,
     };
     let mut out = Vec::new();
     let seen = write_forward_head(&raw[..used], &forward, &mut out).expect("accepted head");

@@ -491,10 +491,8 @@ impl Http {
         }
         if let Destination::Proxy { route, target } = destination {
             let raw_head = &input[..head_len];
-            let head = shared.pool.take();
-            let config = shared.config;
             return match ProxyRequest::new(
-                &request, raw_head, route, &target, config, client, started, head,
+                &request, raw_head, route, &target, client, started, shared,
             ) {
                 Ok(proxied) => Step::Proxy(Box::new(proxied)),
                 Err(error) => self.answer_error(client, error, shared),

@@ -34,7 +34,6 @@ use super::client::{Client, Stall};
 use super::splice::Pipe;
 use super::tunnel::Tunnel;
 use super::{BufferPool, Shared, Turn};
-use crate::config::Config;
 use crate::http::forward::{write_forward_head, Forward};
 use crate::http::reframe::{Incoming, ReframeError, Reframer};
 use crate::http::relay::{
@@ -84,29 +83,39 @@ pub struct ProxyRequest {
     /// The origin the client sees (`http://` + its `Host`), for rewriting a
     /// `Location` that names the backend.
     client_origin: Option<String>,
+    /// The client expects `100 Continue` before it sends its body, and the
+    /// backend answered in HTTP/1.0 last time: it would never send one, so
+    /// rill does once connected (and keeps the `Expect` from it).
+    continue_from_rill: bool,
     started: Instant,
 }
 
 impl ProxyRequest {
     /// Rebuilds `request` (whose head is `raw_head`) for the backend of
-    /// route `route`, asking for `target`; `head` is an empty buffer to
-    /// write it into.
-    #[allow(clippy::too_many_arguments)]
+    /// route `route`, asking for `target`, in a buffer from the pool.
     pub fn new(
         request: &Request,
         raw_head: &[u8],
         route: usize,
         target: &str,
-        config: &Config,
         client: &Client,
         started: Instant,
-        mut head: Vec<u8>,
+        shared: &Shared,
     ) -> Result<ProxyRequest, HeadError> {
+        let config = shared.config;
+        let upstreams = shared.upstreams.borrow();
+        let mut head = shared.pool.take();
         let backend = &config.routes[route];
         let upgrade = request
             .upgrade
             .filter(|offers| tunnelable(offers))
             .map(str::to_owned);
+        let continue_from_rill = request.minor_version == 1
+            && request
+                .expect
+                .is_some_and(|expect| expect.eq_ignore_ascii_case("100-continue"))
+            && !matches!(request.body, BodyFraming::None | BodyFraming::Length(0))
+            && upstreams.speaks_http10(backend.addr);
         let scheme = if client.tls.is_some() {
             "https"
         } else {
@@ -122,6 +131,7 @@ impl ProxyRequest {
                 body: request.body,
                 upgrade: upgrade.is_some(),
                 strip_authorization: !config.users.is_empty(),
+                strip_expect: continue_from_rill,
             },
             &mut head,
         )?;
@@ -147,6 +157,7 @@ impl ProxyRequest {
                 origin.push_str(host);
                 origin
             }),
+            continue_from_rill,
             started,
         })
     }
@@ -470,6 +481,13 @@ impl Proxy {
                     Ok(false) => return Turn::Wait(Interest::READABLE),
                     Err(failure) => return failure.turn(self, client, shared),
                 }
+            }
+            if self.request.continue_from_rill {
+                // Connected: the client may send its body now.
+                self.request.continue_from_rill = false;
+                client
+                    .output
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
             let mut moved = match self.pump_request(client, &mut budget) {
                 Ok(moved) => moved,
@@ -965,6 +983,13 @@ impl Proxy {
             self.keep_client = false;
         }
         let view = self.client_view(shared);
+        if !(100..200).contains(&head.status) {
+            let addr = shared.config.routes[self.request.route].addr;
+            shared
+                .upstreams
+                .borrow_mut()
+                .note_version(addr, head.minor_version);
+        }
         if (100..200).contains(&head.status) {
             // Interim answers (100 Continue, 103 Early Hints) go to HTTP/1.1
             // clients only (RFC 9110 §15.2); then the real head follows.

@@ -39,6 +39,9 @@ pub struct Forward<'a> {
     /// Drop the client's `Authorization`: with `--auth` it carries rill's
     /// own credentials, which are no business of the backend's.
     pub strip_authorization: bool,
+    /// Drop the client's `Expect`: rill answers `100 Continue` itself,
+    /// for a backend that speaks HTTP/1.0.
+    pub strip_expect: bool,
 }
 
 /// What was learnt about the client's head while rebuilding it.
@@ -156,7 +159,7 @@ pub fn write_forward_head(
             continue;
         }
         // RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
-        if req.version == Some(0) && same_name(name, b"expect") {
+        if (req.version == Some(0) || forward.strip_expect) && same_name(name, b"expect") {
             continue;
         }
         // Host is what the backend routes on and what rill reports as
@@ -355,6 +358,7 @@ mod tests {
             body,
             upgrade,
             strip_authorization: false,
+            strip_expect: false,
         }
     }
 
@@ -612,6 +616,19 @@ mod tests {
     }
 
     #[test]
+    fn an_expect_rill_answers_itself_is_not_passed_on() {
+        let raw = "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nX-A: 1\r\n\r\n";
+        let strip = Forward {
+            strip_expect: true,
+            ..forward(BodyFraming::Length(4), false)
+        };
+        let (head, _) = rebuild(raw, &strip);
+        assert!(values(&head, "Expect").is_empty(), "{head}");
+        assert_eq!(values(&head, "X-A"), ["1"]);
+        assert_eq!(values(&head, "Content-Length"), ["4"]);
+    }
+
+    #[test]
     fn rills_own_credentials_stay_with_rill() {
         let raw = "GET /a HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YTpi\r\n\r\n";
         let (kept, _) = rebuild(raw, &forward(BodyFraming::None, false));
@@ -720,6 +737,7 @@ mod tests {
                 body,
                 upgrade,
                 strip_authorization: false,
+                strip_expect: false,
             };
             !keeps(name.as_bytes(), &fwd)
         }
@@ -770,6 +788,7 @@ mod tests {
                     body,
                     upgrade,
                     strip_authorization: false,
+                    strip_expect: false,
                 };
                 let mut out = Vec::new();
                 write_forward_head(raw.as_bytes(), &fwd, &mut out).unwrap();
