@@ -28,7 +28,7 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -69,12 +69,48 @@ struct Idle {
     since: Instant,
 }
 
+/// The idle connections of each backend. A plain list searched in order: a
+/// rill has a backend or two per route, and comparing a few addresses costs
+/// less than hashing one (SipHash, twice per proxied request).
+#[derive(Debug, Default)]
+struct IdlePools(Vec<(SocketAddr, Vec<Idle>)>);
+
+impl IdlePools {
+    fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut Vec<Idle>> {
+        self.0
+            .iter_mut()
+            .find(|(pooled, _)| *pooled == addr)
+            .map(|(_, idle)| idle)
+    }
+
+    /// `addr`'s list, made empty the first time.
+    fn entry(&mut self, addr: SocketAddr) -> &mut Vec<Idle> {
+        let at = match self.0.iter().position(|(pooled, _)| *pooled == addr) {
+            Some(at) => at,
+            None => {
+                self.0.push((addr, Vec::new()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Empties `addr`'s list, returning what it held.
+    fn take(&mut self, addr: SocketAddr) -> Vec<Idle> {
+        self.get_mut(addr).map(std::mem::take).unwrap_or_default()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Vec<Idle>> {
+        self.0.iter_mut().map(|(_, idle)| idle)
+    }
+}
+
 /// Every backend connection rill holds.
 pub struct Upstreams {
     registry: Registry,
     owners: Slab<Owner>,
     /// Idle connections per backend, the most recently used last.
-    idle: HashMap<SocketAddr, Vec<Idle>>,
+    idle: IdlePools,
     /// Backends whose last final answer was HTTP/1.0.
     http10: HashSet<SocketAddr>,
     stats: Rc<Stats>,
@@ -86,7 +122,7 @@ impl Upstreams {
         Upstreams {
             registry,
             owners: Slab::new(),
-            idle: HashMap::new(),
+            idle: IdlePools::default(),
             http10: HashSet::new(),
             stats,
         }
@@ -134,12 +170,12 @@ impl Upstreams {
         now: Instant,
         unretryable: bool,
     ) -> io::Result<UpstreamConn> {
-        while let Some(idle) = self.idle.get_mut(&addr).and_then(Vec::pop) {
+        while let Some(idle) = self.idle.get_mut(addr).and_then(Vec::pop) {
             add_gauge(&self.stats.upstream_idle, -1);
             if now.saturating_duration_since(idle.since) >= IDLE_LIFETIME {
                 // The rest were pooled even earlier: all of them are stale.
                 self.forget(idle.conn);
-                for older in self.idle.remove(&addr).unwrap_or_default() {
+                for older in self.idle.take(addr) {
                     add_gauge(&self.stats.upstream_idle, -1);
                     self.forget(older.conn);
                 }
@@ -192,7 +228,7 @@ impl Upstreams {
 
     /// Takes back a connection that finished an exchange cleanly.
     pub fn checkin(&mut self, conn: UpstreamConn, now: Instant) {
-        let pooled = self.idle.entry(conn.addr).or_default();
+        let pooled = self.idle.entry(conn.addr);
         if pooled.len() >= IDLE_PER_BACKEND {
             self.forget(conn);
             return;
@@ -216,7 +252,7 @@ impl Upstreams {
         let Some(Owner::Pool(addr)) = self.owner(id) else {
             return;
         };
-        let Some(pooled) = self.idle.get_mut(&addr) else {
+        let Some(pooled) = self.idle.get_mut(addr) else {
             return;
         };
         let Some(at) = pooled.iter().position(|idle| idle.conn.id == id) else {

@@ -484,6 +484,37 @@ pub fn absolute_authority(target: &str) -> Option<&str> {
     Some(&rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
 }
 
+/// The bytes of a reg-name (RFC 3986 §3.2.2: unreserved, sub-delims, and
+/// `%` of a pct-encoding), as a table: `Host` is checked on every request.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
+
 /// `Host = uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
 /// reg-name, an IPv4 address or a bracketed IP literal, and a port of at
 /// most 65535. Empty is allowed (a target without an authority). No
@@ -501,27 +532,7 @@ fn is_valid_host(host: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
         }),
-        None => name.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        }),
+        None => name.bytes().all(|b| REG_NAME[usize::from(b)]),
     };
     // Digits only: `u16`'s parser alone would take a `+`.
     let port_ok = port.is_none_or(|port| {
