@@ -157,8 +157,9 @@ impl Tunnel {
         }
     }
 
-    /// Puts the tunnel's bytes and its backend's name into the `101`'s
-    /// access-log line, which closing the connection then writes.
+    /// Puts the tunnel's byte counts (backend → client as the body size,
+    /// client → backend as `tunnel_up=`) into the `101`'s access-log line,
+    /// which the connection's close then writes.
     pub fn log_totals(&self, client: &mut Client) {
         client.log_body_bytes(self.bytes_down);
         client.log_tunnelled(self.bytes_up);
