@@ -207,6 +207,16 @@ fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, s
         }
         None => Cow::Owned(format!("{path}{query}")),
         Some(replacement) => {
+            // Onto an empty path, `/root//evil.example/x` would reach the
+            // backend as `//evil.example/x`, which URL parsers (Node's
+            // `new URL(req.url, base)`) read as another host; nginx merges
+            // the slashes there too.
+            let rest = match rest.find(|c| c != '/') {
+                _ if !replacement.is_empty() => rest,
+                Some(at) if at > 1 => &rest[at - 1..],
+                None if rest.len() > 1 => "/",
+                _ => rest,
+            };
             let mut rewritten = String::with_capacity(replacement.len() + rest.len() + query.len());
             rewritten.push_str(replacement);
             rewritten.push_str(rest);
@@ -460,6 +470,11 @@ mod tests {
         // The nginx trap: `/root/x` with `/` must not become `//x`.
         assert_eq!(go("/root/x"), "/root /x");
         assert_eq!(go("/root"), "/root /");
+        // Nor may `/root//host/x` become a network-path `//host/x`.
+        assert_eq!(go("/root//evil.example/x"), "/root /evil.example/x");
+        assert_eq!(go("/root///"), "/root /");
+        assert_eq!(go("/root//?q"), "/root /?q");
+        assert_eq!(go("/api//x"), "/api /v1//x");
         assert_eq!(go("/rootx"), "file");
     }
 

@@ -609,6 +609,24 @@ fn an_upstream_path_replaces_the_prefix() {
 }
 
 #[test]
+fn a_route_onto_the_backends_root_never_sends_a_network_path() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/r={}/", node.addr())], &[]);
+    // `//evil.example/x` is another host to a URL parser (Node's `new
+    // URL(req.url, base)`): the slashes are merged, as nginx does.
+    for (target, upstream) in [
+        ("/r//evil.example/x", "/evil.example/x"),
+        ("/r///x?q", "/x?q"),
+        ("/r//", "/"),
+        ("/r/a//b", "/a//b"),
+    ] {
+        let echo = Echo::parse(&ask(&rill, &get(target)));
+        assert_eq!(echo.url, upstream, "{target}");
+    }
+}
+
+#[test]
 fn a_slash_route_makes_a_plain_reverse_proxy_and_stats_still_win() {
     let (Some(all), Some(api)) = (node_backend(), node_backend()) else {
         return;
@@ -1135,6 +1153,31 @@ fn rill_says_100_continue_for_a_backend_known_to_speak_http10() {
 }
 
 #[test]
+fn a_chunked_body_for_a_backend_known_to_speak_http10_is_a_411() {
+    let backend = http10_body_reader();
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/old={backend}")], &[]);
+    let answer = ask(
+        &rill,
+        "PUT /old/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(answer.body, b"got 5 expect=false");
+    // HTTP/1.0 has no chunked bodies: that backend would read none of it
+    // and answer as if it were empty. The client hears why, and the
+    // connection ends (the body is still coming).
+    let mut client = Client::new(&rill);
+    client.send("PUT /old/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    let answer = client.read(false);
+    assert_eq!(answer.status, 411, "{answer:?}");
+    assert!(
+        answer.text().contains("Content-Length"),
+        "{}",
+        answer.text()
+    );
+    assert!(client.closes_within(Duration::from_secs(5)));
+}
+
+#[test]
 fn server_sent_events_arrive_as_they_are_sent() {
     if !common::curl_available() {
         return;
@@ -1288,6 +1331,21 @@ fn a_location_at_the_backend_is_rewritten_to_the_clients_view() {
     // The rewritten Location leads back to the backend through rill.
     let answer = ask(&rill, &get("/r/landing"));
     assert_eq!((answer.status, answer.text().as_str()), (200, "landed\n"));
+    // A path-absolute Location under the mount stays under it.
+    let answer = ask(&rill, &get("/r/redirect?abs=/v1/landing"));
+    assert_eq!(answer.header("location"), Some("/r/landing"));
+    let answer = ask(&rill, &get("/r/redirect?abs=/elsewhere"));
+    assert_eq!(answer.header("location"), Some("/elsewhere"));
+    // No Host to build an origin from (HTTP/1.0, or an empty Host): the
+    // path alone, never the backend's own address.
+    for raw in [
+        "GET /r/redirect?to=/v1/landing HTTP/1.0\r\n\r\n",
+        "GET /r/redirect?to=/v1/landing HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = ask(&rill, raw);
+        assert_eq!(answer.status, 302, "{raw:?}");
+        assert_eq!(answer.header("location"), Some("/r/landing"), "{raw:?}");
+    }
 }
 
 #[test]

@@ -110,6 +110,16 @@ impl ProxyRequest {
             .upgrade
             .filter(|offers| tunnelable(offers))
             .map(str::to_owned);
+        if request.body == BodyFraming::Chunked && upstreams.speaks_http10(backend.addr) {
+            // HTTP/1.0 has no chunked bodies (RFC 9112 §6.1: not to be sent
+            // to a server not known to speak HTTP/1.1): such a backend reads
+            // none of it and answers as if the body were empty. rill does
+            // not buffer a body to count it, so the client is told.
+            return Err(HeadError {
+                status: Status::LENGTH_REQUIRED,
+                reason: "this backend speaks HTTP/1.0, which cannot take a chunked body: send Content-Length",
+            });
+        }
         let continue_from_rill = request.minor_version == 1
             && request
                 .expect
@@ -149,7 +159,7 @@ impl ProxyRequest {
             client_http10: request.minor_version == 0,
             client_keep_alive: request.keep_alive,
             upgrade,
-            client_origin: request.host.map(|host| {
+            client_origin: request.host.filter(|host| !host.is_empty()).map(|host| {
                 // One allocation of the right size, where format! makes two.
                 let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
                 origin.push_str(scheme);
@@ -1143,20 +1153,16 @@ impl Proxy {
         ClientView {
             client_http10: self.request.client_http10,
             keep_alive: self.keep_client,
-            rewrite: self
-                .request
-                .client_origin
-                .as_deref()
-                .map(|client_origin| LocationRewrite {
-                    backend_origins: &route.origins,
-                    backend_path: route.path.as_deref().unwrap_or(""),
-                    client_origin,
-                    client_prefix: if route.path.is_some() {
-                        &route.prefix
-                    } else {
-                        ""
-                    },
-                }),
+            rewrite: Some(LocationRewrite {
+                backend_origins: &route.origins,
+                backend_path: route.path.as_deref().unwrap_or(""),
+                client_origin: self.request.client_origin.as_deref(),
+                client_prefix: if route.path.is_some() {
+                    &route.prefix
+                } else {
+                    ""
+                },
+            }),
         }
     }
 

@@ -241,8 +241,13 @@ pub struct ClientView<'a> {
 /// A `Location` (or `Content-Location`) value that starts with one of
 /// `backend_origins` (ASCII case-insensitive) followed by `backend_path` at a
 /// path-segment boundary — the next byte is the end, `/`, `?` or `#` —
-/// becomes `client_origin` + `client_prefix` + the rest. Anything else,
-/// relative references included, is left alone.
+/// becomes `client_origin` + `client_prefix` + the rest; without a
+/// `client_origin` (the client named no host) it becomes the path alone,
+/// `client_prefix` + the rest, which the client resolves against the URL it
+/// asked for. When the route replaces its prefix, a path-absolute reference
+/// (`/dir/`) under `backend_path` is mapped the same way, so a backend
+/// mounted under a prefix cannot send its client out of it with a relative
+/// redirect. Anything else is left alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocationRewrite<'a> {
     /// The backend's origins as it may name itself, e.g.
@@ -251,8 +256,9 @@ pub struct LocationRewrite<'a> {
     /// The path the route maps its prefix to on the backend, e.g. `/v1`, or
     /// `""` when paths pass unchanged. No trailing `/`.
     pub backend_path: &'a str,
-    /// The origin the client used, e.g. `http://example.com:4000`.
-    pub client_origin: &'a str,
+    /// The origin the client used, e.g. `http://example.com:4000`; `None`
+    /// when it sent no `Host` (or an empty one).
+    pub client_origin: Option<&'a str>,
     /// The route's prefix on rill, e.g. `/api`, or `""` when paths pass
     /// unchanged.
     pub client_prefix: &'a str,
@@ -370,8 +376,19 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
             _ => None,
         };
         match rest {
-            Some((rewrite, rest)) => {
-                out.extend_from_slice(rewrite.client_origin.as_bytes());
+            Some((rewrite, Rewritten::Absolute(rest))) => {
+                match rewrite.client_origin {
+                    Some(origin) => out.extend_from_slice(origin.as_bytes()),
+                    None if rewrite.client_prefix.is_empty() && !rest.starts_with(b"/") => {
+                        out.push(b'/');
+                    }
+                    None => {}
+                }
+                out.extend_from_slice(rewrite.client_prefix.as_bytes());
+                out.extend_from_slice(rest);
+            }
+            // Only a route with a prefix maps these: the result starts `/`.
+            Some((rewrite, Rewritten::Relative(rest))) => {
                 out.extend_from_slice(rewrite.client_prefix.as_bytes());
                 out.extend_from_slice(rest);
             }
@@ -414,16 +431,36 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
     client_body
 }
 
+/// What of a `Location` value follows the backend's origin and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewritten<'v> {
+    /// The value was an absolute URL on the backend.
+    Absolute(&'v [u8]),
+    /// The value was a path-absolute reference under the backend path.
+    Relative(&'v [u8]),
+}
+
 /// The rest of `value` after a backend origin and path, when `value` is a
-/// URL on the backend under the route's path.
-fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<&'v [u8]> {
+/// URL on the backend under the route's path (or, for a route that replaces
+/// its prefix, a path-absolute reference under it).
+fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<Rewritten<'v>> {
     // What goes into the field instead must not be able to break the line.
     let clean = |text: &str| text.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if rewrite.client_origin.is_empty()
-        || !clean(rewrite.client_origin)
+    if rewrite
+        .client_origin
+        .is_some_and(|origin| origin.is_empty() || !clean(origin))
         || !clean(rewrite.client_prefix)
     {
         return None;
+    }
+    let under_path = |rest: &'v [u8]| {
+        let rest = rest.strip_prefix(rewrite.backend_path.as_bytes())?;
+        matches!(rest.first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
+    };
+    // `//host/...` is network-path: another origin, not a path.
+    let path_absolute = value.starts_with(b"/") && !value.starts_with(b"//");
+    if path_absolute && !rewrite.client_prefix.is_empty() {
+        return under_path(value).map(Rewritten::Relative);
     }
     rewrite.backend_origins.iter().find_map(|origin| {
         let origin = origin.as_bytes();
@@ -431,8 +468,7 @@ fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<&'v [u8]>
         if origin.is_empty() || !start.eq_ignore_ascii_case(origin) {
             return None;
         }
-        let rest = value[origin.len()..].strip_prefix(rewrite.backend_path.as_bytes())?;
-        matches!(rest.first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
+        under_path(&value[origin.len()..]).map(Rewritten::Absolute)
     })
 }
 
@@ -1055,7 +1091,7 @@ mod tests {
             rewrite: Some(LocationRewrite {
                 backend_origins: origins,
                 backend_path,
-                client_origin: "http://example.com:4000",
+                client_origin: Some("http://example.com:4000"),
                 client_prefix,
             }),
         }
@@ -1099,7 +1135,11 @@ mod tests {
             ("http://localhost:3001/other", "http://localhost:3001/other"),
             ("http://localhost:30011/v1/a", "http://localhost:30011/v1/a"),
             ("http://elsewhere.org/v1/a", "http://elsewhere.org/v1/a"),
-            ("/v1/relative", "/v1/relative"),
+            ("/v1/relative", "/api/relative"),
+            ("/v1?q", "/api?q"),
+            ("/v1x/relative", "/v1x/relative"),
+            ("/other", "/other"),
+            ("v1/relative", "v1/relative"),
             ("//localhost:3001/v1/a", "//localhost:3001/v1/a"),
         ];
         for (value, expected) in cases {
@@ -1118,11 +1158,33 @@ mod tests {
             location(&unchanged, "http://127.0.0.1:30010/"),
             "http://127.0.0.1:30010/"
         );
+        assert_eq!(location(&unchanged, "/a/b"), "/a/b");
         let prefixed = rewriting(&origins, "", "/api");
         assert_eq!(
             location(&prefixed, "http://127.0.0.1:3001/a"),
             "http://example.com:4000/api/a"
         );
+        // A backend mounted at /api redirecting to one of its own paths.
+        assert_eq!(location(&prefixed, "/dir/"), "/api/dir/");
+        assert_eq!(location(&prefixed, "/"), "/api/");
+        // No Host from the client: the path alone, never the backend's.
+        let hostless = |path, prefix| ClientView {
+            rewrite: Some(LocationRewrite {
+                client_origin: None,
+                ..rewriting(&origins, path, prefix).rewrite.unwrap()
+            }),
+            ..http11(true)
+        };
+        assert_eq!(
+            location(&hostless("/v1", "/api"), "http://127.0.0.1:3001/v1/a?b"),
+            "/api/a?b"
+        );
+        assert_eq!(location(&hostless("", ""), "http://127.0.0.1:3001"), "/");
+        assert_eq!(
+            location(&hostless("", ""), "http://127.0.0.1:3001?x"),
+            "/?x"
+        );
+        assert_eq!(location(&hostless("", ""), "http://127.0.0.1:3001/a"), "/a");
         assert_eq!(
             location(&http11(true), "http://127.0.0.1:3001/a"),
             "http://127.0.0.1:3001/a"
