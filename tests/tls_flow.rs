@@ -206,6 +206,46 @@ fn a_tunnel_through_a_route_over_tls_moves_bytes_both_ways() {
 }
 
 #[test]
+fn the_session_tickets_wait_for_the_first_answer() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "hello over tls\n").unwrap();
+    let rill = Rill::start_tls(dir.path(), &[]);
+    let common::Stream::Tls(mut tls) = rill.stream() else {
+        panic!("a TLS rill gives TLS streams");
+    };
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut tls.sock).expect("our Finished");
+    }
+    // Our Finished is out; a request is not. Tickets sent now would reach a
+    // client while it writes its request (Python's websockets, reading on a
+    // second thread, then lost it now and then): nothing may come.
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match tls.sock.peek(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("rill wrote before any request: {other:?}"),
+    }
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    tls.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}
+
+#[test]
 fn a_tls_client_hello_sent_to_a_plain_port_gets_a_400() {
     // A real ClientHello, as rustls's client writes it.
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());

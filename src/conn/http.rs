@@ -418,12 +418,22 @@ impl Http {
             }
             // Answers queued for earlier pipelined requests go out before we
             // wait for more input: the client may be waiting for them. Over
-            // TLS, records alone (the session tickets after a handshake)
-            // wait for one more read: the request that came with the
-            // client's Finished is answered in the same write.
+            // TLS, records alone wait for one more read, and TLS 1.3's
+            // session tickets wait for the first answer: they leave in its
+            // write. Sent alone, they reach a client while it writes its
+            // request, and one that reads on another thread meanwhile
+            // (Python's `websockets` over `ssl`, 1 connection in ~300) lost
+            // that request and waited for an answer that never came. (In
+            // TLS 1.2 what waits is rill's Finished: it goes at once.)
             let only_records_wait =
                 self.file.is_none() && client.output_sent == client.output.len();
-            if (client.input_drained || !only_records_wait) && self.has_output(client) {
+            let tickets_wait = only_records_wait
+                && client.requests == 0
+                && client.tls.as_ref().is_some_and(|tls| tls.is_tls13());
+            if !tickets_wait
+                && (client.input_drained || !only_records_wait)
+                && self.has_output(client)
+            {
                 return Step::To(State::Sending);
             }
             if client.input_drained && !client.peer_finished_writing {
@@ -444,7 +454,7 @@ impl Http {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     client.input_drained = true;
-                    if self.has_output(client) {
+                    if !tickets_wait && self.has_output(client) {
                         // The records that waited for this read (above).
                         return Step::To(State::Sending);
                     }

@@ -67,6 +67,14 @@ impl TlsLayer {
         })
     }
 
+    /// Whether the session is TLS 1.3, where what rustls still has to write
+    /// once the handshake is over is only post-handshake messages (the
+    /// session tickets). In TLS 1.2 it is rill's own Finished, which the
+    /// client waits for before it sends a request.
+    pub fn is_tls13(&self) -> bool {
+        self.session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+    }
+
     /// Whether the handshake is still going on.
     pub fn is_handshaking(&self) -> bool {
         self.session.is_handshaking()
