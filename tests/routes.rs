@@ -735,8 +735,15 @@ fn spoofed_forwarding_fields_are_overwritten_with_the_peer() {
         &rill,
         "GET /api/echo HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 6.6.6.6\r\n\
          x-forwarded-for: 7.7.7.7, 8.8.8.8\r\nX-Forwarded-Host: evil.test\r\n\
-         X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+         X-Forwarded-Proto: https\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Port: 666\r\n\
+         Connection: close\r\n\r\n",
     ));
+    assert!(echo.header("x-real-ip").is_none(), "{:?}", echo.headers);
+    assert!(
+        echo.header("x-forwarded-port").is_none(),
+        "{:?}",
+        echo.headers
+    );
     assert_eq!(
         echo.all("x-forwarded-for"),
         ["127.0.0.1"],

@@ -470,11 +470,44 @@ impl Client {
             info!(
                 "{} \"{method}{space}{}\" {} {} {:.3}ms{upstream}{tunnel}{suffix}",
                 self.peer,
-                record.target,
+                log_escaped(&record.target),
                 record.status,
                 record.body_bytes,
                 record.started.elapsed().as_secs_f64() * 1000.0,
             );
         }
+    }
+}
+
+/// `text` as the access log shows it between quotes: `"`, `\`, control
+/// bytes and bytes above 0x7e as `\xHH`, as nginx writes them, so a target
+/// cannot end its quoted field early or forge the rest of a line.
+fn log_escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+    if text.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if plain(b) {
+            escaped.push(char::from(b));
+        } else {
+            escaped.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_escaped;
+
+    #[test]
+    fn a_logged_target_cannot_close_its_quotes() {
+        assert_eq!(log_escaped("/a/b?c=d"), "/a/b?c=d");
+        assert_eq!(log_escaped("/a\"b"), "/a\\x22b");
+        assert_eq!(log_escaped("/a\\b"), "/a\\x5Cb");
+        assert_eq!(log_escaped("/\u{e9}"), "/\\xC3\\xA9");
+        assert_eq!(log_escaped("/\u{1b}[2J"), "/\\x1B[2J");
     }
 }

@@ -63,8 +63,10 @@ pub struct Forwarded {
 
 /// Fields never forwarded: the hop-by-hop ones (RFC 9110 §7.6.1), the
 /// framing rill rewrites itself, and the forwarding fields rill owns as the
-/// edge, which a client must not be able to pre-fill.
-const ALWAYS_STRIPPED: [&str; 10] = [
+/// edge, which a client must not be able to pre-fill (with `X-Real-IP` and
+/// `X-Forwarded-Port`, which rill does not set but apps behind nginx are
+/// often told to trust).
+const ALWAYS_STRIPPED: [&str; 12] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -75,6 +77,8 @@ const ALWAYS_STRIPPED: [&str; 10] = [
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
 ];
 
 /// Writes the head rill sends to the backend for the client's `raw_head`
