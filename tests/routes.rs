@@ -2705,6 +2705,40 @@ fn a_client_that_resets_before_the_answer_frees_its_backend_connection() {
     assert!(answer.ends_with("slow\n"), "{answer}");
 }
 
+/// A client that leaves before the backend answers still has its line in
+/// the access log: nginx's 499, marked aborted, naming the backend.
+#[test]
+fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--log-level", "info", "--stats"],
+    );
+    let mut client = rill.connect();
+    client
+        .write_all(b"GET /api/slow?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = ask(&rill, &get("/.rill/stats")).text();
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /api/slow?ms=20000\""))
+        .unwrap_or_else(|| panic!("no access line for the request that was left:\n{log}"));
+    assert!(line.contains("\" 499 0 "), "{line}");
+    assert!(line.contains(" upstream=127.0.0.1:"), "{line}");
+    assert!(line.contains("(aborted: "), "{line}");
+    // Not an answer: the counters of responses do not count it.
+    assert!(stats.contains("\"4xx\":0"), "{stats}");
+}
+
 /// Requests pipelined before a half-close are all answered, proxied or
 /// not, and then the connection closes: the FIN ends the client's stream,
 /// not the exchange in flight.

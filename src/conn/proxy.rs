@@ -1446,6 +1446,24 @@ impl Fault {
             }
             Fault::ClientGone(why) => {
                 proxy.reusable = false;
+                if !proxy.logged {
+                    // No answer reached it, but the request was made and
+                    // the backend worked on it: the log says so, with
+                    // nginx's 499 ("client closed request"), not counted
+                    // as a response.
+                    proxy.logged = true;
+                    client.log_later(
+                        proxy.request.method,
+                        std::mem::take(&mut proxy.request.target),
+                        Status::from_code(499),
+                        0,
+                        proxy.request.started,
+                    );
+                    client.log_upstream(
+                        backend,
+                        client.now.saturating_duration_since(proxy.request.started),
+                    );
+                }
                 Turn::Close(why)
             }
         }
