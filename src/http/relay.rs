@@ -369,9 +369,17 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
         }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
+        // The URL a field carries, after what is kept as it is: all of a
+        // Location, the part after `url=` of a Refresh.
+        let (kept, url): (&[u8], &[u8]) = match view.rewrite {
+            Some(_) if is("location") || is("content-location") => (b"", field.value),
+            Some(_) if is("refresh") => refresh_url(field.value),
+            _ => (field.value, b""),
+        };
+        out.extend_from_slice(kept);
         let rest = match view.rewrite {
-            Some(rewrite) if is("location") || is("content-location") => {
-                rewritten(field.value, &rewrite).map(|rest| (rewrite, rest))
+            Some(rewrite) if !url.is_empty() => {
+                rewritten(url, &rewrite).map(|rest| (rewrite, rest))
             }
             _ => None,
         };
@@ -392,7 +400,7 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
                 out.extend_from_slice(rewrite.client_prefix.as_bytes());
                 out.extend_from_slice(rest);
             }
-            None => out.extend_from_slice(field.value),
+            None => out.extend_from_slice(url),
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -429,6 +437,25 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
     }
     out.extend_from_slice(b"\r\n");
     client_body
+}
+
+/// A `Refresh` value (`5; url=http://…`, `url` in any case, the URL maybe
+/// quoted) cut before its URL: nginx's `proxy_redirect` rewrites it as it
+/// does a `Location`. Without a URL, all of it is kept.
+fn refresh_url(value: &[u8]) -> (&[u8], &[u8]) {
+    let at = value
+        .windows(4)
+        .position(|window| window.eq_ignore_ascii_case(b"url="));
+    match at {
+        Some(at) => {
+            let mut start = at + 4;
+            if matches!(value.get(start), Some(b'\'' | b'"')) {
+                start += 1;
+            }
+            value.split_at(start)
+        }
+        None => (value, b""),
+    }
 }
 
 /// What of a `Location` value follows the backend's origin and path.
@@ -1110,6 +1137,39 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(found[0], found[1]);
         found[0].to_string()
+    }
+
+    #[test]
+    fn a_refresh_url_is_rewritten_like_a_location() {
+        let origins: Vec<String> = ORIGINS.iter().map(|o| o.to_string()).collect();
+        let api = rewriting(&origins, "/v1", "/api");
+        let refresh = |value: &str| {
+            let raw = format!("HTTP/1.1 200 OK\r\nRefresh: {value}\r\nContent-Length: 0\r\n\r\n");
+            let (text, _) = client(&raw, false, &api);
+            lines(&text)
+                .into_iter()
+                .find_map(|line| line.strip_prefix("Refresh: "))
+                .expect("a Refresh field")
+                .to_string()
+        };
+        for (value, expected) in [
+            (
+                "0; url=http://127.0.0.1:3001/v1/x",
+                "0; url=http://example.com:4000/api/x",
+            ),
+            (
+                "5;URL='http://localhost:3001/v1/a?b'",
+                "5;URL='http://example.com:4000/api/a?b'",
+            ),
+            ("1; url=/v1/y", "1; url=/api/y"),
+            (
+                "1; url=http://elsewhere.org/v1/y",
+                "1; url=http://elsewhere.org/v1/y",
+            ),
+            ("5", "5"),
+        ] {
+            assert_eq!(refresh(value), expected, "{value}");
+        }
     }
 
     #[test]
