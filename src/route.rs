@@ -211,11 +211,10 @@ fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, s
             // backend as `//evil.example/x`, which URL parsers (Node's
             // `new URL(req.url, base)`) read as another host; nginx merges
             // the slashes there too.
-            let rest = match rest.find(|c| c != '/') {
-                _ if !replacement.is_empty() => rest,
-                Some(at) if at > 1 => &rest[at - 1..],
-                None if rest.len() > 1 => "/",
-                _ => rest,
+            let rest = if replacement.is_empty() {
+                merge_leading_slashes(rest)
+            } else {
+                rest
             };
             let mut rewritten = String::with_capacity(replacement.len() + rest.len() + query.len());
             rewritten.push_str(replacement);
@@ -228,6 +227,17 @@ fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, s
         }
     };
     Some((index, target))
+}
+
+/// `path` with a leading run of slashes cut to one.
+fn merge_leading_slashes(path: &str) -> &str {
+    let after = path.trim_start_matches('/');
+    let slashes = path.len() - after.len();
+    if slashes > 1 {
+        &path[slashes - 1..]
+    } else {
+        path
+    }
 }
 
 /// If `prefix` (no trailing slash, empty for `/`) covers `path` on segment
