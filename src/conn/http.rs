@@ -47,7 +47,9 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
     parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
 };
-use crate::http::response::{write_generated, CommonHeaders, Extra, HeadWriter, Status};
+use crate::http::response::{
+    write_generated, CommonHeaders, Extra, HeadWriter, Status, CONTINUE_HEAD,
+};
 use crate::respond::{allowed_methods, respond, Answer, Context};
 use crate::route::{decide, Destination};
 use crate::stats::{self, add, Phase};
@@ -872,13 +874,8 @@ impl Http {
     ) -> Step {
         match upload::begin(&request, shared.site, shared.config) {
             Ok(upload) => {
-                if request
-                    .expect
-                    .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-                {
-                    client
-                        .output
-                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if request.expects_continue() {
+                    client.output.extend_from_slice(CONTINUE_HEAD);
                 }
                 debug!("conn {}: receiving upload {}", client.id, request.target);
                 self.receiving = Some(Box::new(Receiving {

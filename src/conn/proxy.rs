@@ -41,7 +41,7 @@ use crate::http::relay::{
     write_parsed_head, ClientBody, ClientView, LocationRewrite, ResponseBody, ResponseHead,
 };
 use crate::http::request::{BodyFraming, HeadError, Method, Request};
-use crate::http::response::{write_generated, CommonHeaders, Extra, Status};
+use crate::http::response::{write_generated, CommonHeaders, Extra, Status, CONTINUE_HEAD};
 use crate::stats::{add, Phase};
 use crate::timer::Timeouts;
 use crate::upstream::UpstreamConn;
@@ -103,14 +103,14 @@ impl ProxyRequest {
         shared: &Shared,
     ) -> Result<ProxyRequest, HeadError> {
         let config = shared.config;
-        let upstreams = shared.upstreams.borrow();
         let mut head = shared.pool.take();
         let backend = &config.routes[route];
         let upgrade = request
             .upgrade
             .filter(|offers| tunnelable(offers))
             .map(str::to_owned);
-        if request.body == BodyFraming::Chunked && upstreams.speaks_http10(backend.addr) {
+        let backend_http10 = shared.upstreams.borrow().speaks_http10(backend.addr);
+        if request.body == BodyFraming::Chunked && backend_http10 {
             // HTTP/1.0 has no chunked bodies (RFC 9112 §6.1: not to be sent
             // to a server not known to speak HTTP/1.1): such a backend reads
             // none of it and answers as if the body were empty. rill does
@@ -121,11 +121,9 @@ impl ProxyRequest {
             });
         }
         let continue_from_rill = request.minor_version == 1
-            && request
-                .expect
-                .is_some_and(|expect| expect.eq_ignore_ascii_case("100-continue"))
+            && request.expects_continue()
             && !matches!(request.body, BodyFraming::None | BodyFraming::Length(0))
-            && upstreams.speaks_http10(backend.addr);
+            && backend_http10;
         let scheme = if client.tls.is_some() {
             "https"
         } else {
@@ -495,9 +493,7 @@ impl Proxy {
             if self.request.continue_from_rill {
                 // Connected: the client may send its body now.
                 self.request.continue_from_rill = false;
-                client
-                    .output
-                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                client.output.extend_from_slice(CONTINUE_HEAD);
             }
             let mut moved = match self.pump_request(client, &mut budget) {
                 Ok(moved) => moved,
@@ -1276,11 +1272,19 @@ impl Proxy {
     /// Counts the answer and keeps its access-log line (once per request:
     /// interim 1xx answers have none of their own).
     fn record_answer(&mut self, client: &mut Client, shared: &Shared, status: Status, body: u64) {
+        if !self.logged {
+            client.stats.response(status.code());
+            self.keep_log_line(client, shared, status, body);
+        }
+    }
+
+    /// Keeps the request's access-log line (once), naming the backend and
+    /// the time it has had.
+    fn keep_log_line(&mut self, client: &mut Client, shared: &Shared, status: Status, body: u64) {
         if self.logged {
             return;
         }
         self.logged = true;
-        client.stats.response(status.code());
         client.log_later(
             self.request.method,
             std::mem::take(&mut self.request.target),
@@ -1446,24 +1450,10 @@ impl Fault {
             }
             Fault::ClientGone(why) => {
                 proxy.reusable = false;
-                if !proxy.logged {
-                    // No answer reached it, but the request was made and
-                    // the backend worked on it: the log says so, with
-                    // nginx's 499 ("client closed request"), not counted
-                    // as a response.
-                    proxy.logged = true;
-                    client.log_later(
-                        proxy.request.method,
-                        std::mem::take(&mut proxy.request.target),
-                        Status::from_code(499),
-                        0,
-                        proxy.request.started,
-                    );
-                    client.log_upstream(
-                        backend,
-                        client.now.saturating_duration_since(proxy.request.started),
-                    );
-                }
+                // If no answer reached it, the request was still made and
+                // the backend worked on it: the log says so, with nginx's
+                // 499 ("client closed request"), not counted as a response.
+                proxy.keep_log_line(client, shared, Status::from_code(499), 0);
                 Turn::Close(why)
             }
         }

@@ -131,6 +131,12 @@ impl Request<'_> {
             _ => self.target.to_string(),
         }
     }
+
+    /// The client waits for `100 Continue` before it sends its body.
+    pub fn expects_continue(&self) -> bool {
+        self.expect
+            .is_some_and(|expect| expect.eq_ignore_ascii_case("100-continue"))
+    }
 }
 
 /// Why a head could not be accepted: the status to answer with and a short reason

@@ -9,6 +9,9 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The interim answer to `Expect: 100-continue`, whole.
+pub const CONTINUE_HEAD: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// An HTTP status code with its reason phrase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Status(u16);
