@@ -28,7 +28,6 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -69,39 +68,50 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections of each backend. A plain list searched in order: a
-/// rill has a backend or two per route, and comparing a few addresses costs
-/// less than hashing one (SipHash, twice per proxied request).
-#[derive(Debug, Default)]
-struct IdlePools(Vec<(SocketAddr, Vec<Idle>)>);
+/// What the pool keeps for one backend.
+#[derive(Debug)]
+struct Backend {
+    addr: SocketAddr,
+    /// Its idle connections, the most recently used last.
+    idle: Vec<Idle>,
+    /// Its last final answer was HTTP/1.0.
+    http10: bool,
+}
 
-impl IdlePools {
-    fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut Vec<Idle>> {
-        self.0
-            .iter_mut()
-            .find(|(pooled, _)| *pooled == addr)
-            .map(|(_, idle)| idle)
+/// What the pool keeps per backend. A plain list searched in order: a rill
+/// has a backend or two per route, and comparing a few addresses costs less
+/// than hashing one (SipHash, twice per proxied request).
+#[derive(Debug, Default)]
+struct Backends(Vec<Backend>);
+
+impl Backends {
+    fn get(&self, addr: SocketAddr) -> Option<&Backend> {
+        self.0.iter().find(|backend| backend.addr == addr)
     }
 
-    /// `addr`'s list, made empty the first time.
-    fn entry(&mut self, addr: SocketAddr) -> &mut Vec<Idle> {
-        let at = match self.0.iter().position(|(pooled, _)| *pooled == addr) {
+    fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut Backend> {
+        self.0.iter_mut().find(|backend| backend.addr == addr)
+    }
+
+    /// `addr`'s record, made the first time.
+    fn entry(&mut self, addr: SocketAddr) -> &mut Backend {
+        let at = match self.0.iter().position(|backend| backend.addr == addr) {
             Some(at) => at,
             None => {
-                self.0.push((addr, Vec::new()));
+                self.0.push(Backend {
+                    addr,
+                    idle: Vec::new(),
+                    http10: false,
+                });
                 self.0.len() - 1
             }
         };
-        &mut self.0[at].1
+        &mut self.0[at]
     }
 
-    /// Empties `addr`'s list, returning what it held.
-    fn take(&mut self, addr: SocketAddr) -> Vec<Idle> {
-        self.get_mut(addr).map(std::mem::take).unwrap_or_default()
-    }
-
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut Vec<Idle>> {
-        self.0.iter_mut().map(|(_, idle)| idle)
+    /// `addr`'s idle connections, if it has a record.
+    fn idle_mut(&mut self, addr: SocketAddr) -> Option<&mut Vec<Idle>> {
+        self.get_mut(addr).map(|backend| &mut backend.idle)
     }
 }
 
@@ -109,10 +119,8 @@ impl IdlePools {
 pub struct Upstreams {
     registry: Registry,
     owners: Slab<Owner>,
-    /// Idle connections per backend, the most recently used last.
-    idle: IdlePools,
-    /// Backends whose last final answer was HTTP/1.0.
-    http10: HashSet<SocketAddr>,
+    /// Idle connections and what was learnt, per backend.
+    backends: Backends,
     stats: Rc<Stats>,
 }
 
@@ -122,8 +130,7 @@ impl Upstreams {
         Upstreams {
             registry,
             owners: Slab::new(),
-            idle: IdlePools::default(),
-            http10: HashSet::new(),
+            backends: Backends::default(),
             stats,
         }
     }
@@ -131,12 +138,11 @@ impl Upstreams {
     /// Notes the HTTP version (`minor`: 0 or 1) of a final answer from
     /// `addr`.
     pub fn note_version(&mut self, addr: SocketAddr, minor: u8) {
-        // Most backends speak HTTP/1.1 and the set stays empty: no hashing
-        // on the common path.
-        if minor == 0 {
-            self.http10.insert(addr);
-        } else if !self.http10.is_empty() {
-            self.http10.remove(&addr);
+        let http10 = minor == 0;
+        match self.backends.get_mut(addr) {
+            Some(backend) => backend.http10 = http10,
+            None if http10 => self.backends.entry(addr).http10 = true,
+            None => {}
         }
     }
 
@@ -146,7 +152,9 @@ impl Upstreams {
     /// from past interaction, that the next server is HTTP/1.0 send the
     /// `100` itself.
     pub fn speaks_http10(&self, addr: SocketAddr) -> bool {
-        !self.http10.is_empty() && self.http10.contains(&addr)
+        self.backends
+            .get(addr)
+            .is_some_and(|backend| backend.http10)
     }
 
     /// Who the socket with this token number belongs to.
@@ -170,12 +178,17 @@ impl Upstreams {
         now: Instant,
         unretryable: bool,
     ) -> io::Result<UpstreamConn> {
-        while let Some(idle) = self.idle.get_mut(addr).and_then(Vec::pop) {
+        while let Some(idle) = self.backends.idle_mut(addr).and_then(Vec::pop) {
             add_gauge(&self.stats.upstream_idle, -1);
             if now.saturating_duration_since(idle.since) >= IDLE_LIFETIME {
                 // The rest were pooled even earlier: all of them are stale.
                 self.forget(idle.conn);
-                for older in self.idle.take(addr) {
+                for older in self
+                    .backends
+                    .idle_mut(addr)
+                    .map(std::mem::take)
+                    .unwrap_or_default()
+                {
                     add_gauge(&self.stats.upstream_idle, -1);
                     self.forget(older.conn);
                 }
@@ -228,7 +241,7 @@ impl Upstreams {
 
     /// Takes back a connection that finished an exchange cleanly.
     pub fn checkin(&mut self, conn: UpstreamConn, now: Instant) {
-        let pooled = self.idle.entry(conn.addr);
+        let pooled = &mut self.backends.entry(conn.addr).idle;
         if pooled.len() >= IDLE_PER_BACKEND {
             self.forget(conn);
             return;
@@ -252,7 +265,7 @@ impl Upstreams {
         let Some(Owner::Pool(addr)) = self.owner(id) else {
             return;
         };
-        let Some(pooled) = self.idle.get_mut(addr) else {
+        let Some(pooled) = self.backends.idle_mut(addr) else {
             return;
         };
         let Some(at) = pooled.iter().position(|idle| idle.conn.id == id) else {
@@ -270,7 +283,7 @@ impl Upstreams {
     /// Closes the pooled connections that have waited too long.
     pub fn prune(&mut self, now: Instant) {
         let mut stale = Vec::new();
-        for pooled in self.idle.values_mut() {
+        for pooled in self.backends.0.iter_mut().map(|backend| &mut backend.idle) {
             let keep = pooled
                 .iter()
                 .position(|idle| now.saturating_duration_since(idle.since) < IDLE_LIFETIME)
