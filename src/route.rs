@@ -530,6 +530,176 @@ mod tests {
         assert_eq!(destination(&config, "GET", "/.rill/echo"), " /.rill/echo");
     }
 
+    /// How a backend that handles paths as carelessly as any might reads a
+    /// target: percent-decoded once, `\` taken for `/`, each segment cut at
+    /// `;`, then `.` and `..` resolved. What rill sends under a route must
+    /// stay under that route even read this way.
+    fn careless_backend_segments(target: &str) -> Vec<String> {
+        let path = target.split(['?', '#']).next().unwrap_or_default();
+        let decoded = percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .replace('\\', "/");
+        let mut segments: Vec<String> = Vec::new();
+        for segment in decoded.split('/').skip(1) {
+            match segment.split(';').next().unwrap_or_default() {
+                "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                kept => segments.push(kept.to_owned()),
+            }
+        }
+        segments
+    }
+
+    /// RFC 3986 §5.2.4 on raw segments, the slow and obvious way: a segment
+    /// is a dot segment when it percent-decodes to `.` or `..`.
+    fn reference_resolution(path: &str) -> Vec<&str> {
+        let mut kept: Vec<&str> = Vec::new();
+        for segment in path.split('/').skip(1) {
+            let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+            match decoded.as_slice() {
+                b"." => {}
+                b".." => {
+                    kept.pop();
+                }
+                _ => kept.push(segment),
+            }
+        }
+        kept
+    }
+
+    /// Path pieces that routing has to get right: dot segments in every
+    /// spelling rill resolves or refuses, encoded slashes and backslashes,
+    /// `;` parameters, empty segments, and names that only look like dots.
+    const PIECES: [&str; 26] = [
+        "api",
+        "pub",
+        "root",
+        "x",
+        "%61pi",
+        "p%75b",
+        ".",
+        "..",
+        "%2e",
+        "%2E%2e",
+        ".%2e",
+        "..%2F",
+        "..%2f",
+        "%2e%2e%2f",
+        "..%5C",
+        "..\\",
+        "..;",
+        "..;p",
+        ";x",
+        "a;b",
+        "",
+        "%2F",
+        "a%2Fb",
+        "%252e%252e",
+        "...",
+        "a.b",
+    ];
+
+    /// A target that starts with one of the prefixes below (plainly or
+    /// percent-encoded) or not, then any pieces, then maybe a query or a
+    /// fragment.
+    fn target_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let first = proptest::sample::select(vec!["api", "pub", "root", "%61pi", "p%75b", "x"]);
+        let rest = proptest::collection::vec(proptest::sample::select(PIECES.to_vec()), 0..7);
+        let tail = proptest::sample::select(vec!["", "?q", "?a=/../x", "#frag", "?q#f"]);
+        (first, rest, tail).prop_map(|(first, rest, tail)| {
+            let mut target = format!("/{first}");
+            for piece in rest {
+                target.push('/');
+                target.push_str(piece);
+            }
+            target + tail
+        })
+    }
+
+    /// The routes the properties below are checked against: one that
+    /// replaces its prefix, one that passes paths unchanged, one onto `/`.
+    fn three_routes() -> Config {
+        config(&[
+            "/pub=127.0.0.1:3000/public",
+            "/api=127.0.0.1:3001",
+            "/root=127.0.0.1:3002/",
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn a_routed_target_stays_under_its_route(target in target_strategy()) {
+            let config = three_routes();
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+            // Bytes httparse refuses in a target never reach routing.
+            let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else {
+                return Ok(());
+            };
+            let Destination::Proxy { route, target: sent } = decide(&request, &config) else {
+                return Ok(());
+            };
+            let route = &config.routes[route];
+            let base: Vec<String> =
+                careless_backend_segments(route.path.as_deref().unwrap_or(&route.prefix))
+                    .into_iter()
+                    .filter(|segment| !segment.is_empty())
+                    .collect();
+            proptest::prop_assert!(sent.starts_with('/'), "{target} sent as {sent}");
+            proptest::prop_assert!(!sent.starts_with("//"), "{target} sent as {sent}");
+            proptest::prop_assert!(!sent.contains('#'), "{target} sent as {sent}");
+            let read = careless_backend_segments(&sent);
+            proptest::prop_assert!(
+                read.starts_with(&base),
+                "{target} sent as {sent}, which a backend may read as {read:?}, outside {base:?}"
+            );
+            // rill resolved every dot segment itself: none is left to send.
+            let path = sent.split('?').next().unwrap_or_default();
+            let resolved = reference_resolution(path);
+            proptest::prop_assert_eq!(
+                resolved.len(),
+                path.split('/').skip(1).count(),
+                "{} sent as {}", target, sent
+            );
+        }
+
+        #[test]
+        fn what_resolves_under_a_prefix_goes_to_its_backend(target in target_strategy()) {
+            // The converse: what RFC 3986 resolution puts under a prefix is
+            // sent to that prefix's backend (or refused), never served as a
+            // file from ROOT, and what it puts elsewhere is not proxied.
+            let config = three_routes();
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+            // Bytes httparse refuses in a target never reach routing.
+            let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else {
+                return Ok(());
+            };
+            let path = target.split(['?', '#']).next().unwrap_or_default();
+            let first = reference_resolution(path).first().map(|segment| {
+                percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+            });
+            let expected = match first.as_deref() {
+                Some(prefix @ ("api" | "pub" | "root")) => Some(format!("/{prefix}")),
+                _ => None,
+            };
+            match decide(&request, &config) {
+                Destination::Proxy { route, .. } => {
+                    let prefix = Some(config.routes[route].prefix.clone());
+                    proptest::prop_assert_eq!(prefix, expected, "{}", target);
+                }
+                // A dot segment hidden from rill: only ever under a route.
+                Destination::Refused(_) => {
+                    proptest::prop_assert!(expected.is_some(), "{} refused", target);
+                }
+                _ => proptest::prop_assert_eq!(None, expected, "{}", target),
+            }
+        }
+    }
+
     #[test]
     fn route_syntax() {
         let route = Route::parse("/api/=localhost:3000/v1/").unwrap();
