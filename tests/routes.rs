@@ -1172,7 +1172,11 @@ fn rill_says_100_continue_for_a_backend_known_to_speak_http10() {
 fn a_chunked_body_for_a_backend_known_to_speak_http10_is_a_411() {
     let backend = http10_body_reader();
     let dir = site();
-    let rill = start(dir.path(), &[format!("/old={backend}")], &[]);
+    let rill = start(
+        dir.path(),
+        &[format!("/old={backend}")],
+        &["--log-level", "info"],
+    );
     let answer = ask(
         &rill,
         "PUT /old/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
@@ -1191,6 +1195,9 @@ fn a_chunked_body_for_a_backend_known_to_speak_http10_is_a_411() {
         answer.text()
     );
     assert!(client.closes_within(Duration::from_secs(5)));
+    // The access line names the request refused, not a head never read.
+    let log = rill.stop();
+    assert!(log.contains("\"PUT /old/x\" 411 "), "{log}");
 }
 
 #[test]
@@ -2607,7 +2614,11 @@ fn a_dot_segment_behind_an_encoded_slash_never_reaches_a_backend() {
         return;
     };
     let dir = site();
-    let rill = start(dir.path(), &[format!("/pub={}/public", python.addr())], &[]);
+    let rill = start(
+        dir.path(),
+        &[format!("/pub={}/public", python.addr())],
+        &["--log-level", "info"],
+    );
     assert_eq!(ask(&rill, &get("/pub/index.txt")).text(), "public\n");
     for hidden in [
         "/pub/..%2Fsecret.txt",
@@ -2621,6 +2632,8 @@ fn a_dot_segment_behind_an_encoded_slash_never_reaches_a_backend() {
     }
     // Resolved by rill itself, a plain `..` leaves the route: not routed.
     assert_eq!(ask(&rill, &get("/pub/../secret.txt")).status, 404);
+    let log = rill.stop();
+    assert!(log.contains("\"GET /pub/..%2Fsecret.txt\" 400 "), "{log}");
 }
 
 /// Any method is forwarded (WebDAV's PROPFIND, QUERY) except TRACE, which

@@ -496,7 +496,7 @@ impl Http {
         };
         let destination = decide(&request, shared.config);
         if let Destination::Refused(error) = destination {
-            return self.answer_error(client, error, shared);
+            return self.answer_error(client, error, Some((&request, started)), shared);
         }
         if let Some(step) = self.refused_by_gate(client, &request, &destination, started, shared) {
             return step;
@@ -507,7 +507,7 @@ impl Http {
                 &request, raw_head, route, &target, client, started, shared,
             ) {
                 Ok(proxied) => Step::Proxy(Box::new(proxied)),
-                Err(error) => self.answer_error(client, error, shared),
+                Err(error) => self.answer_error(client, error, Some((&request, started)), shared),
             };
         }
         // Only a small GET-like body is read and dropped to keep the connection;
@@ -554,7 +554,7 @@ impl Http {
                 status: Status::BAD_REQUEST,
                 reason: "malformed chunked body",
             };
-            return self.answer_error(client, error, shared);
+            return self.answer_error(client, error, Some((&request, started)), shared);
         }
         let ctx = Context {
             site: shared.site,
@@ -1141,13 +1141,20 @@ impl Http {
     fn reject(&mut self, client: &mut Client, error: HeadError, shared: &Shared) -> Step {
         client.requests += 1;
         add(&client.stats.requests, 1);
-        self.answer_error(client, error, shared)
+        self.answer_error(client, error, None, shared)
     }
 
     /// Answers a request that cannot be served as sent (a bad head, or a
     /// body already seen to be broken), and closes after it: its framing
-    /// cannot be trusted.
-    fn answer_error(&mut self, client: &mut Client, error: HeadError, shared: &Shared) -> Step {
+    /// cannot be trusted. The access log names the request and its start
+    /// when the head was parsed (`parsed`), and `GET -` when it was not.
+    fn answer_error(
+        &mut self,
+        client: &mut Client,
+        error: HeadError,
+        parsed: Option<(&Request, Instant)>,
+        shared: &Shared,
+    ) -> Step {
         debug!(
             "conn {}: rejected head: {} {}",
             client.id,
@@ -1168,14 +1175,17 @@ impl Http {
             common,
             shared,
         );
-        self.record_parts(
-            client,
-            Method::Get,
-            String::from("-"),
-            error.status,
-            len,
-            Instant::now(),
-        );
+        match parsed {
+            Some((request, started)) => self.record(client, request, error.status, len, started),
+            None => self.record_parts(
+                client,
+                Method::Get,
+                String::from("-"),
+                error.status,
+                len,
+                Instant::now(),
+            ),
+        }
         Step::To(State::Sending)
     }
 
