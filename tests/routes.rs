@@ -1168,6 +1168,34 @@ fn rill_says_100_continue_for_a_backend_known_to_speak_http10() {
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 
+const CHUNKED_PUT: &str =
+    "PUT /old/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+
+/// The first chunked body for a backend rill has not heard from yet goes
+/// out chunked (most backends speak HTTP/1.1). One that answers in
+/// HTTP/1.0 read none of it: its `200` would tell the client an upload
+/// landed that was lost, so the client gets a `502` saying why, and the
+/// next such request a `411` before it is sent.
+#[test]
+fn an_http10_backend_that_was_sent_a_chunked_body_is_not_believed() {
+    let backend = http10_body_reader();
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/old={backend}")], &[]);
+    let mut client = Client::new(&rill);
+    client.send(CHUNKED_PUT);
+    let answer = client.read(false);
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(
+        answer.text().contains("Content-Length"),
+        "{}",
+        answer.text()
+    );
+    assert!(!answer.text().contains("got 0"), "{}", answer.text());
+    let mut client = Client::new(&rill);
+    client.send(CHUNKED_PUT);
+    assert_eq!(client.read(false).status, 411);
+}
+
 #[test]
 fn a_chunked_body_for_a_backend_known_to_speak_http10_is_a_411() {
     let backend = http10_body_reader();
@@ -1186,7 +1214,7 @@ fn a_chunked_body_for_a_backend_known_to_speak_http10_is_a_411() {
     // and answer as if it were empty. The client hears why, and the
     // connection ends (the body is still coming).
     let mut client = Client::new(&rill);
-    client.send("PUT /old/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    client.send(CHUNKED_PUT);
     let answer = client.read(false);
     assert_eq!(answer.status, 411, "{answer:?}");
     assert!(

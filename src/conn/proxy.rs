@@ -996,6 +996,19 @@ impl Proxy {
                 .borrow_mut()
                 .note_version(addr, head.minor_version);
         }
+        if head.minor_version == 0
+            && self.request.body == BodyFraming::Chunked
+            && (200..300).contains(&head.status)
+        {
+            // An HTTP/1.0 server knows no chunked bodies (RFC 9112 §6.1):
+            // this one was sent one before rill knew its version, and its
+            // success speaks of a request it read without the body. Relayed,
+            // it would tell the client an upload landed that was lost; from
+            // now on such a request gets a 411 before it is sent.
+            return Err(Fault::BadAnswer(
+                "this backend speaks HTTP/1.0 and did not read the chunked body: send Content-Length",
+            ));
+        }
         if (100..200).contains(&head.status) {
             // Interim answers (100 Continue, 103 Early Hints) go to HTTP/1.1
             // clients only (RFC 9110 §15.2); then the real head follows.
