@@ -230,6 +230,7 @@ fn proxy_heads(c: &mut Criterion) {
                 upgrade: false,
                 strip_authorization: false,
                 strip_expect: false,
+                prefix: "",
             };
             write_forward_head(black_box(WRK_HEAD), &forward, &mut out).map(|_| out.len())
         })

@@ -773,6 +773,48 @@ fn spoofed_forwarding_fields_are_overwritten_with_the_peer() {
     assert!(!format!("{:?}", echo.headers).contains("6.6.6.6"));
 }
 
+/// A route that mounts a backend at its prefix (`/py=HOST:PORT/`) tells it
+/// the prefix in `X-Forwarded-Prefix`, for the links it builds; a client's
+/// own is never passed on, under any route.
+#[test]
+fn a_mounted_backend_is_told_its_prefix_and_no_client_can_fake_one() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[
+            format!("/py={}/", node.addr()),
+            format!("/api={}", node.addr()),
+            format!("/v2={}/api", node.addr()),
+        ],
+        &[],
+    );
+    let ask_echo = |path: &str| {
+        Echo::parse(&ask(
+            &rill,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: t\r\nX-Forwarded-Prefix: /evil\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        ))
+    };
+    let mounted = ask_echo("/py/echo");
+    assert_eq!(
+        mounted.all("x-forwarded-prefix"),
+        ["/py"],
+        "{:?}",
+        mounted.headers
+    );
+    for path in ["/api/echo", "/v2/echo"] {
+        let echo = ask_echo(path);
+        assert!(
+            echo.all("x-forwarded-prefix").is_empty(),
+            "{path}: {:?}",
+            echo.headers
+        );
+    }
+}
+
 #[test]
 fn host_is_kept_and_via_is_added_both_ways() {
     let Some(node) = node_backend() else { return };

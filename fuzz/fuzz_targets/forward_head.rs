@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         upgrade: flags & 8 != 0,
         strip_authorization: flags & 16 != 0,
         strip_expect: flags & 32 != 0,
+        prefix: if flags & 64 != 0 { "/mount" } else { "" },
     };
     let mut out = Vec::new();
     let seen = write_forward_head(&raw[..used], &forward, &mut out).expect("accepted head");
@@ -47,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(count(name), 1, "{name}");
     }
     assert!(count("x-forwarded-host") <= 1);
+    assert_eq!(count("x-forwarded-prefix"), usize::from(!forward.prefix.is_empty()));
     assert_eq!(count("keep-alive") + count("te") + count("proxy-connection"), 0);
     let framing = (count("content-length"), count("transfer-encoding"));
     match body {

@@ -140,6 +140,10 @@ impl ProxyRequest {
                 upgrade: upgrade.is_some(),
                 strip_authorization: !config.users.is_empty(),
                 strip_expect: continue_from_rill,
+                prefix: match backend.path.as_deref() {
+                    Some("") => &backend.prefix,
+                    _ => "",
+                },
             },
             &mut head,
         )?;

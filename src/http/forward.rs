@@ -42,6 +42,12 @@ pub struct Forward<'a> {
     /// Drop the client's `Expect`: rill answers `100 Continue` itself,
     /// for a backend that speaks HTTP/1.0.
     pub strip_expect: bool,
+    /// The prefix the route cut off the path, when it mounts the backend
+    /// at it (`--route /py=HOST:PORT/`): sent as `X-Forwarded-Prefix`, so
+    /// an app can build links that work from the client's side (Werkzeug's
+    /// `ProxyFix(x_prefix=1)`, Spring, ASP.NET and Traefik read it). Empty
+    /// for a route that passes paths unchanged or maps them elsewhere.
+    pub prefix: &'a str,
 }
 
 /// What was learnt about the client's head while rebuilding it.
@@ -66,7 +72,7 @@ pub struct Forwarded {
 /// edge, which a client must not be able to pre-fill (with `X-Real-IP` and
 /// `X-Forwarded-Port`, which rill does not set but apps behind nginx are
 /// often told to trust).
-const ALWAYS_STRIPPED: [&str; 12] = [
+const ALWAYS_STRIPPED: [&str; 13] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -76,6 +82,7 @@ const ALWAYS_STRIPPED: [&str; 12] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "x-forwarded-prefix",
     "forwarded",
     "x-real-ip",
     "x-forwarded-port",
@@ -115,6 +122,9 @@ pub fn write_forward_head(
     }
     if !is_visible(forward.default_host.as_bytes()) {
         return Err(bad("invalid default Host"));
+    }
+    if !forward.prefix.is_empty() && !is_visible(forward.prefix.as_bytes()) {
+        return Err(bad("invalid prefix"));
     }
     let headers: &[httparse::Header] = req.headers;
     // RFC 9112 §3.2.2: an absolute-form target's authority is the host,
@@ -192,6 +202,9 @@ pub fn write_forward_head(
     let host = seen.host.clone().and_then(|range| raw_head.get(range));
     if let Some(host) = host {
         field(out, b"X-Forwarded-Host", host);
+    }
+    if !forward.prefix.is_empty() {
+        field(out, b"X-Forwarded-Prefix", forward.prefix.as_bytes());
     }
     // RFC 7239 §4, §6: an IPv6 node is bracketed, and the `:` then needs a
     // quoted-string.
@@ -381,6 +394,7 @@ mod tests {
             upgrade,
             strip_authorization: false,
             strip_expect: false,
+            prefix: "",
         }
     }
 
@@ -487,6 +501,28 @@ mod tests {
             values(&head, "Forwarded"),
             ["for=192.0.2.7;host=\"h\";proto=http"]
         );
+    }
+
+    #[test]
+    fn a_mount_prefix_is_named_and_a_clients_is_never_passed_on() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Prefix: /evil\r\n\
+                   x_forwarded_prefix: /evil\r\n\r\n";
+        let (head, _) = rebuild(raw, &forward(BodyFraming::None, false));
+        assert!(!head.contains("evil"), "{head}");
+        assert!(values(&head, "X-Forwarded-Prefix").is_empty(), "{head}");
+        let mounted = Forward {
+            prefix: "/py",
+            ..forward(BodyFraming::None, false)
+        };
+        let (head, _) = rebuild(raw, &mounted);
+        assert_eq!(values(&head, "X-Forwarded-Prefix"), ["/py"], "{head}");
+        let mut out = Vec::new();
+        let broken = Forward {
+            prefix: "/a\r\nX: y",
+            ..forward(BodyFraming::None, false)
+        };
+        assert!(write_forward_head(raw.as_bytes(), &broken, &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -760,6 +796,7 @@ mod tests {
                 upgrade,
                 strip_authorization: false,
                 strip_expect: false,
+                prefix: "",
             };
             !keeps(name.as_bytes(), &fwd)
         }
@@ -811,6 +848,7 @@ mod tests {
                     upgrade,
                     strip_authorization: false,
                     strip_expect: false,
+                    prefix: "",
                 };
                 let mut out = Vec::new();
                 write_forward_head(raw.as_bytes(), &fwd, &mut out).unwrap();
