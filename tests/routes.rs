@@ -1070,6 +1070,41 @@ fn request_bodies_are_streamed_to_the_backend_reframed() {
     assert_eq!(node.log(), ["POST /api/echo", "PUT /api/echo"]);
 }
 
+/// A chunked upload bigger than one turn's relay budget: the turn that
+/// spends the budget may end with the buffer for the backend all sent but
+/// not yet emptied, and the next turn must go on from there. It once
+/// reported "nothing moved" and waited for an event that never came (the
+/// client had sent everything): the upload stalled into a 408.
+#[test]
+fn chunked_uploads_longer_than_a_turns_budget_never_stall() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--header-timeout", "2"],
+    );
+    let body = pseudo_random(3 * MIB, 9);
+    let mut chunked = Vec::new();
+    for piece in body.chunks(64 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let expected = sha256_hex(&body);
+    let mut client = Client::new(&rill);
+    for round in 0..30 {
+        client.send("PUT /api/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        client.send(&chunked);
+        let answer = client.read(false);
+        assert_eq!(answer.status, 200, "round {round}: {}", answer.text());
+        let echo = Echo::parse(&answer);
+        assert_eq!(echo.body_length, body.len() as u64, "round {round}");
+        assert_eq!(echo.sha256, expected, "round {round}");
+    }
+}
+
 #[test]
 fn a_50_mib_put_with_expect_through_a_route_does_not_stall() {
     if !common::curl_available() {

@@ -564,6 +564,17 @@ impl Proxy {
     fn pump_request(&mut self, client: &mut Client, budget: &mut usize) -> Result<bool, Fault> {
         let mut moved = false;
         loop {
+            // All that was queued has gone: the buffer takes more body. This
+            // comes before the framing, never after it: a turn that sent the
+            // last queued byte and then spent its budget must find the room
+            // when it resumes, or it would see nothing to do and wait for an
+            // event that never comes (the client may have sent everything).
+            // A request without a body (or with an empty one) keeps its head
+            // until the exchange ends: a retry sends it again.
+            if self.to_backend_sent == self.to_backend.len() && !self.request.bodiless() {
+                self.to_backend.clear();
+                self.to_backend_sent = 0;
+            }
             moved |= self.frame_request_body(client)?;
             if *budget == 0 {
                 return Ok(moved);
@@ -575,12 +586,6 @@ impl Proxy {
                 if sent > 0 {
                     continue;
                 }
-            }
-            // A request without a body (or with an empty one) keeps its
-            // head until the exchange ends: a retry sends it again.
-            if self.to_backend_sent == self.to_backend.len() && !self.request.bodiless() {
-                self.to_backend.clear();
-                self.to_backend_sent = 0;
             }
             // More body is wanted and there is room for it: read the client.
             let wants_body = !self.request_body.is_done();
