@@ -108,7 +108,10 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // rill speaks both: a client that offers only `http/1.0` (`curl
+    // --http1.0`) would otherwise be refused the handshake (RFC 7301 §3.2
+    // allows that only when none of its offers is spoken).
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
         .map_err(|e| format!("TLS session tickets: {e}"))?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
@@ -283,7 +286,10 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
         assert_eq!(tls.fingerprint.len(), 95);
         assert!(tls.pin.as_deref().unwrap().starts_with("sha256//"));
-        assert_eq!(tls.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            tls.config.alpn_protocols,
+            vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()]
+        );
         tls.remove_cert_file();
         assert!(!path.exists());
     }

@@ -582,6 +582,36 @@ fn a_client_offering_only_h2_is_refused_with_no_application_protocol() {
     assert_eq!(tls_stat(&stats, "full"), 2, "{stats}");
 }
 
+/// rill speaks HTTP/1.0 too, so a client that offers only `http/1.0` in
+/// ALPN (`curl --http1.0`) gets it, and its answer; one that offers both
+/// gets `http/1.1`.
+#[test]
+fn a_client_offering_only_http10_gets_it() {
+    if !have_openssl() {
+        return;
+    }
+    let dir = tls_site();
+    let rill = start_tls(dir.path(), &[]);
+    let old = b"GET /a.txt HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    let output = s_client(&rill, &["-alpn", "http/1.0", "-ign_eof"], old);
+    let shown = text(&output);
+    assert!(shown.contains("ALPN protocol: http/1.0"), "{shown}");
+    assert!(shown.contains("HTTP/1.1 200 OK"), "{shown}");
+    assert!(shown.contains("hello over tls"), "{shown}");
+    let output = s_client(&rill, &["-alpn", "http/1.0,http/1.1", "-ign_eof"], GET_A);
+    assert!(text(&output).contains("ALPN protocol: http/1.1"));
+    if have_curl() {
+        let url = rill.url("/a.txt");
+        let output = curl(&["--http1.0", "--cacert", rill.pem(), &url]);
+        assert!(output.status.success(), "curl --http1.0: {}", text(&output));
+        assert!(
+            text(&output).contains("hello over tls"),
+            "{}",
+            text(&output)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 2b. Every clean end says close_notify
 
