@@ -162,11 +162,12 @@ impl User {
     }
 
     /// Gives rights to a user who was given none: read, plus upload when
-    /// uploads are on.
-    pub fn settle_rights(&mut self, uploads: bool) {
+    /// there is somewhere to send changes (`--uploads` into ROOT, or the
+    /// backend of a `--route`, which gets every method but reads).
+    pub fn settle_rights(&mut self, changes_accepted: bool) {
         self.rights.get_or_insert(Rights {
             read: true,
-            upload: uploads,
+            upload: changes_accepted,
         });
     }
 

@@ -51,7 +51,8 @@ Options:
       --no-watch          do not watch ROOT with inotify; cached files are then looked at again
                           every second (for file systems inotify cannot see, like network mounts)
       --auth USER:PASSWORD[:RIGHTS]  ask for a password (repeatable); RIGHTS = read, upload or
-                          read,upload (default: read, plus upload with --uploads). The password
+                          read,upload (default: read, plus upload with --uploads or --route,
+                          whose backends take every other method). The password
                           may contain ':'; only an exact last field is taken as rights
       --auth-file FILE    users from FILE, one USER:HASH[:RIGHTS] per line, HASH bcrypt
                           (as `htpasswd -nB USER` prints it)
@@ -264,7 +265,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
     }
     User::check_unique(&config.users)?;
     for user in &mut config.users {
-        user.settle_rights(config.uploads);
+        user.settle_rights(config.uploads || !config.routes.is_empty());
     }
     if config.live_reload && config.no_watch {
         return Err("--live-reload needs the watch that --no-watch turns off".to_owned());

@@ -331,6 +331,71 @@ fn methods_other_than_get_and_head_need_the_upload_right_even_through_a_route() 
     );
 }
 
+/// A backend that answers every request `200` with its method as the body,
+/// one connection at a time, and closes.
+fn method_echo_backend() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let method = line.split(' ').next().unwrap_or_default().to_owned();
+            while line.len() > 2 {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{method}",
+                method.len()
+            );
+        }
+    });
+    format!("/api=127.0.0.1:{port}")
+}
+
+/// With a route there is somewhere to send changes: a user given no rights
+/// may POST to the app behind it, as with `--uploads` into ROOT. `OPTIONS`
+/// is safe (RFC 9110 §9.3.7): a reader may send it through a route.
+#[test]
+fn a_route_gives_default_users_the_upload_right_and_options_is_a_read() {
+    let route = method_echo_backend();
+    let dir = site();
+    let rill = Rill::start(
+        dir.path(),
+        &[
+            "--route",
+            &route,
+            "--auth",
+            "ann:pw",
+            "--auth",
+            "guest:g:read",
+        ],
+    );
+    let ann = basic("ann:pw");
+    let guest = basic("guest:g");
+    for method in ["POST", "PUT", "DELETE"] {
+        let answer = send(&rill, method, "/api/x", &ann);
+        assert_eq!((answer.status, answer.text()), (200, method.to_owned()));
+        assert_eq!(
+            send(&rill, method, "/api/x", &guest).status,
+            403,
+            "{method}"
+        );
+    }
+    let answer = send(&rill, "OPTIONS", "/api/x", &guest);
+    assert_eq!((answer.status, answer.text()), (200, "OPTIONS".to_owned()));
+    assert_eq!(send(&rill, "OPTIONS", "/api/x", "").status, 401);
+    // Without a route or --uploads, a user given no rights only reads.
+    let rill = Rill::start(dir.path(), &["--auth", "ann:pw"]);
+    assert_eq!(send(&rill, "PUT", "/b.txt", &ann).status, 403);
+}
+
 #[test]
 fn a_refused_head_has_no_body_and_the_next_answer_parses() {
     let dir = site();

@@ -645,7 +645,9 @@ impl Http {
             (Destination::Stats(_) | Destination::WebSocket(crate::route::Endpoint::Echo), _) => {
                 Need::Inspect
             }
-            (_, Method::Get | Method::Head) => Need::Read,
+            // OPTIONS is safe (RFC 9110 §9.3.7): asking what a backend
+            // allows changes nothing there.
+            (_, Method::Get | Method::Head | Method::Options) => Need::Read,
             _ => Need::Upload,
         };
         let verdict = shared
