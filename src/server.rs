@@ -845,8 +845,9 @@ impl Server {
     /// a summary.
     fn finish_shutdown(&mut self, why: &str) {
         let left = self.connections.len();
+        let shared = self.env.shared(Instant::now());
         for (_, slot) in self.connections.iter_mut() {
-            let _ = slot.conn.abandon("shutdown");
+            let _ = slot.conn.cut_at_shutdown(&shared);
         }
         for (_, mut slot) in std::mem::take(&mut self.connections) {
             self.release_upstream(&mut slot.conn);

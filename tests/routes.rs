@@ -1906,6 +1906,69 @@ fn sigterm_closes_a_tunnel_at_once_and_says_so() {
     assert!(line.contains("aborted"), "{line}");
 }
 
+/// A request whose backend has not answered when the shutdown gives up
+/// (the grace period ends, or a second signal) is told `503` and logged,
+/// not closed without a word.
+#[test]
+fn a_request_its_backend_never_answered_gets_a_503_when_shutdown_gives_up() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let mut rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--log-level", "info"],
+    );
+    let mut client = Client::new(&rill);
+    client.send("GET /api/slow?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    rill.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    rill.signal(libc::SIGTERM);
+    let answer = client.read(false);
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.text().contains("shutting down"), "{}", answer.text());
+    assert!(client.closes_within(Duration::from_secs(2)));
+    let status = rill.wait_exit(Duration::from_secs(3)).expect("rill exited");
+    assert!(status.success(), "{status:?}");
+    let log = rill.stop();
+    assert!(log.contains("\"GET /api/slow?ms=20000\" 503 "), "{log}");
+}
+
+/// A client that leaves in the middle of a long proxied answer: its access
+/// line counts the body bytes that went out, not 0.
+#[test]
+fn a_cut_answer_is_logged_with_the_bytes_that_left() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--log-level", "info"],
+    );
+    let mut client = Client::new(&rill);
+    client.send("GET /api/big?mb=50 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut taken = vec![0u8; 3 * MIB];
+    client.reader.read_exact(&mut taken).unwrap();
+    drop(client);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /api/big?mb=50\" 200 "))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    let bytes: u64 = line
+        .split("\" 200 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    assert!(
+        (2 * MIB as u64..50 * MIB as u64).contains(&bytes),
+        "{bytes} body bytes logged for a client that read 3 MiB: {line}"
+    );
+    assert!(line.contains("aborted"), "{line}");
+}
+
 #[test]
 fn an_idle_tunnel_is_closed_after_the_tunnel_timeout() {
     let Some(ws) = ws_backend() else { return };

@@ -371,6 +371,7 @@ impl Connection {
     fn finish(&mut self, why: &str) -> Next {
         match &mut self.protocol {
             Protocol::Http(http) => http.abandon(&self.client),
+            Protocol::Proxy(proxy) => proxy.log_cut(&mut self.client),
             Protocol::Tunnel(tunnel) => tunnel.log_totals(&mut self.client),
             _ => {}
         }
@@ -476,6 +477,17 @@ impl Connection {
     /// takes the backend connection first ([`Connection::take_upstream`]).
     pub fn abandon(&mut self, why: &str) -> Next {
         self.finish(why)
+    }
+
+    /// A shutdown's grace period ended with this connection still open. A
+    /// proxied request whose backend has not answered gets a `503` (as far
+    /// as the socket takes it without waiting), not a close without a
+    /// word; then the connection closes as [`Connection::abandon`] does.
+    pub fn cut_at_shutdown(&mut self, shared: &Shared) -> Next {
+        if let Protocol::Proxy(proxy) = &mut self.protocol {
+            proxy.refuse_unanswered(&mut self.client, shared);
+        }
+        self.abandon("shutdown")
     }
 
     /// Appends one event to a `/.rill/events` stream (see

@@ -461,6 +461,31 @@ impl Proxy {
         false
     }
 
+    /// The shutdown's grace period ended before the backend answered: the
+    /// client is told `503` and why (the connection closes right after).
+    pub fn refuse_unanswered(&mut self, client: &mut Client, shared: &Shared) {
+        if self.answered {
+            return;
+        }
+        self.keep_client = false;
+        let why = "the server is shutting down";
+        let _ = self.fail(client, shared, Status::SERVICE_UNAVAILABLE, why);
+        let _ = client.write_output(false);
+    }
+
+    /// The connection closes with the backend's answer unfinished (the
+    /// client left or stopped reading, or a shutdown): its access line gets
+    /// the body bytes that left, as nginx's `$body_bytes_sent` does — those
+    /// relayed, less what still waits in the output or the pipe (a chunked
+    /// answer's framing there makes it a slight undercount).
+    pub fn log_cut(&self, client: &mut Client) {
+        if self.response_body.is_none() {
+            return;
+        }
+        let waiting = client.unsent() + self.pipe.as_ref().map_or(0, Pipe::held);
+        client.log_body_bytes(self.relayed().saturating_sub(waiting as u64));
+    }
+
     /// Runs both directions until neither can move.
     pub fn drive(&mut self, client: &mut Client, shared: &Shared) -> Turn {
         let mut budget = RELAY_BUDGET_PER_TURN;
