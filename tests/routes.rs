@@ -1906,6 +1906,46 @@ fn sigterm_closes_a_tunnel_at_once_and_says_so() {
     assert!(line.contains("aborted"), "{line}");
 }
 
+/// A proxied event stream never ends by itself: a shutdown closes it at
+/// once (its client reconnects), as it does rill's own `/.rill/events`,
+/// instead of spending the whole grace period on it.
+#[test]
+fn sigterm_closes_a_proxied_event_stream_at_once() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let mut rill = start(
+        dir.path(),
+        &[format!("/api={}", node.addr())],
+        &["--log-level", "info"],
+    );
+    let mut client = Client::new(&rill);
+    client.send("GET /api/sse?n=1000&ms=100 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut line = String::new();
+    while !line.starts_with("data:") {
+        line.clear();
+        client.reader.read_line(&mut line).unwrap();
+    }
+    let started = Instant::now();
+    rill.signal(libc::SIGTERM);
+    assert!(
+        client.closes_within(Duration::from_secs(2)),
+        "stream kept open"
+    );
+    let status = rill.wait_exit(Duration::from_secs(3)).expect("rill exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the grace period was spent on the stream: {:?}",
+        started.elapsed()
+    );
+    let log = rill.stop();
+    let access = log
+        .lines()
+        .find(|line| line.contains("\"GET /api/sse?n=1000&ms=100\" 200 "))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    assert!(access.contains("(aborted: shutdown)"), "{access}");
+}
+
 /// A request whose backend has not answered when the shutdown gives up
 /// (the grace period ends, or a second signal) is told `503` and logged,
 /// not closed without a word.

@@ -270,6 +270,9 @@ pub struct Proxy {
     reusable: bool,
     /// The client connection stays open afterwards.
     keep_client: bool,
+    /// The answer being relayed is a `text/event-stream`: a shutdown does
+    /// not wait for it to end, since it never does.
+    event_stream: bool,
     /// Retried once on a fresh connection already.
     retried: bool,
     /// When the connect started, for its timeout.
@@ -315,6 +318,7 @@ impl Proxy {
             logged: false,
             reusable: false,
             keep_client,
+            event_stream: false,
             retried: false,
             connect_started: shared.now,
             backend_activity: shared.now,
@@ -455,10 +459,12 @@ impl Proxy {
     }
 
     /// The server is shutting down: the answer may finish, then the client
-    /// connection closes.
+    /// connection closes. An event stream never finishes: it closes now (its
+    /// client reconnects), as rill's own `/.rill/events` does. Says whether
+    /// to close at once.
     pub fn begin_shutdown(&mut self) -> bool {
         self.keep_client = false;
-        false
+        self.answered && self.event_stream
     }
 
     /// The shutdown's grace period ended before the backend answered: the
@@ -1058,6 +1064,7 @@ impl Proxy {
         let framing = write_parsed_head(&parsed, &view, &mut client.output);
         self.answered = true;
         self.reusable = head.reusable;
+        self.event_stream = head.event_stream;
         if matches!(framing, ClientBody::UntilClose) {
             self.keep_client = false;
         }

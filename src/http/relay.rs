@@ -54,6 +54,9 @@ pub struct ResponseHead {
     /// keep-alive`; never for [`ResponseBody::UntilClose`], never for 101.
     /// For an interim 1xx it is the final response's value that counts.
     pub reusable: bool,
+    /// A `text/event-stream` (Server-Sent Events) body: it has no end of
+    /// its own, and its client reconnects when it is cut.
+    pub event_stream: bool,
 }
 
 /// Why a response cannot be relayed: rill answers 502 (if nothing was sent
@@ -141,6 +144,13 @@ pub fn parse_response_fields<'h, 'b>(
         head_len: parsed.head_len,
         body,
         reusable: persistent && status != 101 && body != ResponseBody::UntilClose,
+        event_stream: body != ResponseBody::None
+            && fields.iter().any(|field| {
+                // The media type, without its parameters (`; charset=…`).
+                let kind = field.value.split(|&b| b == b';').next().unwrap_or_default();
+                field.name.eq_ignore_ascii_case("content-type")
+                    && kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+            }),
     };
     Ok(Some(ParsedHead {
         head,
@@ -644,6 +654,31 @@ mod tests {
         match parse_response_head(raw.as_bytes(), false) {
             Err(BadResponse(reason)) => reason,
             other => panic!("{raw:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_event_stream_is_told_apart() {
+        let mut headers = header_slots();
+        let sse = b"HTTP/1.1 200 OK\r\ncontent-type:  Text/Event-Stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let parsed = parse_response_fields(sse, false, &mut headers)
+            .unwrap()
+            .unwrap();
+        assert!(parsed.head.event_stream);
+        for other in [
+            &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-streams\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nContent-Type: text/event-stream\r\n\r\n",
+        ] {
+            let mut headers = header_slots();
+            let parsed = parse_response_fields(other, false, &mut headers)
+                .unwrap()
+                .unwrap();
+            assert!(
+                !parsed.head.event_stream,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 
