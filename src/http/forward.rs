@@ -67,15 +67,18 @@ pub struct Forwarded {
     pub host: Option<Range<usize>>,
 }
 
-/// Fields never forwarded: the hop-by-hop ones (RFC 9110 §7.6.1), the
-/// framing rill rewrites itself, and the forwarding fields rill owns as the
-/// edge, which a client must not be able to pre-fill (with `X-Real-IP` and
-/// `X-Forwarded-Port`, which rill does not set but apps behind nginx are
-/// often told to trust).
-const ALWAYS_STRIPPED: [&str; 13] = [
+/// Fields never forwarded: the hop-by-hop ones (RFC 9110 §7.6.1), with
+/// `Proxy-Authorization` (credentials for a proxy that asked for them,
+/// §11.7.2, which no backend did), the framing rill rewrites itself, and
+/// the forwarding fields rill owns as the edge, which a client must not be
+/// able to pre-fill (with `X-Real-IP`, `X-Forwarded-Port` and
+/// `X-Forwarded-Prefix`, which rill sets only for a mounted backend, but
+/// apps behind nginx are often told to trust).
+const ALWAYS_STRIPPED: [&str; 14] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "proxy-authorization",
     "te",
     "transfer-encoding",
     "content-length",
@@ -501,6 +504,15 @@ mod tests {
             values(&head, "Forwarded"),
             ["for=192.0.2.7;host=\"h\";proto=http"]
         );
+    }
+
+    #[test]
+    fn proxy_credentials_are_never_passed_on() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic c2VjcmV0\r\n\
+                   Authorization: Bearer app\r\n\r\n";
+        let (head, _) = rebuild(raw, &forward(BodyFraming::None, false));
+        assert!(!head.contains("c2VjcmV0"), "{head}");
+        assert_eq!(values(&head, "Authorization"), ["Bearer app"]);
     }
 
     #[test]
