@@ -203,6 +203,40 @@ fn access_log_has_one_line_per_response() {
     );
 }
 
+/// A download the client leaves mid-way: the access line counts the body
+/// bytes that left, not the length the head promised.
+#[test]
+fn a_cut_download_is_logged_with_the_bytes_that_left() {
+    let dir = site();
+    let size = 64 << 20;
+    fs::write(dir.path().join("big.bin"), pseudo_random(size, 3)).unwrap();
+    let rill = Rill::start_with(dir.path(), &["-l", "127.0.0.1:0", "--log-level", "info"]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut taken = vec![0u8; 1 << 20];
+    stream.read_exact(&mut taken).unwrap();
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /big.bin\" 200 "))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    let bytes: usize = line
+        .split("\" 200 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    assert!(
+        bytes < size / 2,
+        "{bytes} body bytes logged for a client that read 1 MiB: {line}"
+    );
+    assert!(line.contains("aborted"), "{line}");
+}
+
 #[test]
 fn trace_log_shows_state_transitions() {
     let dir = site();

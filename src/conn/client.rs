@@ -434,6 +434,14 @@ impl Client {
         }
     }
 
+    /// Takes `unsent` bytes off the body size of the access-log line last
+    /// kept: an answer cut before they left.
+    pub fn log_body_bytes_short_by(&mut self, unsent: u64) {
+        if let Some(record) = self.pending_log.last_mut() {
+            record.body_bytes = record.body_bytes.saturating_sub(unsent);
+        }
+    }
+
     /// Marks the access-log line last kept as a tunnel's, with the bytes
     /// the client sent up it.
     pub fn log_tunnelled(&mut self, bytes_up: u64) {

@@ -280,10 +280,19 @@ impl Http {
     }
 
     /// The connection is being dropped: an upload in flight is abandoned
-    /// (dropping it deletes its temp files).
-    pub fn abandon(&mut self, client: &Client) {
+    /// (dropping it deletes its temp files), and a file cut mid-way has its
+    /// access line count the bytes that left, not the length it promised
+    /// (nginx's `$body_bytes_sent`; what still waits in the output counts as
+    /// not sent). A body made of several files (an archive) keeps its
+    /// length: what is left of the others is not known here.
+    pub fn abandon(&mut self, client: &mut Client) {
         if self.receiving.take().is_some() {
             add(&client.stats.uploads_aborted, 1);
+        }
+        if let (Some(file), None) = (&self.file, &self.source) {
+            let tail = file.tail.as_ref().map_or(0, |tail| tail.len());
+            let unsent = file.remaining + (tail + client.unsent()) as u64;
+            client.log_body_bytes_short_by(unsent);
         }
     }
 

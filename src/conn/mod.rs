@@ -370,7 +370,7 @@ impl Connection {
 
     fn finish(&mut self, why: &str) -> Next {
         match &mut self.protocol {
-            Protocol::Http(http) => http.abandon(&self.client),
+            Protocol::Http(http) => http.abandon(&mut self.client),
             Protocol::Proxy(proxy) => proxy.log_cut(&mut self.client),
             Protocol::Tunnel(tunnel) => tunnel.log_totals(&mut self.client),
             _ => {}
