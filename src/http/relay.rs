@@ -54,8 +54,8 @@ pub struct ResponseHead {
     /// keep-alive`; never for [`ResponseBody::UntilClose`], never for 101.
     /// For an interim 1xx it is the final response's value that counts.
     pub reusable: bool,
-    /// A `text/event-stream` (Server-Sent Events) body: it has no end of
-    /// its own, and its client reconnects when it is cut.
+    /// A `text/event-stream` (Server-Sent Events) body without a length: it
+    /// has no end of its own, and its client reconnects when it is cut.
     pub event_stream: bool,
 }
 
@@ -144,13 +144,10 @@ pub fn parse_response_fields<'h, 'b>(
         head_len: parsed.head_len,
         body,
         reusable: persistent && status != 101 && body != ResponseBody::UntilClose,
-        event_stream: body != ResponseBody::None
-            && fields.iter().any(|field| {
-                // The media type, without its parameters (`; charset=…`).
-                let kind = field.value.split(|&b| b == b';').next().unwrap_or_default();
-                field.name.eq_ignore_ascii_case("content-type")
-                    && kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
-            }),
+        // One with a length ends, whatever it is; the check is left out of
+        // the common answer's way.
+        event_stream: matches!(body, ResponseBody::Chunked | ResponseBody::UntilClose)
+            && is_event_stream(fields),
     };
     Ok(Some(ParsedHead {
         head,
@@ -589,6 +586,18 @@ fn transfer_coding(fields: &[httparse::Header]) -> Result<Option<ResponseBody>, 
     }
 }
 
+/// Whether the answer's media type (parameters aside) is
+/// `text/event-stream`.
+fn is_event_stream(fields: &[httparse::Header]) -> bool {
+    fields
+        .iter()
+        .find(|field| field.name.eq_ignore_ascii_case("content-type"))
+        .is_some_and(|field| {
+            let kind = field.value.split(|&b| b == b';').next().unwrap_or_default();
+            kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+        })
+}
+
 /// The length every `Content-Length` field and list element agrees on
 /// (RFC 9110 §8.6 lets `5, 5` stand for `5`).
 fn content_length(fields: &[httparse::Header]) -> Result<Option<u64>, BadResponse> {
@@ -666,8 +675,10 @@ mod tests {
             .unwrap();
         assert!(parsed.head.event_stream);
         for other in [
-            &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-streams\r\nContent-Length: 0\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n",
+            &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-streams\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // With a length it ends by itself.
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 9\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\nContent-Type: text/event-stream\r\n\r\n",
         ] {
             let mut headers = header_slots();
