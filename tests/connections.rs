@@ -220,18 +220,9 @@ fn a_cut_download_is_logged_with_the_bytes_that_left() {
     drop(stream);
     std::thread::sleep(Duration::from_millis(300));
     let log = rill.stop();
-    let line = log
-        .lines()
-        .find(|line| line.contains("\"GET /big.bin\" 200 "))
-        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
-    let bytes: usize = line
-        .split("\" 200 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    let (line, bytes) = common::access_line_of_200(&log, "GET /big.bin");
     assert!(
-        bytes < size / 2,
+        bytes < size as u64 / 2,
         "{bytes} body bytes logged for a client that read 1 MiB: {line}"
     );
     assert!(line.contains("aborted"), "{line}");

@@ -1992,16 +1992,7 @@ fn a_cut_answer_is_logged_with_the_bytes_that_left() {
     drop(client);
     std::thread::sleep(Duration::from_millis(500));
     let log = rill.stop();
-    let line = log
-        .lines()
-        .find(|line| line.contains("\"GET /api/big?mb=50\" 200 "))
-        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
-    let bytes: u64 = line
-        .split("\" 200 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    let (line, bytes) = common::access_line_of_200(&log, "GET /api/big?mb=50");
     assert!(
         (2 * MIB as u64..50 * MIB as u64).contains(&bytes),
         "{bytes} body bytes logged for a client that read 3 MiB: {line}"

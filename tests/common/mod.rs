@@ -565,6 +565,23 @@ pub fn tool_runs(program: &str, args: &[&str], why: &str) -> bool {
     ok
 }
 
+/// The access-log line in `log` for `"METHOD TARGET" 200` (`request` is
+/// `METHOD TARGET`), and the body size it gives.
+pub fn access_line_of_200<'l>(log: &'l str, request: &str) -> (&'l str, u64) {
+    let marker = format!("\"{request}\" 200 ");
+    let line = log
+        .lines()
+        .find(|line| line.contains(&marker))
+        .unwrap_or_else(|| panic!("no access line for {request} in:\n{log}"));
+    let bytes = line
+        .split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    (line, bytes)
+}
+
 /// A temporary folder to serve.
 pub fn site() -> tempfile::TempDir {
     tempfile::Builder::new()
