@@ -12,6 +12,7 @@ use crate::http::response::Status;
 use crate::stats::{add, Phase, Stats};
 use log::{info, log_enabled, Level};
 use mio::net::TcpStream;
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -500,7 +501,8 @@ fn log_escaped(text: &str) -> std::borrow::Cow<'_, str> {
         if plain(b) {
             escaped.push(char::from(b));
         } else {
-            escaped.push_str(&format!("\\x{b:02X}"));
+            // Writing into a String cannot fail.
+            let _ = write!(escaped, "\\x{b:02X}");
         }
     }
     std::borrow::Cow::Owned(escaped)
