@@ -39,7 +39,7 @@
 //! again until they are written out.
 
 use super::client::{Client, Stall};
-use super::proxy::ProxyRequest;
+use super::proxy::{Proxy, ProxyRequest};
 use super::websocket::{WebSocket, MAX_ECHO_SOCKETS, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
 use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
@@ -138,7 +138,7 @@ enum Step {
     /// The connection is over (peer closed, error, or all done).
     Close(&'static str),
     /// The request goes to a backend: the connection leaves this machine.
-    Proxy(Box<ProxyRequest>),
+    Proxy(Box<Proxy>),
     /// The `101` for a WebSocket handshake is queued: the connection leaves
     /// this machine.
     Upgrade(Box<WebSocket>),
@@ -515,7 +515,9 @@ impl Http {
             return match ProxyRequest::new(
                 &request, raw_head, route, &target, client, started, shared,
             ) {
-                Ok(proxied) => Step::Proxy(Box::new(proxied)),
+                // Built here, not by the connection from a boxed request:
+                // one allocation per proxied request instead of two.
+                Ok(proxied) => Step::Proxy(Box::new(Proxy::new(proxied, client, shared))),
                 Err(error) => self.answer_error(client, error, Some((&request, started)), shared),
             };
         }

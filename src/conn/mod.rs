@@ -55,7 +55,7 @@ use http::Http;
 use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::Interest;
-use proxy::{Proxy, ProxyRequest};
+use proxy::Proxy;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -85,8 +85,8 @@ pub enum Turn {
     Yield,
     /// The connection is over; the reason is for the log.
     Close(&'static str),
-    /// HTTP → proxy: this request goes to a backend.
-    Proxy(Box<ProxyRequest>),
+    /// HTTP → proxy: this request goes to a backend, on its way already.
+    Proxy(Box<Proxy>),
     /// Proxy → HTTP: the exchange is over. HTTP sends what is still queued,
     /// then reads the next request, or closes when `close_after_send`.
     Http { close_after_send: bool },
@@ -287,10 +287,9 @@ impl Connection {
                 Turn::Wait(interest) => return self.settled(Next::Wait(interest)),
                 Turn::Yield => return self.settled(Next::Yield),
                 Turn::Close(why) => return self.closed(why, shared),
-                Turn::Proxy(request) => {
+                Turn::Proxy(proxy) => {
                     trace!("conn {}: http -> proxy", self.client.id);
-                    self.protocol =
-                        Protocol::Proxy(Box::new(Proxy::new(*request, &self.client, shared)));
+                    self.protocol = Protocol::Proxy(proxy);
                 }
                 Turn::Http { close_after_send } => {
                     trace!("conn {}: proxy -> http", self.client.id);
