@@ -373,7 +373,7 @@ fn resolve_dot_segments(path: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Parsed};
+    use crate::http::request::{parse_head_leaking, Parsed};
     use std::path::PathBuf;
 
     fn config(routes: &[&str]) -> Config {
@@ -387,7 +387,7 @@ mod tests {
     /// or a word for the other destinations.
     fn destination(config: &Config, method: &str, target: &str) -> String {
         let raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n");
-        let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else {
+        let Ok(Parsed::Complete(request, _)) = parse_head_leaking(raw.as_bytes()) else {
             panic!("{raw:?} does not parse");
         };
         match decide(&request, config) {
@@ -658,7 +658,7 @@ mod tests {
     /// (such bytes never reach routing).
     fn outcome(config: &Config, target: &str) -> Option<Outcome> {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
-        let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else {
+        let Ok(Parsed::Complete(request, _)) = parse_head_leaking(raw.as_bytes()) else {
             return None;
         };
         Some(match decide(&request, config) {

@@ -5,13 +5,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use rill::http::forward::{write_forward_head, Forward};
-use rill::http::request::{parse_head, BodyFraming, Parsed, MAX_HEADERS};
+use rill::http::request::{header_slots, parse_head, BodyFraming, Parsed, MAX_HEADERS};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks what rill asks for; the rest is the client's head.
     let Some((&flags, raw)) = data.split_first() else { return };
-    let Ok(Parsed::Complete(request, used)) = parse_head(raw) else { return };
+    let mut slots = header_slots();
+    let Ok(Parsed::Complete(request, used)) = parse_head(raw, &mut slots) else { return };
     let body = match flags & 3 {
         0 => BodyFraming::None,
         1 => BodyFraming::Chunked,
@@ -33,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         prefix: if flags & 64 != 0 { "/mount" } else { "" },
     };
     let mut out = Vec::new();
-    let seen = write_forward_head(&raw[..used], &forward, &mut out).expect("accepted head");
+    let seen = write_forward_head(&request, &raw[..used], &forward, &mut out).expect("accepted head");
     if let Some(host) = seen.host {
         assert!(raw.get(host).is_some());
     }
@@ -58,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // What rill sends, rill itself would accept (when it is small enough).
     if again.headers.len() <= MAX_HEADERS && out.len() <= rill::http::request::MAX_HEAD_BYTES {
-        match parse_head(&out) {
+        let mut rebuilt_slots = header_slots();
+        match parse_head(&out, &mut rebuilt_slots) {
             Ok(Parsed::Complete(rebuilt, len)) => {
                 assert_eq!(len, out.len());
                 assert_eq!(rebuilt.body, body);

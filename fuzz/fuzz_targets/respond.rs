@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rill::config::Config;
-use rill::http::request::{parse_head, Parsed};
+use rill::http::request::{header_slots, parse_head, Parsed};
 use rill::http::response::{write_generated, CommonHeaders, Extra};
 use rill::respond::{respond, Context};
 use rill::site::Site;
@@ -29,7 +29,8 @@ fn check(site: &Site, config: &Config, data: &[u8]) {
     let date = "Sun, 06 Nov 1994 08:49:37 GMT";
     let mut out = Vec::new();
     let common = CommonHeaders { keep_alive: true, http10: false, cors: false };
-    let body_len = match parse_head(data) {
+    let mut slots = header_slots();
+    let body_len = match parse_head(data, &mut slots) {
         Ok(Parsed::Partial) => return,
         Ok(Parsed::Complete(request, _)) => {
             let path_buffer = std::cell::Cell::default();

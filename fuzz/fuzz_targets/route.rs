@@ -7,13 +7,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use rill::config::Config;
-use rill::http::request::{parse_head, Parsed};
+use rill::http::request::{header_slots, parse_head, Parsed};
 use rill::route::{decide, sort_routes, Destination, Route};
 use std::path::PathBuf;
 
 fn routed(config: &Config, target: &str) -> Option<(usize, String)> {
     let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
-    let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes()) else { return None };
+    let mut slots = header_slots();
+    let Ok(Parsed::Complete(request, _)) = parse_head(raw.as_bytes(), &mut slots) else { return None };
     match decide(&request, config) {
         Destination::Proxy { route, target } => Some((route, target.into_owned())),
         _ => None,

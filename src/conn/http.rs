@@ -45,7 +45,7 @@ use super::{Shared, Turn};
 use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
-    parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
+    header_slots, parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
 };
 use crate::http::response::{
     write_generated, CommonHeaders, Extra, HeadWriter, Status, CONTINUE_HEAD,
@@ -408,7 +408,8 @@ impl Http {
                 // input buffer is lent out of the client while the answer is
                 // written, and given back with the head cut off.
                 let input = std::mem::take(&mut client.input);
-                let answered = match parse_head(&input) {
+                let mut slots = header_slots();
+                let answered = match parse_head(&input, &mut slots) {
                     Ok(Parsed::Complete(request, head_len)) => Some((
                         self.answer(client, request, &input, head_len, shared),
                         head_len,

@@ -130,6 +130,7 @@ impl ProxyRequest {
             "http"
         };
         write_forward_head(
+            request,
             raw_head,
             &Forward {
                 target,

@@ -12,10 +12,9 @@
 //! CVE-2021-33197 class of bug).
 
 use super::relay::via_line;
-use super::request::{absolute_authority, BodyFraming, HeadError, MAX_HEADERS};
+use super::request::{absolute_authority, BodyFraming, HeadError, Request};
 use super::response::{push_decimal, Status};
 use std::io::Write;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -91,13 +90,14 @@ const ALWAYS_STRIPPED: [&str; 14] = [
     "x-forwarded-port",
 ];
 
-/// Writes the head rill sends to the backend for the client's `raw_head`
+/// Writes the head rill sends to the backend for the client's `request`
 /// into `out`, and says what it saw on the way.
 ///
-/// `raw_head` is a head [`crate::http::request::parse_head`] accepted; it is
-/// parsed again here so that the caller need not keep the borrowed
-/// [`crate::http::request::Request`] alive. On error nothing is written.
+/// `request` is what [`crate::http::request::parse_head`] made of
+/// `raw_head`; the ranges in [`Forwarded`] point into `raw_head`. On error
+/// nothing is written.
 pub fn write_forward_head(
+    request: &Request,
     raw_head: &[u8],
     forward: &Forward,
     out: &mut Vec<u8>,
@@ -105,15 +105,6 @@ pub fn write_forward_head(
     let bad = |reason| HeadError {
         status: Status::BAD_REQUEST,
         reason,
-    };
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let Ok(httparse::Status::Complete(_)) = req.parse_with_uninit_headers(raw_head, &mut headers)
-    else {
-        return Err(bad("malformed request head"));
-    };
-    let Some(method) = req.method else {
-        return Err(bad("malformed request line"));
     };
     // Both end up on the request line or in a field line, where a space or a
     // line break would split the head rill sends. Bytes above 0x7f pass: rill
@@ -129,13 +120,11 @@ pub fn write_forward_head(
     if !forward.prefix.is_empty() && !is_visible(forward.prefix.as_bytes()) {
         return Err(bad("invalid prefix"));
     }
-    let headers: &[httparse::Header] = req.headers;
+    let headers = request.fields;
     // RFC 9112 §3.2.2: an absolute-form target's authority is the host,
     // whatever the Host field says (the request parser checked it).
-    let authority = req
-        .path
-        .and_then(absolute_authority)
-        .filter(|authority| !authority.is_empty());
+    let authority =
+        absolute_authority(request.raw_target).filter(|authority| !authority.is_empty());
 
     let mut seen = Forwarded::default();
     let mut host_sent = false;
@@ -157,7 +146,7 @@ pub fn write_forward_head(
         }
     }
 
-    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(request.method_name.as_bytes());
     out.push(b' ');
     out.extend_from_slice(forward.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -176,7 +165,7 @@ pub fn write_forward_head(
             continue;
         }
         // RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
-        if (req.version == Some(0) || forward.strip_expect) && same_name(name, b"expect") {
+        if (request.minor_version == 0 || forward.strip_expect) && same_name(name, b"expect") {
             continue;
         }
         // Host is what the backend routes on and what rill reports as
@@ -229,7 +218,7 @@ pub fn write_forward_head(
     out.extend_from_slice(b";proto=");
     out.extend_from_slice(forward.proto.as_bytes());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(via_line(req.version.unwrap_or(1)));
+    out.extend_from_slice(via_line(request.minor_version));
     match forward.body {
         BodyFraming::None => {}
         BodyFraming::Length(length) => {
@@ -366,7 +355,7 @@ fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse_head, Parsed};
+    use crate::http::request::{parse_head_leaking, Parsed, MAX_HEADERS};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -401,14 +390,18 @@ mod tests {
         }
     }
 
-    /// Rebuilds `raw` (which must pass `parse_head`) and returns the head as text.
+    /// The request `parse_head` reads in `raw`, which it must accept.
+    fn request(raw: &str) -> Request<'_> {
+        match parse_head_leaking(raw.as_bytes()) {
+            Ok(Parsed::Complete(request, _)) => request,
+            other => panic!("parse_head rejects {raw:?}: {other:?}"),
+        }
+    }
+
+    /// Rebuilds `raw` and returns the head as text.
     fn rebuild(raw: &str, forward: &Forward) -> (String, Forwarded) {
-        assert!(
-            matches!(parse_head(raw.as_bytes()), Ok(Parsed::Complete(..))),
-            "parse_head rejects {raw:?}"
-        );
         let mut out = Vec::new();
-        let seen = write_forward_head(raw.as_bytes(), forward, &mut out).unwrap();
+        let seen = write_forward_head(&request(raw), raw.as_bytes(), forward, &mut out).unwrap();
         (String::from_utf8(out).unwrap(), seen)
     }
 
@@ -533,7 +526,7 @@ mod tests {
             prefix: "/a\r\nX: y",
             ..forward(BodyFraming::None, false)
         };
-        assert!(write_forward_head(raw.as_bytes(), &broken, &mut out).is_err());
+        assert!(write_forward_head(&request(raw), raw.as_bytes(), &broken, &mut out).is_err());
         assert!(out.is_empty());
     }
 
@@ -743,14 +736,11 @@ mod tests {
     fn bad_inputs_write_nothing() {
         let mut out = Vec::new();
         let fwd = forward(BodyFraming::None, false);
-        for raw in ["GET / HTTP/1.1\r\nHost: h\r\n", "hello\r\n\r\n"] {
-            let error = write_forward_head(raw.as_bytes(), &fwd, &mut out).unwrap_err();
-            assert_eq!(error.status, Status::BAD_REQUEST);
-        }
-        let raw = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
         for target in ["", "/a b", "/a\r\nX: y", "/a\tb", "/a\x7f"] {
             let fwd = Forward { target, ..fwd };
-            assert!(write_forward_head(raw, &fwd, &mut out).is_err());
+            let error = write_forward_head(&request(raw), raw.as_bytes(), &fwd, &mut out);
+            assert_eq!(error.unwrap_err().status, Status::BAD_REQUEST);
         }
         assert!(out.is_empty());
     }
@@ -842,10 +832,7 @@ mod tests {
                     raw.push_str(&format!("{}: {}\r\n", NAMES[name], VALUES[value]));
                 }
                 raw.push_str("\r\n");
-                prop_assert!(
-                    matches!(parse_head(raw.as_bytes()), Ok(Parsed::Complete(..))),
-                    "parse_head rejects {:?}", raw
-                );
+                let client_request = request(&raw);
                 let connection_named: Vec<String> = lines.iter()
                     .filter(|&&(name, _)| NAMES[name].eq_ignore_ascii_case("connection"))
                     .flat_map(|&(_, value)| VALUES[value].split(','))
@@ -863,7 +850,7 @@ mod tests {
                     prefix: "",
                 };
                 let mut out = Vec::new();
-                write_forward_head(raw.as_bytes(), &fwd, &mut out).unwrap();
+                write_forward_head(&client_request, raw.as_bytes(), &fwd, &mut out).unwrap();
 
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 16];
                 let mut req = httparse::Request::new(&mut headers);
