@@ -48,6 +48,16 @@ pub struct Route {
 }
 
 impl Route {
+    /// The prefix a backend mounted at it (`PREFIX=HOST:PORT/`) is told in
+    /// `X-Forwarded-Prefix`, so that it can build its URLs with it; `""`
+    /// for other routes, whose backends see paths of their own.
+    pub fn announced_prefix(&self) -> &str {
+        match self.path.as_deref() {
+            Some("") => &self.prefix,
+            _ => "",
+        }
+    }
+
     /// Parses `PREFIX=HOST:PORT` or `PREFIX=HOST:PORT/PATH`, resolving HOST.
     pub fn parse(text: &str) -> Result<Route, String> {
         let (prefix, upstream) = text

@@ -1436,6 +1436,7 @@ fn a_location_at_the_backend_is_rewritten_to_the_clients_view() {
     let routes = [
         format!("/api={}", node.addr()),
         format!("/r={}/v1", node.addr()),
+        format!("/m={}/", node.addr()),
     ];
     let rill = start(dir.path(), &routes, &[]);
     for (target, location) in [
@@ -1464,6 +1465,17 @@ fn a_location_at_the_backend_is_rewritten_to_the_clients_view() {
     assert_eq!(answer.header("location"), Some("/r/landing"));
     let answer = ask(&rill, &get("/r/redirect?abs=/elsewhere"));
     assert_eq!(answer.header("location"), Some("/elsewhere"));
+    // A backend mounted at /m is told so (X-Forwarded-Prefix): a Location
+    // it built with the prefix keeps it once; one without gets it.
+    for (target, location) in [
+        ("/m/redirect?abs=/m/landing", "/m/landing"),
+        ("/m/redirect?abs=/landing", "/m/landing"),
+        ("/m/redirect?to=/m/landing", "http://example.test/m/landing"),
+        ("/m/redirect?to=/landing", "http://example.test/m/landing"),
+    ] {
+        let answer = ask(&rill, &get(target));
+        assert_eq!(answer.header("location"), Some(location), "{target}");
+    }
     // No Host to build an origin from (HTTP/1.0, or an empty Host): the
     // path alone, never the backend's own address.
     for raw in [

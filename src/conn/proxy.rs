@@ -141,10 +141,7 @@ impl ProxyRequest {
                 upgrade: upgrade.is_some(),
                 strip_authorization: !config.users.is_empty(),
                 strip_expect: continue_from_rill,
-                prefix: match backend.path.as_deref() {
-                    Some("") => &backend.prefix,
-                    _ => "",
-                },
+                prefix: backend.announced_prefix(),
             },
             &mut head,
         )?;
@@ -1213,6 +1210,7 @@ impl Proxy {
                 } else {
                     ""
                 },
+                prefix_announced: !route.announced_prefix().is_empty(),
             }),
         }
     }

@@ -254,7 +254,10 @@ pub struct ClientView<'a> {
 /// asked for. When the route replaces its prefix, a path-absolute reference
 /// (`/dir/`) under `backend_path` is mapped the same way, so a backend
 /// mounted under a prefix cannot send its client out of it with a relative
-/// redirect. Anything else is left alone.
+/// redirect. A backend told the prefix (`X-Forwarded-Prefix`) builds its
+/// URLs with it already: a path under `client_prefix` from such a backend is
+/// the client's path, and keeps its prefix once. Anything else is left
+/// alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocationRewrite<'a> {
     /// The backend's origins as it may name itself, e.g.
@@ -269,6 +272,8 @@ pub struct LocationRewrite<'a> {
     /// The route's prefix on rill, e.g. `/api`, or `""` when paths pass
     /// unchanged.
     pub client_prefix: &'a str,
+    /// The backend was sent `client_prefix` as `X-Forwarded-Prefix`.
+    pub prefix_announced: bool,
 }
 
 /// How rill frames the body it sends to the client.
@@ -487,14 +492,27 @@ fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<Rewritten
     {
         return None;
     }
-    let under_path = |rest: &'v [u8]| {
-        let rest = rest.strip_prefix(rewrite.backend_path.as_bytes())?;
+    let under = |path: &str, rest: &'v [u8]| {
+        let rest = rest.strip_prefix(path.as_bytes())?;
         matches!(rest.first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
+    };
+    // What follows the backend's path, and whether the backend wrote the
+    // client's prefix there itself.
+    let split = |rest: &'v [u8]| {
+        let rest = under(rewrite.backend_path, rest)?;
+        let announced = rewrite.prefix_announced && !rewrite.client_prefix.is_empty();
+        match under(rewrite.client_prefix, rest) {
+            Some(after_prefix) if announced => Some((after_prefix, true)),
+            _ => Some((rest, false)),
+        }
     };
     // `//host/...` is network-path: another origin, not a path.
     let path_absolute = value.starts_with(b"/") && !value.starts_with(b"//");
     if path_absolute && !rewrite.client_prefix.is_empty() {
-        return under_path(value).map(Rewritten::Relative);
+        return match split(value)? {
+            (_, true) => None,
+            (rest, false) => Some(Rewritten::Relative(rest)),
+        };
     }
     rewrite.backend_origins.iter().find_map(|origin| {
         let origin = origin.as_bytes();
@@ -502,7 +520,7 @@ fn rewritten<'v>(value: &'v [u8], rewrite: &LocationRewrite) -> Option<Rewritten
         if origin.is_empty() || !start.eq_ignore_ascii_case(origin) {
             return None;
         }
-        under_path(&value[origin.len()..]).map(Rewritten::Absolute)
+        split(&value[origin.len()..]).map(|(rest, _)| Rewritten::Absolute(rest))
     })
 }
 
@@ -1166,6 +1184,8 @@ mod tests {
                 backend_path,
                 client_origin: Some("http://example.com:4000"),
                 client_prefix,
+                // As for a route: only a mounted backend is told its prefix.
+                prefix_announced: backend_path.is_empty(),
             }),
         }
     }
@@ -1273,6 +1293,24 @@ mod tests {
         // A backend mounted at /api redirecting to one of its own paths.
         assert_eq!(location(&prefixed, "/dir/"), "/api/dir/");
         assert_eq!(location(&prefixed, "/"), "/api/");
+        assert_eq!(location(&prefixed, "/apiary"), "/api/apiary");
+        // One that put the X-Forwarded-Prefix it was sent in its URL
+        // (Flask behind ProxyFix): the prefix once, not twice.
+        assert_eq!(location(&prefixed, "/api/home"), "/api/home");
+        assert_eq!(location(&prefixed, "/api?next=x"), "/api?next=x");
+        assert_eq!(
+            location(&prefixed, "http://127.0.0.1:3001/api/home"),
+            "http://example.com:4000/api/home"
+        );
+        // A backend never told the prefix: its `/api` is its own path.
+        let told_nothing = ClientView {
+            rewrite: Some(LocationRewrite {
+                prefix_announced: false,
+                ..prefixed.rewrite.unwrap()
+            }),
+            ..http11(true)
+        };
+        assert_eq!(location(&told_nothing, "/api/home"), "/api/api/home");
         // No Host from the client: the path alone, never the backend's.
         let hostless = |path, prefix| ClientView {
             rewrite: Some(LocationRewrite {
