@@ -391,6 +391,7 @@ fn folders(c: &mut Criterion) {
         is_dir: false,
         size: 3_481_337,
         modified,
+        is_link: false,
     };
     let mut group = c.benchmark_group("folders");
     let mut out = Vec::with_capacity(4096);

@@ -47,6 +47,8 @@ pub struct EntryRef<'a> {
     pub is_dir: bool,
     pub size: u64,
     pub modified: SystemTime,
+    /// It is a symlink, described by what it points to.
+    pub is_link: bool,
 }
 
 #[cfg(test)]
@@ -58,6 +60,7 @@ impl Entry {
             is_dir: self.is_dir,
             size: self.size,
             modified: self.modified,
+            is_link: false,
         }
     }
 }

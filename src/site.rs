@@ -883,7 +883,8 @@ impl Site {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
-            if meta.file_type().is_symlink() {
+            let is_link = meta.file_type().is_symlink();
+            if is_link {
                 match self.open_inside(&reader.relative.join(&name), OPEN_TO_LOOK) {
                     Ok((_, target)) => meta = target,
                     Err(_) => continue,
@@ -897,6 +898,7 @@ impl Site {
                 is_dir: meta.is_dir(),
                 size: meta.len(),
                 modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                is_link,
             });
         }
         Ok(false)

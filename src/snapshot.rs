@@ -34,6 +34,7 @@ struct Item {
     modified_secs: i64,
     modified_nanos: u32,
     is_dir: bool,
+    is_link: bool,
 }
 
 /// A directory's visible entries, as they were when it was read.
@@ -78,6 +79,7 @@ impl Snapshot {
             is_dir: item.is_dir,
             size: item.size,
             modified,
+            is_link: item.is_link,
         }
     }
 
@@ -267,6 +269,7 @@ impl Scan {
                 modified_secs: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
                 modified_nanos: since.subsec_nanos(),
                 is_dir: entry.is_dir,
+                is_link: entry.is_link,
             });
         });
         let outcome = match read {

@@ -183,6 +183,53 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A folder reached twice — itself and through symlinks that sort before
+/// and after it — is archived once, as itself; a symlink to a folder
+/// outside the archived one (inside ROOT) is followed; one to an ancestor
+/// is not walked into again.
+#[test]
+fn a_real_folder_is_archived_where_it_is_and_links_to_it_are_left_out() {
+    if !tool_runs("python3", &["--version"], "python3 is not installed") {
+        return;
+    }
+    let site = common::site();
+    let top = site.path().join("album");
+    fs::create_dir_all(top.join("photos")).unwrap();
+    fs::write(top.join("photos/1.jpg"), b"one").unwrap();
+    fs::create_dir_all(site.path().join("elsewhere")).unwrap();
+    fs::write(site.path().join("elsewhere/e.txt"), b"from elsewhere").unwrap();
+    for (link, target) in [
+        ("a_link", "photos"),
+        ("z_link", "photos"),
+        ("outside", "../elsewhere"),
+        ("up", ".."),
+    ] {
+        std::os::unix::fs::symlink(target, top.join(link)).unwrap();
+    }
+    let rill = Rill::start(site.path(), &[]);
+    for (kind, reader) in [("tar", READ_TAR), ("zip", READ_ZIP)] {
+        let response = get(&rill, &format!("/album/?{kind}"));
+        assert_eq!(response.status, 200, "{kind}");
+        let file = site.path().join(format!("album.{kind}"));
+        fs::write(&file, &response.body).unwrap();
+        let listed: serde_json::Value =
+            serde_json::from_str(&python(reader, &[file.to_str().unwrap()])).unwrap();
+        let files: Vec<&str> = listed
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.as_str() != Some("dir"))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            files,
+            ["album/outside/e.txt", "album/photos/1.jpg"],
+            "{kind}: {listed}"
+        );
+        fs::remove_file(&file).unwrap();
+    }
+}
+
 #[test]
 fn a_folder_as_tar_is_read_back_byte_exact_by_python() {
     check_archive("tar", READ_TAR);

@@ -12,7 +12,10 @@
 //!
 //! The walk sees what serving sees: hidden names left out, symlinks followed
 //! only while they stay inside ROOT ([`Site::read_entries`]); a folder met
-//! twice (a symlink to an ancestor) is archived once. A member that changed
+//! twice (a symlink to an ancestor) is archived once. Symlinked folders are
+//! walked last, after every folder reached without one, so that the copy
+//! kept of a folder met twice is the real one, where it is (`photos/`, not
+//! `a_link/` beside it). A member that changed
 //! size, or vanished, between the walk and its turn ends the answer there:
 //! the client gets fewer bytes than `Content-Length` said and knows the
 //! archive is broken, rather than a well-formed archive with wrong bytes.
@@ -22,7 +25,7 @@ use crate::archive::{tar, zip};
 use crate::http::response::{HeadWriter, Status};
 use crate::site::{DirReader, Missing, Site};
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -111,6 +114,8 @@ struct Member {
     /// with `/`).
     within: Box<[u8]>,
     is_dir: bool,
+    /// Reached through a symlink of its own name.
+    is_link: bool,
     size: u64,
     mtime_secs: u64,
 }
@@ -191,6 +196,8 @@ pub struct ArchiveJob {
     stack: Vec<Frame>,
     /// Folders already walked, by device and inode.
     visited: HashSet<(u64, u64)>,
+    /// Symlinked folders met, walked once the real ones are.
+    linked: VecDeque<Member>,
     members: Vec<Member>,
     /// The length of the members found so far.
     length: Length,
@@ -215,6 +222,7 @@ impl ArchiveJob {
         let top_member = Member {
             within: Box::default(),
             is_dir: true,
+            is_link: false,
             size: 0,
             mtime_secs: mtime_secs.map_or(0, |since| since.as_secs()),
         };
@@ -231,6 +239,7 @@ impl ArchiveJob {
                 next_child: 0,
             }],
             visited: HashSet::from([(meta.dev(), meta.ino())]),
+            linked: VecDeque::new(),
             // The top folder itself is the first member.
             members: vec![top_member],
             length,
@@ -289,7 +298,13 @@ impl ArchiveJob {
     fn walk(&mut self, site: &Site, mut budget: usize) -> Result<bool, Missing> {
         while budget > 0 {
             let Some(frame) = self.stack.last_mut() else {
-                return Ok(true);
+                // Every folder reached without a symlink is walked.
+                let Some(linked) = self.linked.pop_front() else {
+                    return Ok(true);
+                };
+                budget -= 1;
+                self.enter(site, linked)?;
+                continue;
             };
             if let Some(reader) = frame.reader.as_mut() {
                 let children = &mut frame.children;
@@ -304,6 +319,7 @@ impl ArchiveJob {
                     children.push(Member {
                         within: path.into_boxed_slice(),
                         is_dir: entry.is_dir,
+                        is_link: entry.is_link,
                         size: if entry.is_dir { 0 } else { entry.size },
                         mtime_secs: entry
                             .modified
@@ -339,35 +355,44 @@ impl ArchiveJob {
                 self.length
                     .add(self.kind, &archive_name(&self.top, &member), &member);
                 self.members.push(member);
-                continue;
+            } else if member.is_link {
+                self.linked.push_back(member);
+            } else {
+                self.enter(site, member)?;
             }
-            let relative = self.folder.join(OsStr::from_bytes(
-                member.within.strip_suffix(b"/").unwrap_or(&member.within),
-            ));
-            // A folder gone or unreadable now is left out, as a listing
-            // would not show it; any other failure fails the answer rather
-            // than leave an archive silently incomplete.
-            let (dir, meta) = match site.open_dir(&relative) {
-                Ok(opened) => opened,
-                Err(Missing::NotFound | Missing::Forbidden) => continue,
-                Err(error) => return Err(error),
-            };
-            if !self.visited.insert((meta.dev(), meta.ino())) {
-                continue; // met before, through a symlink
-            }
-            let reader = site.read_dir(&dir)?;
-            let within = member.within.to_vec();
-            self.length
-                .add(self.kind, &archive_name(&self.top, &member), &member);
-            self.members.push(member);
-            self.stack.push(Frame {
-                reader: Some(reader),
-                within,
-                children: Vec::new(),
-                next_child: 0,
-            });
         }
-        Ok(self.stack.is_empty())
+        Ok(self.stack.is_empty() && self.linked.is_empty())
+    }
+
+    /// Adds the folder `member` and starts walking it, unless it was
+    /// walked already (reached twice through symlinks) or is gone.
+    fn enter(&mut self, site: &Site, member: Member) -> Result<(), Missing> {
+        let relative = self.folder.join(OsStr::from_bytes(
+            member.within.strip_suffix(b"/").unwrap_or(&member.within),
+        ));
+        // A folder gone or unreadable now is left out, as a listing would
+        // not show it; any other failure fails the answer rather than leave
+        // an archive silently incomplete.
+        let (dir, meta) = match site.open_dir(&relative) {
+            Ok(opened) => opened,
+            Err(Missing::NotFound | Missing::Forbidden) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if !self.visited.insert((meta.dev(), meta.ino())) {
+            return Ok(()); // met before, through a symlink
+        }
+        let reader = site.read_dir(&dir)?;
+        let within = member.within.to_vec();
+        self.length
+            .add(self.kind, &archive_name(&self.top, &member), &member);
+        self.members.push(member);
+        self.stack.push(Frame {
+            reader: Some(reader),
+            within,
+            children: Vec::new(),
+            next_child: 0,
+        });
+        Ok(())
     }
 }
 
