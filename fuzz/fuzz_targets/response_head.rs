@@ -22,11 +22,14 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let origins = ["http://127.0.0.1:3001".to_string(), "http://localhost:3001".to_string()];
+    // Either /api -> /v1, or a backend mounted at /api and told so.
+    let mounted = flags & 32 != 0;
     let rewrite = LocationRewrite {
         backend_origins: &origins,
-        backend_path: "/v1",
+        backend_path: if mounted { "" } else { "/v1" },
         client_origin: (flags & 16 == 0).then_some("http://example.com:4000"),
         client_prefix: "/api",
+        prefix_announced: mounted,
     };
     let view = ClientView {
         client_http10: flags & 2 != 0,
