@@ -19,7 +19,10 @@
 //! regular files, which are always "ready". To keep one fast upload from
 //! starving every other connection, the connection hands at most
 //! [`BUDGET_PER_TURN`] body bytes per turn of the loop to an upload, then lets
-//! the others run.
+//! the others run; a form of many small files also pauses after
+//! [`FILES_PER_FEED`] new files, since creating a file costs more than a
+//! megabyte of body does. A form carries at most [`MAX_FORM_FILES`] files,
+//! and each file's descriptor is closed as soon as its part ends.
 
 use crate::config::Config;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
@@ -52,6 +55,12 @@ const STAGING_MAX: usize = UPLOAD_INPUT;
 const MAX_NAME_BYTES: usize = 200;
 /// Prefix of temp files; hidden, so never listed or served.
 pub const TEMP_PREFIX: &str = ".rill-upload-";
+/// Most files one form may carry, as Go's `net/http` allows 1000 parts:
+/// each costs a temp file, a rename at the end and a line in the answer.
+pub const MAX_FORM_FILES: usize = 1000;
+/// Files a form may start per [`Upload::feed`]: a 1 MB form of 15 000 one-byte
+/// files held the loop (and every other client) for 3.4 s in one turn.
+pub const FILES_PER_FEED: usize = 32;
 
 /// Why an upload is refused or failed: the status and a one-line reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +103,9 @@ pub enum Progress {
     NeedInput,
     /// The body is complete: call [`Upload::finish`].
     Complete,
+    /// Enough files were started for one turn: feed the rest of the input
+    /// after the other connections had theirs.
+    Paused,
 }
 
 /// A file being received in an open folder, deleted on drop unless persisted.
@@ -102,7 +114,9 @@ pub struct TempFile {
     /// The folder, open; every operation names the file relative to it.
     dir: Rc<File>,
     name: CString,
-    file: File,
+    /// Open while bytes are written to it; closed once they all are (the
+    /// name is what the rename and the removal use).
+    file: Option<File>,
     persisted: bool,
 }
 
@@ -122,7 +136,7 @@ impl TempFile {
                     dir: Rc::clone(dir),
                     name,
                     // SAFETY: fd is a fresh descriptor that nothing else owns.
-                    file: unsafe { File::from_raw_fd(fd) },
+                    file: Some(unsafe { File::from_raw_fd(fd) }),
                     persisted: false,
                 });
             }
@@ -131,6 +145,20 @@ impl TempFile {
                 return Err(error);
             }
         }
+    }
+
+    /// Appends `data` to the file.
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.write_all(data),
+            None => Err(io::Error::other("the temp file is closed")),
+        }
+    }
+
+    /// Closes the file's descriptor: a form of many files holds one at a
+    /// time, not one per file until its end.
+    pub fn close(&mut self) {
+        self.file = None;
     }
 
     /// Gives the file its final name in its folder. With `replace` an existing
@@ -405,12 +433,14 @@ impl Upload {
                 let available =
                     usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
                 let is_rest_of_body = available as u64 == *remaining;
-                let used = self.sink.consume(&input[..available], is_rest_of_body)?;
+                let (used, paused) = self.sink.consume(&input[..available], is_rest_of_body)?;
                 input.drain(..used);
                 *remaining -= used as u64;
                 self.received += used as u64;
                 Ok(if *remaining == 0 {
                     Progress::Complete
+                } else if paused {
+                    Progress::Paused
                 } else {
                     Progress::NeedInput
                 })
@@ -435,10 +465,12 @@ impl Upload {
                         "body larger than --max-body",
                     ));
                 }
-                let used = self.sink.consume(staging, decoder.is_done())?;
+                let (used, paused) = self.sink.consume(staging, decoder.is_done())?;
                 staging.drain(..used);
                 Ok(if decoder.is_done() && staging.is_empty() {
                     Progress::Complete
+                } else if paused {
+                    Progress::Paused
                 } else {
                     Progress::NeedInput
                 })
@@ -537,15 +569,17 @@ impl Upload {
 }
 
 impl Sink {
-    /// Takes body bytes; returns how many it used. With `is_rest_of_body` the
-    /// slice is all that remains of the body, so holding bytes back for a
-    /// delimiter that never completes means the form is broken.
-    fn consume(&mut self, data: &[u8], is_rest_of_body: bool) -> Result<usize, Refusal> {
+    /// Takes body bytes; returns how many it used, and whether it paused
+    /// after [`FILES_PER_FEED`] new files with bytes left. With
+    /// `is_rest_of_body` the slice is all that remains of the body, so
+    /// holding bytes back for a delimiter that never completes means the
+    /// form is broken.
+    fn consume(&mut self, data: &[u8], is_rest_of_body: bool) -> Result<(usize, bool), Refusal> {
         match self {
             Sink::Put { temp, size, .. } => {
-                temp.file.write_all(data).map_err(|e| disk_refusal(&e))?;
+                temp.write_all(data).map_err(|e| disk_refusal(&e))?;
                 *size += data.len() as u64;
-                Ok(data.len())
+                Ok((data.len(), false))
             }
             Sink::Form {
                 parser,
@@ -554,6 +588,7 @@ impl Sink {
                 complete,
             } => {
                 let mut at = 0;
+                let mut started = 0;
                 loop {
                     let (used, event) = parser.next(&data[at..])?;
                     at += used;
@@ -563,34 +598,49 @@ impl Sink {
                         Event::PartStart(info) => {
                             *current = match info.filename.as_deref() {
                                 // A file input left empty sends filename="".
-                                Some(raw) if !raw.is_empty() => Some(FormFile {
-                                    temp: TempFile::create(dir).map_err(|e| disk_refusal(&e))?,
-                                    name: sanitize_filename(raw),
-                                    size: 0,
-                                }),
+                                Some(raw) if !raw.is_empty() => {
+                                    if complete.len() == MAX_FORM_FILES {
+                                        return Err(refuse(
+                                            Status::PAYLOAD_TOO_LARGE,
+                                            "more than 1000 files in one form",
+                                        ));
+                                    }
+                                    started += 1;
+                                    Some(FormFile {
+                                        temp: TempFile::create(dir)
+                                            .map_err(|e| disk_refusal(&e))?,
+                                        name: sanitize_filename(raw),
+                                        size: 0,
+                                    })
+                                }
                                 _ => None,
                             }
                         }
                         Event::Data(bytes) => {
                             if let Some(file) = current {
-                                file.temp
-                                    .file
-                                    .write_all(bytes)
-                                    .map_err(|e| disk_refusal(&e))?;
+                                file.temp.write_all(bytes).map_err(|e| disk_refusal(&e))?;
                                 file.size += bytes.len() as u64;
                             }
                         }
-                        Event::PartEnd => complete.extend(current.take()),
+                        Event::PartEnd => {
+                            if let Some(mut file) = current.take() {
+                                file.temp.close();
+                                complete.push(file);
+                            }
+                        }
                         Event::End => {}
                     }
                     if at == data.len() {
                         break;
                     }
+                    if started == FILES_PER_FEED {
+                        return Ok((at, true));
+                    }
                 }
                 if is_rest_of_body && at < data.len() && !parser.is_done() {
                     return Err(refuse(Status::BAD_REQUEST, "form ended early"));
                 }
-                Ok(at)
+                Ok((at, false))
             }
         }
     }
@@ -762,7 +812,7 @@ mod tests {
 
         std::fs::write(dir.path().join("taken"), "old").unwrap();
         let mut kept = TempFile::create(&open(dir.path())).unwrap();
-        kept.file.write_all(b"new").unwrap();
+        kept.write_all(b"new").unwrap();
         let error = kept.persist(OsStr::new("taken"), false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"old");
@@ -782,13 +832,13 @@ mod tests {
         std::fs::create_dir_all(outer.path().join("elsewhere")).unwrap();
         let checked = open(&root.join("inbox"));
         let mut put = TempFile::create(&checked).unwrap();
-        put.file.write_all(b"put").unwrap();
+        put.write_all(b"put").unwrap();
         // Between the check and the writes, the folder is swapped for a
         // symlink that leads out of ROOT.
         std::fs::rename(root.join("inbox"), root.join("moved")).unwrap();
         std::os::unix::fs::symlink(outer.path().join("elsewhere"), root.join("inbox")).unwrap();
         let mut form = TempFile::create(&checked).unwrap();
-        form.file.write_all(b"form").unwrap();
+        form.write_all(b"form").unwrap();
         put.persist(OsStr::new("a.txt"), false).unwrap();
         assert_eq!(persist_unique(&mut form, "a.txt").unwrap(), "a-1.txt");
 

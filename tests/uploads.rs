@@ -593,3 +593,45 @@ fn cors_headers_and_preflight(transport: Transport) {
         None
     );
 }
+
+/// A form of many small files holds one descriptor at a time (each file's
+/// closes when its part ends): rill allowed 64 descriptors stores 500 files.
+/// A form of more than 1000 files is refused with 413, and stores nothing.
+#[test]
+fn a_form_of_many_small_files_holds_one_descriptor_and_carries_at_most_1000() {
+    let dir = site();
+    fs::create_dir(dir.path().join("in")).unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--uploads",
+        "--log-level",
+        "error",
+    ];
+    let rill = Rill::start_with_open_file_limit(dir.path(), &args, 64);
+    let boundary = "manyFilesBoundary";
+    let form = |count: usize| {
+        let names: Vec<String> = (0..count).map(|i| format!("f{i}.txt")).collect();
+        let parts: Vec<(&str, Option<&str>, &[u8])> = names
+            .iter()
+            .map(|name| ("file", Some(name.as_str()), &b"x"[..]))
+            .collect();
+        multipart(boundary, &parts)
+    };
+    let body = form(500);
+    let head = post_head("/in/", boundary, body.len(), "Connection: close\r\n");
+    let answer = send(&rill, &head, &[&body]);
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(tree(&dir.path().join("in")).len(), 500);
+    assert!(tree(&dir.path().join("in"))
+        .iter()
+        .all(|f| f.ends_with(".txt")));
+
+    fs::create_dir(dir.path().join("many")).unwrap();
+    let body = form(1001);
+    let head = post_head("/many/", boundary, body.len(), "Connection: close\r\n");
+    let answer = send(&rill, &head, &[&body]);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert!(answer.text().contains("1000 files"), "{}", answer.text());
+    assert_eq!(tree(&dir.path().join("many")), Vec::<String>::new());
+}

@@ -946,6 +946,8 @@ impl Http {
             let before = client.input.len();
             match receiving.upload.feed(&mut client.input) {
                 Ok(Progress::Complete) => return self.finish_upload(client, shared),
+                // The input left is fed next turn, before any more is read.
+                Ok(Progress::Paused) => return Step::Yield,
                 Ok(Progress::NeedInput) => {}
                 Err(refusal) => return self.fail_upload(client, refusal, shared),
             }
