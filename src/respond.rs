@@ -180,6 +180,9 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
             Err(Missing::NotFound) => Ok(Found::Dir(dir)),
             index => index,
         },
+        // `/a.txt/` names a folder, and a file is none (nginx and lighttpd
+        // answer 404 too); its relative links would resolve below it.
+        Found::File(_) if path.trailing_slash => Err(Missing::NotFound),
         other => Ok(other),
     });
     match found {

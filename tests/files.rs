@@ -241,6 +241,11 @@ fn directories_redirect_index_and_list() {
     assert!(!page.contains("secret"), "dotfile listed");
     assert_eq!(rill.get("/plain/.secret").status, 404);
     assert_eq!(rill.get("/plain/%2esecret").status, 404);
+    // A file asked for as a folder is not there (as in nginx and lighttpd).
+    assert_eq!(rill.get("/plain/%3Cb%3Ex.txt").status, 200);
+    assert_eq!(rill.get("/plain/%3Cb%3Ex.txt/").status, 404);
+    assert_eq!(rill.get("/plain/%3Cb%3Ex.txt/?tar").status, 404);
+    assert_eq!(rill.get("/with-index/index.html/").status, 404);
 }
 
 #[test]
