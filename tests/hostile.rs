@@ -211,3 +211,32 @@ fn smuggled_requests_are_never_answered(transport: Transport) {
         }
     }
 }
+
+/// A head refused for its fields is logged with the method and target of
+/// its request line (what someone looking into a smuggling attempt wants);
+/// only a line that is not one is logged as `GET -`.
+#[test]
+fn refused_heads_are_logged_as_the_request_line_they_had() {
+    let dir = site();
+    let rill = Rill::start(dir.path(), &["--log-level", "info"]);
+    for raw in [
+        "POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "DELETE /users/7 HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "PUT /file HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "PROPFIND /dav/ HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+        "\r\nnot a request line\r\n\r\n",
+    ] {
+        let reply = exchange(&rill, raw.as_bytes());
+        assert_eq!(outcome(&reply), Status(400), "{raw:?}");
+    }
+    let log = rill.stop();
+    for line in [
+        "\"POST /api/echo\" 400 ",
+        "\"DELETE /users/7\" 400 ",
+        "\"PUT /file\" 400 ",
+        "\"PROPFIND /dav/\" 400 ",
+        "\"GET -\" 400 ",
+    ] {
+        assert!(log.contains(line), "no {line} in:\n{log}");
+    }
+}

@@ -45,7 +45,8 @@ use super::{Shared, Turn};
 use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
-    header_slots, parse_head, BodyFraming, HeadError, Method, Parsed, Request, MAX_HEAD_BYTES,
+    header_slots, parse_head, refused_request_line, BodyFraming, HeadError, Method, Parsed,
+    Request, MAX_HEAD_BYTES,
 };
 use crate::http::response::{
     write_generated, CommonHeaders, Extra, HeadWriter, Status, CONTINUE_HEAD,
@@ -1163,7 +1164,8 @@ impl Http {
     /// Answers a request that cannot be served as sent (a bad head, or a
     /// body already seen to be broken), and closes after it: its framing
     /// cannot be trusted. The access log names the request and its start
-    /// when the head was parsed (`parsed`), and `GET -` when it was not.
+    /// when the head was parsed (`parsed`); when it was not, what its
+    /// request line says (see [`refused_request_line`]).
     fn answer_error(
         &mut self,
         client: &mut Client,
@@ -1177,6 +1179,10 @@ impl Http {
             error.status.code(),
             error.reason
         );
+        let refused_line = match parsed {
+            None if log_enabled!(Level::Info) => Some(refused_request_line(&client.input)),
+            _ => None,
+        };
         client.input.clear();
         let common = CommonHeaders {
             keep_alive: false,
@@ -1193,14 +1199,11 @@ impl Http {
         );
         match parsed {
             Some((request, started)) => self.record(client, request, error.status, len, started),
-            None => self.record_parts(
-                client,
-                Method::Get,
-                String::from("-"),
-                error.status,
-                len,
-                Instant::now(),
-            ),
+            None => {
+                let (method, target) =
+                    refused_line.unwrap_or_else(|| (Method::Get, String::from("-")));
+                self.record_parts(client, method, target, error.status, len, Instant::now())
+            }
         }
         Step::To(State::Sending)
     }

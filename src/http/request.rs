@@ -541,6 +541,52 @@ const REG_NAME: [bool; 256] = {
     table
 };
 
+/// How the access log names a request whose head was refused, read from
+/// the request line at the start of `buf` when it is one (`TOKEN SP TARGET
+/// SP HTTP/…`): a smuggling attempt refused for its fields (both lengths,
+/// a bad `Host`) is logged as the `POST /api` it was, not as `GET -`. The
+/// target is `-` when the line is not shaped so, or longer than rill takes.
+/// An extension method's name goes before the target, as in
+/// [`Request::logged_target`].
+pub fn refused_request_line(buf: &[u8]) -> (Method, String) {
+    let unknown = (Method::Get, String::from("-"));
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let Some(line) = start.map(|start| &buf[start..]) else {
+        return unknown;
+    };
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return unknown;
+    };
+    let is_token = |word: &[u8]| {
+        !word.is_empty()
+            && word
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let visible = |word: &[u8]| !word.is_empty() && word.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !is_token(method)
+        || !visible(target)
+        || target.len() > MAX_TARGET_BYTES
+        || !version.starts_with(b"HTTP/")
+    {
+        return unknown;
+    }
+    // Both checked to be ASCII above.
+    let (method_name, target) = (
+        String::from_utf8_lossy(method),
+        String::from_utf8_lossy(target),
+    );
+    match Method::from_bytes(&method_name) {
+        Method::Other => (Method::Other, format!("{method_name} {target}")),
+        known => (known, target.into_owned()),
+    }
+}
+
 /// `Host = uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
 /// reg-name, an IPv4 address or a bracketed IP literal, and a port of at
 /// most 65535. Empty is allowed (a target without an authority). No
@@ -610,6 +656,35 @@ mod tests {
 
     fn status_of(raw: &str) -> u16 {
         parse(raw).expect_err("should be rejected").status.code()
+    }
+
+    #[test]
+    fn a_refused_head_is_named_by_its_request_line() {
+        let named = |raw: &str| refused_request_line(raw.as_bytes());
+        assert_eq!(
+            named("POST /a?b HTTP/1.1\r\nHost: t\r\n"),
+            (Method::Post, "/a?b".into())
+        );
+        assert_eq!(named("\r\nGET / HTTP/1.0\n"), (Method::Get, "/".into()));
+        assert_eq!(
+            named("BREW /pot HTTP/1.1\r\n"),
+            (Method::Other, "BREW /pot".into())
+        );
+        let unknown = (Method::Get, String::from("-"));
+        for raw in [
+            "",
+            "\r\n",
+            "GET /a b HTTP/1.1\r\n",
+            "GET /a\x01 HTTP/1.1\r\n",
+            "G(T / HTTP/1.1\r\n",
+            "GET / FTP/1.1\r\n",
+            "GET /\r\n",
+            "hello",
+        ] {
+            assert_eq!(named(raw), unknown, "{raw:?}");
+        }
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_TARGET_BYTES));
+        assert_eq!(named(&long), unknown);
     }
 
     #[test]
