@@ -569,6 +569,10 @@ fn cors_headers_and_preflight(transport: Transport) {
     let rill = Rill::start_on(transport, dir.path(), &["--uploads", "--cors"]);
     let get = rill.get("/a.txt");
     assert_eq!(get.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        get.header("access-control-expose-headers"),
+        Some("Accept-Ranges, Content-Disposition, Content-Range, ETag, Location")
+    );
     let preflight = rill.request(
         "OPTIONS /inbox/ HTTP/1.1\r\nHost: t\r\nOrigin: http://other.example\r\n\
          Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",

@@ -233,8 +233,14 @@ impl<'a> HeadWriter<'a> {
     /// ends the head.
     pub fn finish(self, common: CommonHeaders) {
         if common.cors {
-            self.out
-                .extend_from_slice(b"Access-Control-Allow-Origin: *\r\n");
+            // Without Expose-Headers a page on another origin reads only the
+            // safelisted fields: not the range, the ETag to resume with, the
+            // file name, or where an upload was stored.
+            self.out.extend_from_slice(
+                b"Access-Control-Allow-Origin: *\r\n\
+                  Access-Control-Expose-Headers: Accept-Ranges, Content-Disposition, \
+                  Content-Range, ETag, Location\r\n",
+            );
         }
         match (common.keep_alive, common.http10) {
             (false, false) => self.out.extend_from_slice(b"Connection: close\r\n"),
