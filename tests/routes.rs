@@ -815,6 +815,76 @@ fn a_mounted_backend_is_told_its_prefix_and_no_client_can_fake_one() {
     }
 }
 
+/// A backend mounted at its prefix (`/py=HOST:PORT/`) asked for the bare
+/// prefix would serve its index at `/py`, where the page's relative links
+/// miss the route: rill sends the client to `/py/` instead (as nginx does),
+/// never the backend, keeping the query, and with a 308 where a 301 would
+/// turn a POST into a GET. Routes that pass paths on, or map the prefix to
+/// a path of their own, still forward it.
+#[test]
+fn the_bare_prefix_of_a_mounted_backend_is_a_redirect_to_its_slash() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let routes = [
+        format!("/py={}/", node.addr()),
+        format!("/api={}", node.addr()),
+        format!("/r={}/v1", node.addr()),
+    ];
+    let rill = start(dir.path(), &routes, &["--log-level", "info"]);
+    for (request, status, location) in [
+        ("GET /py", 301, "/py/"),
+        ("GET /py?x=1", 301, "/py/?x=1"),
+        ("GET /p%79?a=b&c", 301, "/py/?a=b&c"),
+        ("GET /x/../py?q", 301, "/py/?q"),
+        ("HEAD /py", 301, "/py/"),
+        ("DELETE /py", 308, "/py/"),
+    ] {
+        let raw = format!("{request} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        let answer = ask(&rill, &raw);
+        assert_eq!(answer.status, status, "{request}: {answer:?}");
+        assert_eq!(answer.header("location"), Some(location), "{request}");
+        assert!(answer.header("date").is_some(), "{request}");
+        if request.starts_with("HEAD") {
+            assert!(answer.body.is_empty(), "{request}: {answer:?}");
+        } else {
+            assert!(answer.text().contains(location), "{request}: {answer:?}");
+        }
+    }
+    // A POST keeps its method and body at the new URL: 308, not 301.
+    let post = "POST /py HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na=1";
+    let answer = ask(&rill, post);
+    assert_eq!(answer.status, 308, "{answer:?}");
+    assert_eq!(answer.header("location"), Some("/py/"));
+    // The redirect keeps the connection: the URL it names is asked on it,
+    // and reaches the backend as its root.
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /py?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 301, "{answer:?}");
+    let answer = client.ask("GET /py/?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(Echo::parse(&answer).url, "/?x=1");
+    backend_sees(
+        &rill,
+        &[
+            ("/py/", "/"),
+            ("/api", "/api"),
+            ("/r", "/v1"),
+            ("/r?q", "/v1?q"),
+        ],
+    );
+    assert_eq!(
+        node.log(),
+        ["GET /?x=1", "GET /", "GET /api", "GET /v1", "GET /v1?q"],
+        "no redirect reached the backend"
+    );
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /py?x=1\" 301 "))
+        .unwrap_or_else(|| panic!("no access line for the redirect in:\n{log}"));
+    assert!(!line.contains("upstream="), "{line}");
+    assert!(log.contains("\"POST /py\" 308 "), "{log}");
+}
+
 #[test]
 fn host_is_kept_and_via_is_added_both_ways() {
     let Some(node) = node_backend() else { return };
