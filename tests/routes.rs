@@ -885,6 +885,31 @@ fn the_bare_prefix_of_a_mounted_backend_is_a_redirect_to_its_slash() {
     assert!(log.contains("\"POST /py\" 308 "), "{log}");
 }
 
+/// RFC 9110 §6.6.1: a proxy with a clock adds the `Date` a backend left
+/// out of its answer, and relays the one it gave.
+#[test]
+fn a_backend_answer_without_a_date_gets_rills() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={}", broken.addr())], &[]);
+    let mut client = Client::new(&rill);
+    for round in 0..2 {
+        let before = std::time::SystemTime::now() - Duration::from_secs(2);
+        let answer = client.ask("GET /b/ok HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "ok", "{answer:?}");
+        let dates = answer.all("date");
+        assert_eq!(dates.len(), 1, "round {round}: {answer:?}");
+        let date = httpdate::parse_http_date(dates[0]).expect("an HTTP date");
+        let after = std::time::SystemTime::now() + Duration::from_secs(2);
+        assert!(before <= date && date <= after, "{}", dates[0]);
+        let answer = client.ask("GET /b/dated HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "dated", "{answer:?}");
+        assert_eq!(answer.all("date"), ["Sun, 06 Nov 1994 08:49:37 GMT"]);
+    }
+}
+
 #[test]
 fn host_is_kept_and_via_is_added_both_ways() {
     let Some(node) = node_backend() else { return };
@@ -3103,9 +3128,12 @@ fn an_answer_before_the_whole_upload_says_the_connection_closes() {
 fn long_answers_are_spliced_whole_and_a_cut_one_stays_short() {
     const LEN: usize = 3 * MIB + 17;
     let body: &'static [u8] = Box::leak(pseudo_random(LEN, 9).into_boxed_slice());
-    let head: &'static [u8] =
-        Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_boxed_str())
-            .as_bytes();
+    // With a Date of its own, so that the client's head is this one plus Via.
+    let head: &'static [u8] = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: {LEN}\r\n\r\n")
+            .into_boxed_str(),
+    )
+    .as_bytes();
     let cut: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
     let backend = scripted_backend(vec![
         vec![

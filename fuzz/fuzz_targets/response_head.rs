@@ -27,11 +27,13 @@ fuzz_target!(|data: &[u8]| {
         backend_path: "/v1",
         client_origin: (flags & 16 == 0).then_some("http://example.com:4000"),
         client_prefix: "/api",
+        prefix_announced: flags & 64 != 0,
     };
     let view = ClientView {
         client_http10: flags & 2 != 0,
         keep_alive: flags & 4 != 0,
         rewrite: (flags & 8 != 0).then_some(rewrite),
+        date: (flags & 32 == 0).then_some("Sun, 06 Nov 1994 08:49:37 GMT"),
     };
     let mut out = Vec::new();
     let body = write_client_head(raw, &head, &view, &mut out);
