@@ -217,6 +217,18 @@ impl RequestPath {
     }
 }
 
+/// Appends `?query` to the `Location` of a redirect rill makes itself (a
+/// folder's slash, a mounted route's): `/photos?tar` still means the
+/// archive at `/photos/`. Only a query of printable ASCII is kept: the
+/// client's bytes go into a header line, and one that could not stand there
+/// as it is is left out rather than rewritten.
+pub fn push_query(location: &mut String, query: &str) {
+    if !query.is_empty() && query.bytes().all(|b| b.is_ascii_graphic()) {
+        location.push('?');
+        location.push_str(query);
+    }
+}
+
 /// Percent-encodes one path segment for use in a URL.
 pub fn encode_segment(segment: &[u8]) -> impl Iterator<Item = &str> {
     percent_encoding::percent_encode(segment, SEGMENT)
@@ -317,6 +329,22 @@ mod tests {
         let odd = RequestPath::parse("/%5Bx%5D%2C%3F%25").unwrap();
         assert_eq!(odd.url(false), "/%5Bx%5D%2C%3F%25");
         assert_eq!(RequestPath::parse("/").unwrap().url(true), "/");
+    }
+
+    #[test]
+    fn a_redirect_keeps_only_a_query_that_can_stand_in_its_field() {
+        let with = |query: &str| {
+            let mut location = String::from("/d/");
+            push_query(&mut location, query);
+            location
+        };
+        assert_eq!(with("tar"), "/d/?tar");
+        assert_eq!(with("a=1&b=%20"), "/d/?a=1&b=%20");
+        assert_eq!(with(""), "/d/");
+        // A space, a control byte or a non-ASCII one: left out, never raw.
+        for bad in ["a b", "a\tb", "a\r\nSet-Cookie:x", "caf\u{e9}"] {
+            assert_eq!(with(bad), "/d/", "{bad:?}");
+        }
     }
 
     #[test]

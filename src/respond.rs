@@ -194,13 +194,8 @@ fn path_reply(request: &Request, ctx: &Context, path: &RequestPath, out: &mut Ve
             file_reply(request, ctx, path, name, file, out).into()
         }
         Ok(Found::Dir(_)) if !path.trailing_slash => {
-            // The query goes along: `/photos?tar` still means the archive.
             let mut location = path.url(true);
-            let query = query_of(&request.target);
-            if !query.is_empty() && query.bytes().all(|b| b.is_ascii_graphic()) {
-                location.push('?');
-                location.push_str(query);
-            }
+            crate::path::push_query(&mut location, query_of(&request.target));
             generated(
                 out,
                 Status::MOVED_PERMANENTLY,

@@ -19,6 +19,10 @@
 //!   decodes the `%2F` and then climbs out of `/pub`;
 //! - the longest prefix wins; `/.rill/` stays the loop's own under `--stats`
 //!   and `--live-reload`;
+//! - a backend mounted at its prefix (`/py=HOST:PORT/`) is never asked for
+//!   the bare prefix (`/py`, also written `/p%79`): its index served there
+//!   would have its relative links resolved against `/`, outside the
+//!   route, so the client is sent to `/py/` instead, as nginx does;
 //! - `TRACE` is answered by rill (`405`), never forwarded: its echo would hand
 //!   the forwarded head, cookies and all, back to a script (as nginx does).
 
@@ -26,6 +30,7 @@ use crate::config::Config;
 use crate::http::request::{HeadError, Method, Request};
 use crate::http::response::Status;
 use crate::live;
+use crate::path;
 use crate::stats;
 use std::borrow::Cow;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -149,6 +154,10 @@ pub enum Destination<'a> {
     WebSocket(Endpoint),
     /// To the backend of `config.routes[route]`, asking for `target`.
     Proxy { route: usize, target: Cow<'a, str> },
+    /// Answered by rill with a redirect to `location`: the bare prefix of a
+    /// route that mounts its backend there. `301` for GET and HEAD, `308`
+    /// for the rest, which must keep their method and body.
+    Redirect { status: Status, location: String },
     /// A POST or PUT into ROOT, with `--uploads`.
     Upload,
     /// A request that must not go anywhere: answered with this error.
@@ -183,14 +192,23 @@ pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
         }
     }
     if !config.routes.is_empty() && target.starts_with('/') && request.method != Method::Trace {
-        if let Some((route, target)) = find_route(&config.routes, target) {
-            if hides_a_dot_segment(&target) {
+        match find_route(&config.routes, target) {
+            Some(Routed::Target(_, target)) if hides_a_dot_segment(&target) => {
                 return Destination::Refused(HeadError {
                     status: Status::BAD_REQUEST,
                     reason: "a dot segment behind an encoded slash",
                 });
             }
-            return Destination::Proxy { route, target };
+            Some(Routed::Target(route, target)) => return Destination::Proxy { route, target },
+            Some(Routed::BareMount(route, query)) => {
+                let status = match request.method {
+                    Method::Get | Method::Head => Status::MOVED_PERMANENTLY,
+                    _ => Status::PERMANENT_REDIRECT,
+                };
+                let location = mount_location(&config.routes[route].prefix, query);
+                return Destination::Redirect { status, location };
+            }
+            None => {}
         }
     }
     if config.uploads && matches!(request.method, Method::Post | Method::Put) {
@@ -199,9 +217,18 @@ pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
     Destination::File
 }
 
+/// What [`find_route`] found for a target.
+enum Routed<'a> {
+    /// `routes[index]`, and the target to send its backend.
+    Target(usize, Cow<'a, str>),
+    /// The bare prefix of `routes[index]`, which mounts its backend there,
+    /// and the query that came with it (without the `?`).
+    BareMount(usize, &'a str),
+}
+
 /// The first route (routes are sorted longest prefix first) whose prefix
 /// covers the target's path, and the target to send its backend.
-fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, str>)> {
+fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<Routed<'a>> {
     // Byte searches: `str`'s char patterns cost hundreds of instructions
     // per routed request here (callgrind), and every byte sought is ASCII.
     let split = byte_position(target, |b| matches!(b, b'?' | b'#'));
@@ -218,6 +245,12 @@ fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, s
             Cow::Borrowed(target)
         }
         None => Cow::Owned(format!("{path}{query}")),
+        // Matched as decided above (decoded, dots resolved), so `/p%79`
+        // and `/x/../py` are the bare prefix too. (An empty prefix never
+        // leaves an empty rest: the path is at least `/`.)
+        Some(replacement) if replacement.is_empty() && rest.is_empty() => {
+            return Some(Routed::BareMount(index, query.get(1..).unwrap_or("")));
+        }
         Some(replacement) => {
             // Onto an empty path, `/root//evil.example/x` would reach the
             // backend as `//evil.example/x`, which URL parsers (Node's
@@ -238,7 +271,22 @@ fn find_route<'a>(routes: &[Route], target: &'a str) -> Option<(usize, Cow<'a, s
             Cow::Owned(rewritten)
         }
     };
-    Some((index, target))
+    Some(Routed::Target(index, target))
+}
+
+/// Where the bare prefix of a mounted backend is sent: the prefix with a
+/// slash, and the query. The prefix comes from the command line, whose
+/// bytes are not all safe in a `Location`: its segments are percent-encoded
+/// as the file server encodes a folder's.
+fn mount_location(prefix: &str, query: &str) -> String {
+    let mut location = String::with_capacity(prefix.len() + 2 + query.len());
+    for segment in prefix.split('/').skip(1) {
+        location.push('/');
+        location.extend(path::encode_segment(segment.as_bytes()));
+    }
+    location.push('/');
+    path::push_query(&mut location, query);
+    location
 }
 
 /// `path` with a leading run of slashes cut to one.
@@ -407,6 +455,9 @@ mod tests {
             Destination::Stats(page) => format!("stats {page:?}"),
             Destination::LiveScript => "live.js".into(),
             Destination::WebSocket(endpoint) => format!("websocket {endpoint:?}"),
+            Destination::Redirect { status, location } => {
+                format!("redirect {} {location}", status.code())
+            }
             Destination::Upload => "upload".into(),
             Destination::Refused(error) => format!("refused {}", error.status.code()),
             Destination::File => "file".into(),
@@ -507,13 +558,67 @@ mod tests {
         assert_eq!(go("/api?q"), "/api /v1?q");
         // The nginx trap: `/root/x` with `/` must not become `//x`.
         assert_eq!(go("/root/x"), "/root /x");
-        assert_eq!(go("/root"), "/root /");
+        assert_eq!(go("/root/"), "/root /");
         // Nor may `/root//host/x` become a network-path `//host/x`.
         assert_eq!(go("/root//evil.example/x"), "/root /evil.example/x");
         assert_eq!(go("/root///"), "/root /");
         assert_eq!(go("/root//?q"), "/root /?q");
         assert_eq!(go("/api//x"), "/api /v1//x");
         assert_eq!(go("/rootx"), "file");
+    }
+
+    #[test]
+    fn the_bare_prefix_of_a_mounted_backend_is_a_redirect_to_its_slash() {
+        let config = config(&[
+            "/py=127.0.0.1:3000/",
+            "/api=127.0.0.1:3001",
+            "/v=127.0.0.1:3002/v1",
+            "/a/b=127.0.0.1:3003/",
+            "/=127.0.0.1:3004/",
+        ]);
+        let go = |method, target| destination(&config, method, target);
+        assert_eq!(go("GET", "/py"), "redirect 301 /py/");
+        assert_eq!(go("HEAD", "/py"), "redirect 301 /py/");
+        assert_eq!(go("GET", "/py?x=1&y"), "redirect 301 /py/?x=1&y");
+        assert_eq!(go("GET", "/py?"), "redirect 301 /py/");
+        assert_eq!(go("GET", "/a/b?q"), "redirect 301 /a/b/?q");
+        // Any other method keeps its method (and body) at the new URL.
+        for method in ["POST", "PUT", "DELETE", "OPTIONS", "PROPFIND"] {
+            assert_eq!(go(method, "/py"), "redirect 308 /py/", "{method}");
+        }
+        // Matched as routing matches: decoded, dots resolved; the Location
+        // is the route's own prefix, never the client's spelling of it.
+        assert_eq!(go("GET", "/p%79"), "redirect 301 /py/");
+        assert_eq!(go("GET", "/%61/%62?q"), "redirect 301 /a/b/?q");
+        assert_eq!(go("GET", "/x/../py?q"), "redirect 301 /py/?q");
+        assert_eq!(go("GET", "/py/x/.."), "/py /");
+        // A query that could break the header line is left out of it.
+        assert_eq!(go("GET", "/py?caf\u{e9}"), "redirect 301 /py/");
+        // Under the prefix, it is the backend's.
+        assert_eq!(go("GET", "/py/"), "/py /");
+        assert_eq!(go("GET", "/py/?x=1"), "/py /?x=1");
+        assert_eq!(go("GET", "/py//"), "/py /");
+        assert_eq!(go("POST", "/py/x"), "/py /x");
+        assert_eq!(go("GET", "/pyx"), " /pyx");
+        // Routes that pass paths on, or map the prefix to a path, forward.
+        assert_eq!(go("GET", "/api"), "/api /api");
+        assert_eq!(go("GET", "/v?q"), "/v /v1?q");
+        // `/` onto the backend's root has no bare prefix to redirect.
+        assert_eq!(go("GET", "/"), " /");
+        assert_eq!(go("GET", "/?q"), " /?q");
+        // TRACE is still never routed, so never redirected either.
+        assert_eq!(go("TRACE", "/py"), "file");
+    }
+
+    #[test]
+    fn a_mount_location_cannot_break_its_header_line() {
+        assert_eq!(mount_location("/py", ""), "/py/");
+        assert_eq!(mount_location("/a/b", "q=1"), "/a/b/?q=1");
+        // A prefix is whatever the command line held.
+        assert_eq!(
+            mount_location("/a b/\r\nX: y/caf\u{e9}", "z"),
+            "/a%20b/%0D%0AX%3A%20y/caf%C3%A9/?z"
+        );
     }
 
     #[test]
@@ -660,6 +765,7 @@ mod tests {
     /// Where `GET target` went, owned.
     enum Outcome {
         Proxied { route: usize, sent: String },
+        Redirected { location: String },
         Refused,
         Elsewhere,
     }
@@ -676,6 +782,7 @@ mod tests {
                 route,
                 sent: target.into_owned(),
             },
+            Destination::Redirect { location, .. } => Outcome::Redirected { location },
             Destination::Refused(_) => Outcome::Refused,
             _ => Outcome::Elsewhere,
         })
@@ -737,6 +844,12 @@ mod tests {
                 // A dot segment hidden from rill: only ever under a route.
                 Outcome::Refused => {
                     proptest::prop_assert!(expected.is_some(), "{} refused", target);
+                }
+                // Only the bare prefix of the mounted route, to its slash.
+                Outcome::Redirected { location } => {
+                    proptest::prop_assert_eq!(reference_resolution(path).len(), 1, "{}", target);
+                    proptest::prop_assert_eq!(expected.as_deref(), Some("/root"), "{}", target);
+                    proptest::prop_assert!(location.starts_with("/root/"), "{} to {}", target, location);
                 }
                 Outcome::Elsewhere => proptest::prop_assert_eq!(None, expected, "{}", target),
             }

@@ -815,6 +815,101 @@ fn a_mounted_backend_is_told_its_prefix_and_no_client_can_fake_one() {
     }
 }
 
+/// A backend mounted at its prefix (`/py=HOST:PORT/`) asked for the bare
+/// prefix would serve its index at `/py`, where the page's relative links
+/// miss the route: rill sends the client to `/py/` instead (as nginx does),
+/// never the backend, keeping the query, and with a 308 where a 301 would
+/// turn a POST into a GET. Routes that pass paths on, or map the prefix to
+/// a path of their own, still forward it.
+#[test]
+fn the_bare_prefix_of_a_mounted_backend_is_a_redirect_to_its_slash() {
+    let Some(node) = node_backend() else { return };
+    let dir = site();
+    let routes = [
+        format!("/py={}/", node.addr()),
+        format!("/api={}", node.addr()),
+        format!("/r={}/v1", node.addr()),
+    ];
+    let rill = start(dir.path(), &routes, &["--log-level", "info"]);
+    for (request, status, location) in [
+        ("GET /py", 301, "/py/"),
+        ("GET /py?x=1", 301, "/py/?x=1"),
+        ("GET /p%79?a=b&c", 301, "/py/?a=b&c"),
+        ("GET /x/../py?q", 301, "/py/?q"),
+        ("HEAD /py", 301, "/py/"),
+        ("DELETE /py", 308, "/py/"),
+    ] {
+        let raw = format!("{request} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        let answer = ask(&rill, &raw);
+        assert_eq!(answer.status, status, "{request}: {answer:?}");
+        assert_eq!(answer.header("location"), Some(location), "{request}");
+        assert!(answer.header("date").is_some(), "{request}");
+        if request.starts_with("HEAD") {
+            assert!(answer.body.is_empty(), "{request}: {answer:?}");
+        } else {
+            assert!(answer.text().contains(location), "{request}: {answer:?}");
+        }
+    }
+    // A POST keeps its method and body at the new URL: 308, not 301.
+    let post = "POST /py HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na=1";
+    let answer = ask(&rill, post);
+    assert_eq!(answer.status, 308, "{answer:?}");
+    assert_eq!(answer.header("location"), Some("/py/"));
+    // The redirect keeps the connection: the URL it names is asked on it,
+    // and reaches the backend as its root.
+    let mut client = Client::new(&rill);
+    let answer = client.ask("GET /py?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 301, "{answer:?}");
+    let answer = client.ask("GET /py/?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(Echo::parse(&answer).url, "/?x=1");
+    backend_sees(
+        &rill,
+        &[
+            ("/py/", "/"),
+            ("/api", "/api"),
+            ("/r", "/v1"),
+            ("/r?q", "/v1?q"),
+        ],
+    );
+    assert_eq!(
+        node.log(),
+        ["GET /?x=1", "GET /", "GET /api", "GET /v1", "GET /v1?q"],
+        "no redirect reached the backend"
+    );
+    let log = rill.stop();
+    let line = log
+        .lines()
+        .find(|line| line.contains("\"GET /py?x=1\" 301 "))
+        .unwrap_or_else(|| panic!("no access line for the redirect in:\n{log}"));
+    assert!(!line.contains("upstream="), "{line}");
+    assert!(log.contains("\"POST /py\" 308 "), "{log}");
+}
+
+/// RFC 9110 §6.6.1: a proxy with a clock adds the `Date` a backend left
+/// out of its answer, and relays the one it gave.
+#[test]
+fn a_backend_answer_without_a_date_gets_rills() {
+    let Some(broken) = broken_backend() else {
+        return;
+    };
+    let dir = site();
+    let rill = start(dir.path(), &[format!("/b={}", broken.addr())], &[]);
+    let mut client = Client::new(&rill);
+    for round in 0..2 {
+        let before = std::time::SystemTime::now() - Duration::from_secs(2);
+        let answer = client.ask("GET /b/ok HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "ok", "{answer:?}");
+        let dates = answer.all("date");
+        assert_eq!(dates.len(), 1, "round {round}: {answer:?}");
+        let date = httpdate::parse_http_date(dates[0]).expect("an HTTP date");
+        let after = std::time::SystemTime::now() + Duration::from_secs(2);
+        assert!(before <= date && date <= after, "{}", dates[0]);
+        let answer = client.ask("GET /b/dated HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(answer.text(), "dated", "{answer:?}");
+        assert_eq!(answer.all("date"), ["Sun, 06 Nov 1994 08:49:37 GMT"]);
+    }
+}
+
 #[test]
 fn host_is_kept_and_via_is_added_both_ways() {
     let Some(node) = node_backend() else { return };
@@ -3033,9 +3128,12 @@ fn an_answer_before_the_whole_upload_says_the_connection_closes() {
 fn long_answers_are_spliced_whole_and_a_cut_one_stays_short() {
     const LEN: usize = 3 * MIB + 17;
     let body: &'static [u8] = Box::leak(pseudo_random(LEN, 9).into_boxed_slice());
-    let head: &'static [u8] =
-        Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_boxed_str())
-            .as_bytes();
+    // With a Date of its own, so that the client's head is this one plus Via.
+    let head: &'static [u8] = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: {LEN}\r\n\r\n")
+            .into_boxed_str(),
+    )
+    .as_bytes();
     let cut: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
     let backend = scripted_backend(vec![
         vec![

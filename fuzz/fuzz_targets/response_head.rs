@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
 
     let origins = ["http://127.0.0.1:3001".to_string(), "http://localhost:3001".to_string()];
     // Either /api -> /v1, or a backend mounted at /api and told so.
-    let mounted = flags & 32 != 0;
+    let mounted = flags & 64 != 0;
     let rewrite = LocationRewrite {
         backend_origins: &origins,
         backend_path: if mounted { "" } else { "/v1" },
@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         client_http10: flags & 2 != 0,
         keep_alive: flags & 4 != 0,
         rewrite: (flags & 8 != 0).then_some(rewrite),
+        date: (flags & 32 == 0).then_some("Sun, 06 Nov 1994 08:49:37 GMT"),
     };
     let mut out = Vec::new();
     let body = write_client_head(raw, &head, &view, &mut out);

@@ -23,7 +23,9 @@
 //! `poll_<state>` method of the current state, which returns the next state.
 //! `answer` (in `ReadingHead`) asks [`crate::route::decide`] where a parsed
 //! request goes, and acts on it; a request for a backend leaves this machine
-//! for [`super::proxy`].
+//! for [`super::proxy`]. The bare prefix of a mounted route (`/py` under
+//! `/py=HOST:PORT/`) never does: it is answered here with a redirect to
+//! `/py/`, written as the file server writes a folder's.
 //!
 //! [`Http::drive`] runs the machine as far as the socket allows: each
 //! `poll_*` method handles one state and either moves to the next state or says
@@ -51,7 +53,7 @@ use crate::http::request::{
 use crate::http::response::{
     write_generated, CommonHeaders, Extra, HeadWriter, Status, CONTINUE_HEAD,
 };
-use crate::respond::{allowed_methods, respond, Answer, Context};
+use crate::respond::{allowed_methods, respond, Answer, Context, Reply};
 use crate::route::{decide, Destination};
 use crate::stats::{self, add, Phase};
 use crate::timer::Timeouts;
@@ -557,7 +559,10 @@ impl Http {
                 let head = &input[..head_len];
                 return self.upgrade(client, endpoint, &request, head, started, shared);
             }
-            Destination::File | Destination::Proxy { .. } | Destination::Refused(_) => {}
+            Destination::Redirect { .. }
+            | Destination::File
+            | Destination::Proxy { .. }
+            | Destination::Refused(_) => {}
         }
         if request.body == BodyFraming::Chunked && chunked_is_broken(&input[head_len..]) {
             // The unwanted body is never read as the next request either way,
@@ -587,7 +592,27 @@ impl Http {
         // Over TLS the bytes must pass through rustls to be encrypted: the
         // kernel here has no kTLS for sendfile to hand them to.
         self.copy_file_body |= shared.config.no_sendfile || client.tls.is_some();
-        let reply = match respond(&request, &ctx, &mut client.output) {
+        let answer = match &destination {
+            // Written as the file server writes a folder's redirect, and
+            // from here on handled as its answer: the body a GET may carry
+            // is dropped, and any other closes the connection after it.
+            Destination::Redirect { status, location } => Answer::Reply(Reply {
+                status: *status,
+                body_len: write_generated(
+                    &mut client.output,
+                    *status,
+                    location,
+                    Extra::Location(location),
+                    shared.date,
+                    common,
+                    request.method == Method::Head,
+                ),
+                file: None,
+                source: None,
+            }),
+            _ => respond(&request, &ctx, &mut client.output),
+        };
+        let reply = match answer {
             Answer::Reply(reply) => reply,
             Answer::Pending(pending) => {
                 self.preparing = Some(Box::new(Preparing {

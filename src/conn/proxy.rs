@@ -1212,6 +1212,7 @@ impl Proxy {
                 },
                 prefix_announced: !route.announced_prefix().is_empty(),
             }),
+            date: Some(shared.date),
         }
     }
 

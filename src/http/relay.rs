@@ -11,8 +11,9 @@
 //! [`write_client_head`] then rebuilds the head for the client, never copies
 //! it: hop-by-hop fields stay on the backend's hop, the framing is rill's own
 //! (a close-delimited body is re-chunked so that an HTTP/1.1 client keeps its
-//! connection), and a `Location` pointing at the backend is turned into one
-//! pointing at rill.
+//! connection), a `Location` pointing at the backend is turned into one
+//! pointing at rill, and a final answer the backend sent without `Date`
+//! gets rill's (RFC 9110 §6.6.1).
 
 use super::response::{push_decimal, Status};
 use std::mem::MaybeUninit;
@@ -241,6 +242,10 @@ pub struct ClientView<'a> {
     /// How to rewrite a `Location` or `Content-Location` that points at the
     /// backend; `None` leaves them as they are.
     pub rewrite: Option<LocationRewrite<'a>>,
+    /// rill's own `Date` value (the loop's, rendered once a second), sent
+    /// with a final answer whose backend gave none (RFC 9110 §6.6.1: a
+    /// recipient with a clock adds it); `None` adds nothing.
+    pub date: Option<&'a str>,
 }
 
 /// Turns a URL on the backend into the same URL on rill.
@@ -362,6 +367,10 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
     let has_connection = fields
         .iter()
         .any(|field| field.name.eq_ignore_ascii_case("connection"));
+    // Noted in this pass, which every proxied answer makes anyway, rather
+    // than in a search of its own; the length test spares the others a
+    // comparison.
+    let mut has_date = false;
     for field in fields {
         let name = field.name;
         let is = |other: &str| name.eq_ignore_ascii_case(other);
@@ -379,6 +388,7 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
         {
             continue;
         }
+        has_date |= name.len() == 4 && is("date");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         // The URL a field carries, after what is kept as it is: all of a
@@ -417,6 +427,12 @@ pub fn write_parsed_head(parsed: &ParsedHead, view: &ClientView, out: &mut Vec<u
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(via_line(head.minor_version));
+    // A 1xx may go without (RFC 9110 §6.6.1): only the final answer gets it.
+    if let Some(date) = view.date.filter(|_| !has_date && status >= 200) {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 
     match client_body {
         ClientBody::Length(length) => {
@@ -975,6 +991,7 @@ mod tests {
             client_http10: false,
             keep_alive,
             rewrite: None,
+            date: None,
         }
     }
 
@@ -1003,6 +1020,72 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 cache\r\nSet-Cookie: a=1\r\n\
              Via: 1.1 rill\r\nContent-Length: 5\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_final_answer_without_a_date_gets_rills() {
+        const RILLS: &str = "Thu, 03 Dec 2026 15:40:00 GMT";
+        let view = ClientView {
+            date: Some(RILLS),
+            ..http11(true)
+        };
+        let dates = |raw: &str, request_was_head| {
+            let (text, _) = client(raw, request_was_head, &view);
+            lines(&text)
+                .into_iter()
+                .filter(|line| line.len() > 5 && line[..5].eq_ignore_ascii_case("date:"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let ours = [format!("Date: {RILLS}")];
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.0 500 Oops\r\n\r\n",
+            // Named in Connection, a Date is dropped with its hop: rill's
+            // takes its place.
+            "HTTP/1.1 200 OK\r\nConnection: Date\r\nDate: x\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert_eq!(dates(raw, false), ours, "{raw:?}");
+        }
+        assert_eq!(
+            dates("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            ours
+        );
+        // The backend's own is kept, in any case, and never doubled.
+        for (raw, kept) in [
+            (
+                "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+                "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            ),
+            (
+                "HTTP/1.1 404 Not Found\r\nDATE: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+                "DATE: Sun, 06 Nov 1994 08:49:37 GMT",
+            ),
+        ] {
+            assert_eq!(dates(raw, false), [kept], "{raw:?}");
+        }
+        // Interim answers may go without, and a name merely like it is not it.
+        assert!(dates("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", false).is_empty());
+        assert!(dates(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            false
+        )
+        .is_empty());
+        let (text, _) = client(
+            "HTTP/1.1 200 OK\r\nDates: x\r\nX-Date: y\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &view,
+        );
+        assert!(text.contains(&format!("\r\nDate: {RILLS}\r\n")), "{text}");
+        // Without a clock (`None`), nothing is added.
+        let (text, _) = client(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &http11(true),
+        );
+        assert!(!text.to_ascii_lowercase().contains("date"), "{text}");
     }
 
     #[test]
@@ -1187,6 +1270,7 @@ mod tests {
                 // As for a route: only a mounted backend is told its prefix.
                 prefix_announced: backend_path.is_empty(),
             }),
+            date: None,
         }
     }
 
@@ -1426,6 +1510,7 @@ mod tests {
                 let mut view = rewriting(&origins, "/v1", "/api");
                 view.client_http10 = client_http10;
                 view.keep_alive = keep_alive;
+                view.date = Some("Sun, 06 Nov 1994 08:49:37 GMT");
                 let mut out = Vec::new();
                 let body = write_client_head(raw.as_bytes(), &parsed, &view, &mut out);
                 // The proxy's way, with the fields of the one parse, writes the same.
@@ -1454,6 +1539,10 @@ mod tests {
                 }
                 prop_assert!(count("connection") <= 1);
                 prop_assert_eq!(count("keep-alive"), 0);
+                // A final answer has a Date: the backend's, or else rill's.
+                if parsed.status >= 200 && !raw.to_ascii_lowercase().contains("\r\ndate:") {
+                    prop_assert_eq!(count("date"), 1);
+                }
                 if raw.contains("Connection: keep-alive, x-a") {
                     prop_assert_eq!(count("x-a"), 0);
                 }

@@ -24,6 +24,7 @@ impl Status {
     pub const PARTIAL_CONTENT: Status = Status(206);
     pub const MOVED_PERMANENTLY: Status = Status(301);
     pub const NOT_MODIFIED: Status = Status(304);
+    pub const PERMANENT_REDIRECT: Status = Status(308);
     pub const BAD_REQUEST: Status = Status(400);
     pub const FORBIDDEN: Status = Status(403);
     pub const NOT_FOUND: Status = Status(404);
@@ -272,7 +273,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Extra<'a> {
     None,
-    /// `Location`, with 301.
+    /// `Location`, with 301 or 308.
     Location(&'a str),
     /// `Allow`, with 405.
     Allow(&'a str),

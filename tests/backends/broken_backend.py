@@ -4,11 +4,12 @@
 `python3 broken_backend.py [PORT]` listens on 127.0.0.1 (port 0 by default),
 prints `listening on PORT` as its first line, and answers each request, by the
 last segment of its path, with one bad answer. Every connection has its own
-thread. The answers that are well framed (/ok, /trailing-junk, /204-body,
-/head-body) keep the connection open for the next request, so a proxy that
-reuses it after junk would read the junk as its next answer.
+thread. The answers that are well framed (/ok, /dated, /trailing-junk,
+/204-body, /head-body) keep the connection open for the next request, so a
+proxy that reuses it after junk would read the junk as its next answer.
 
-  /ok               200, Content-Length 2, `ok`
+  /ok               200, Content-Length 2, `ok` (and no Date field)
+  /dated            200, Content-Length 5, `dated`, Date of 6 Nov 1994
   /cl-te            Content-Length together with Transfer-Encoding: chunked
   /double-cl        two differing Content-Length fields
   /bad-cl           Content-Length: +5
@@ -83,6 +84,14 @@ def answer(conn, method, path):
     send = conn.sendall
     if name == "ok":
         send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+    if name == "dated":
+        # A Date no clock reads now: a proxy that relays it is told from
+        # one that writes its own.
+        send(
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+            b"Content-Length: 5\r\n\r\ndated"
+        )
         return True
     if name == "cl-te":
         send(
