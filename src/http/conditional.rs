@@ -1,9 +1,17 @@
-//! Deciding what a GET or HEAD of a file answers, from its validators and the
-//! request's `Range` and conditional headers — no file is opened here.
+//! Deciding what a GET or HEAD of a file answers, and whether a PUT may
+//! write one, from the file's validators and the request's `Range` and
+//! conditional headers — no file is opened here.
 //!
-//! The order follows RFC 9110 §13.2.2: `If-None-Match` (or, without it,
-//! `If-Modified-Since`) may turn the answer into 304; then `If-Range` decides
-//! whether `Range` is looked at; then `Range` picks 206, 416 or the whole file.
+//! The order follows RFC 9110 §13.2.2: `If-Match` (or, without it,
+//! `If-Unmodified-Since`) may fail the request with 412; then `If-None-Match`
+//! (or, without it, `If-Modified-Since`) may turn the answer into 304; then
+//! `If-Range` decides whether `Range` is looked at; then `Range` picks 206,
+//! 416 or the whole file. A 412 comes before everything after it, a `Range`
+//! included: the client asked for nothing unless its copy is current.
+//!
+//! A write ([`WriteConditions`]) takes the same first steps against the file
+//! as it is (or its absence), with a matching `If-None-Match` a 412 too,
+//! since a PUT has no 304 to answer with.
 //!
 //! Every form of `Range` is understood (see [`super::ranges`]): one range is
 //! a plain 206, several are one 206 `multipart/byteranges` after overlapping
@@ -52,10 +60,16 @@ impl Validators {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Preconditions<'a> {
     pub range: Option<&'a str>,
+    pub if_match: Option<&'a str>,
+    pub if_unmodified_since: Option<&'a str>,
     pub if_none_match: Option<&'a str>,
     pub if_modified_since: Option<&'a str>,
     pub if_range: Option<&'a str>,
 }
+
+/// Which precondition failed, for the 412's one-line body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreconditionFailed(pub &'static str);
 
 /// The answer for a file of a given size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,14 +83,19 @@ pub enum FileAnswer {
     Multipart(Box<[ByteRange]>),
     /// 304: the client's copy is current.
     NotModified,
+    /// 412: `If-Match` or `If-Unmodified-Since` is false.
+    PreconditionFailed(PreconditionFailed),
     /// 416: no range asked for overlaps the file.
     Unsatisfiable,
 }
 
 /// Decides the answer to a GET or HEAD of a file.
 pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAnswer {
+    if let Err(failed) = unchanged(pre.if_match, pre.if_unmodified_since, Some(validators)) {
+        return FileAnswer::PreconditionFailed(failed);
+    }
     if let Some(tags) = pre.if_none_match {
-        if etag_list_matches(tags, &validators.etag) {
+        if etag_list_matches(tags, &validators.etag, Comparison::Weak) {
             return FileAnswer::NotModified;
         }
     } else if let Some(since) = pre.if_modified_since.and_then(parse_date_secs) {
@@ -100,6 +119,35 @@ pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAn
     }
 }
 
+/// Steps 1 and 2 of RFC 9110 §13.2.2, shared by reads and writes: `If-Match`
+/// holds when the file exists and, unless the list is `*`, one of its tags
+/// equals ours by strong comparison (§13.1.1); without `If-Match`,
+/// `If-Unmodified-Since` holds unless the file changed after that date
+/// (§13.1.4), and is ignored when it is no date or there is no file (there
+/// is then no modification date to compare).
+fn unchanged(
+    if_match: Option<&str>,
+    if_unmodified_since: Option<&str>,
+    current: Option<&Validators>,
+) -> Result<(), PreconditionFailed> {
+    if let Some(tags) = if_match {
+        let holds = current.is_some_and(|current| {
+            tags.trim() == "*" || etag_list_matches(tags, &current.etag, Comparison::Strong)
+        });
+        if holds {
+            return Ok(());
+        }
+        return Err(PreconditionFailed("the file does not match If-Match"));
+    }
+    let since = if_unmodified_since.and_then(parse_date_secs);
+    match (since, current) {
+        (Some(since), Some(current)) if current.modified_secs > since => Err(PreconditionFailed(
+            "the file changed after If-Unmodified-Since",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn parse_date_secs(text: &str) -> Option<u64> {
     let date = httpdate::parse_http_date(text).ok()?;
     Some(date.duration_since(UNIX_EPOCH).ok()?.as_secs())
@@ -117,27 +165,48 @@ fn if_range_holds(condition: &str, validators: &Validators) -> bool {
     }
 }
 
-/// Weak comparison of our tag against an `If-None-Match` list, or `*`.
-fn etag_list_matches(list: &str, ours: &str) -> bool {
+/// How two entity tags are compared (RFC 9110 §8.8.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    /// Equal opaque tags, and neither weak: `If-Match`.
+    Strong,
+    /// Equal opaque tags, weak or not: `If-None-Match`.
+    Weak,
+}
+
+/// Whether an `If-Match` or `If-None-Match` list names our tag (`*` names
+/// any). A malformed list names nothing: for `If-None-Match` the full answer
+/// is then sent, for `If-Match` the request fails, both the side that never
+/// serves or overwrites on a guess.
+fn etag_list_matches(list: &str, ours: &str, comparison: Comparison) -> bool {
     if list.trim() == "*" {
         return true;
     }
-    let ours = ours.strip_prefix("W/").unwrap_or(ours);
+    let (ours_weak, ours) = match ours.strip_prefix("W/") {
+        Some(opaque) => (true, opaque),
+        None => (false, ours),
+    };
+    if comparison == Comparison::Strong && ours_weak {
+        return false;
+    }
     let mut rest = list;
     loop {
         rest = rest.trim_start_matches([' ', '\t', ',']);
         if rest.is_empty() {
             return false;
         }
-        let tag_start = rest.strip_prefix("W/").unwrap_or(rest);
+        let (weak, tag_start) = match rest.strip_prefix("W/") {
+            Some(opaque) => (true, opaque),
+            None => (false, rest),
+        };
         if !tag_start.starts_with('"') {
-            return false; // malformed list: no match, so the full answer is sent
+            return false;
         }
         let Some(close) = tag_start[1..].find('"') else {
             return false;
         };
         let tag = &tag_start[..close + 2];
-        if tag == ours {
+        if tag == ours && !(weak && comparison == Comparison::Strong) {
             return true;
         }
         rest = &tag_start[close + 2..];
@@ -308,6 +377,130 @@ mod tests {
         assert_eq!(
             decide(&with("Sun, 06 Nov 1994 08:49:36 GMT"), &v, 10),
             FileAnswer::Full
+        );
+    }
+
+    #[test]
+    fn if_match_fails_a_read_with_412() {
+        let v = validators();
+        let with = |tags| Preconditions {
+            if_match: Some(tags),
+            ..Default::default()
+        };
+        for matching in ["\"abc\"", "*", " * ", "\"x\", \"abc\"", "\"a,b\",\"abc\""] {
+            assert_eq!(
+                decide(&with(matching), &v, 10),
+                FileAnswer::Full,
+                "{matching}"
+            );
+        }
+        // Strong comparison: a weak tag never matches, nor does a malformed list.
+        for other in [
+            "W/\"abc\"",
+            "\"abd\"",
+            "abc",
+            "\"abc",
+            "",
+            "\"x\" junk \"abc\"",
+        ] {
+            assert!(
+                matches!(
+                    decide(&with(other), &v, 10),
+                    FileAnswer::PreconditionFailed(_)
+                ),
+                "{other}"
+            );
+        }
+        // Nor does our own tag, were it weak.
+        let weak = Validators {
+            etag: "W/\"abc\"".to_owned(),
+            ..validators()
+        };
+        assert!(matches!(
+            decide(&with("W/\"abc\""), &weak, 10),
+            FileAnswer::PreconditionFailed(_)
+        ));
+        assert_eq!(decide(&with("*"), &weak, 10), FileAnswer::Full);
+    }
+
+    #[test]
+    fn if_unmodified_since_fails_a_read_with_412() {
+        let v = validators();
+        let with = |date| Preconditions {
+            if_unmodified_since: Some(date),
+            ..Default::default()
+        };
+        let same = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let later = "Sun, 06 Nov 1994 08:49:38 GMT";
+        let earlier = "Sun, 06 Nov 1994 08:49:36 GMT";
+        assert_eq!(decide(&with(same), &v, 10), FileAnswer::Full);
+        assert_eq!(decide(&with(later), &v, 10), FileAnswer::Full);
+        assert!(matches!(
+            decide(&with(earlier), &v, 10),
+            FileAnswer::PreconditionFailed(_)
+        ));
+        // Not a date: ignored (RFC 9110 §13.1.4).
+        assert_eq!(decide(&with("yesterday"), &v, 10), FileAnswer::Full);
+        // If-Match, when there, decides alone.
+        let both = |if_match| Preconditions {
+            if_match: Some(if_match),
+            if_unmodified_since: Some(earlier),
+            ..Default::default()
+        };
+        assert_eq!(decide(&both("\"abc\""), &v, 10), FileAnswer::Full);
+        assert!(matches!(
+            decide(&both("\"old\""), &v, 10),
+            FileAnswer::PreconditionFailed(_)
+        ));
+    }
+
+    #[test]
+    fn a_failed_precondition_comes_before_304_and_ranges() {
+        let v = validators();
+        let failed =
+            |pre: Preconditions| matches!(decide(&pre, &v, 100), FileAnswer::PreconditionFailed(_));
+        let stale = Some("\"old\"");
+        let early = Some("Sun, 06 Nov 1994 08:49:36 GMT");
+        let base = Preconditions::default();
+        // What would be a 304, a 206, a multipart 206 or a 416 is a 412.
+        assert!(failed(Preconditions {
+            if_match: stale,
+            if_none_match: Some("\"abc\""),
+            ..base
+        }));
+        assert!(failed(Preconditions {
+            if_unmodified_since: early,
+            if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            ..base
+        }));
+        for range in ["bytes=0-9", "bytes=0-9,50-59", "bytes=500-"] {
+            assert!(failed(Preconditions {
+                if_match: stale,
+                range: Some(range),
+                ..base
+            }));
+            assert!(failed(Preconditions {
+                if_unmodified_since: early,
+                range: Some(range),
+                if_range: Some("\"abc\""),
+                ..base
+            }));
+        }
+        // A true one lets the rest decide.
+        let current = Preconditions {
+            if_match: Some("\"abc\""),
+            if_none_match: Some("\"abc\""),
+            ..base
+        };
+        assert_eq!(decide(&current, &v, 100), FileAnswer::NotModified);
+        let ranged = Preconditions {
+            if_match: Some("\"abc\""),
+            range: Some("bytes=0-9"),
+            ..base
+        };
+        assert_eq!(
+            decide(&ranged, &v, 100),
+            FileAnswer::Partial { start: 0, end: 9 }
         );
     }
 

@@ -30,6 +30,7 @@ impl Status {
     pub const METHOD_NOT_ALLOWED: Status = Status(405);
     pub const REQUEST_TIMEOUT: Status = Status(408);
     pub const CONFLICT: Status = Status(409);
+    pub const PRECONDITION_FAILED: Status = Status(412);
     pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415);
     pub const LENGTH_REQUIRED: Status = Status(411);
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
