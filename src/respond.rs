@@ -27,7 +27,7 @@ use crate::path::RequestPath;
 use crate::site::{Found, Missing, OpenFile, Site};
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The methods rill answers to, for `Allow` and CORS preflights.
 pub fn allowed_methods(config: &Config) -> &'static str {
@@ -76,6 +76,10 @@ pub struct Context<'a> {
     pub now: Instant,
     /// The current `Date` header value.
     pub date: &'a str,
+    /// The wall clock at the second `date` names: a date validator is
+    /// strong only once that second is past (see
+    /// [`crate::http::conditional::decide`]).
+    pub clock: SystemTime,
     pub common: CommonHeaders,
     /// The buffer request paths are decoded into, reused from one request
     /// to the next.
@@ -311,7 +315,7 @@ fn injected_reply(
         if_none_match: request.if_none_match,
         ..Preconditions::default()
     };
-    let answer = decide(&preconditions, &validators, file.size);
+    let answer = decide(&preconditions, &validators, file.size, ctx.clock);
     if let FileAnswer::PreconditionFailed(failed) = answer {
         let status = Status::PRECONDITION_FAILED;
         return refused_file(request, ctx, file.content_type, status, failed.0, None, out);
@@ -438,7 +442,7 @@ fn file_reply(
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
     };
-    let (status, start, len, parts) = match decide(&preconditions, validators, size) {
+    let (status, start, len, parts) = match decide(&preconditions, validators, size, ctx.clock) {
         FileAnswer::Full => (Status::OK, 0, size, None),
         FileAnswer::Partial { start, end } => {
             (Status::PARTIAL_CONTENT, start, end - start + 1, None)

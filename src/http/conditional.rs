@@ -89,8 +89,14 @@ pub enum FileAnswer {
     Unsatisfiable,
 }
 
-/// Decides the answer to a GET or HEAD of a file.
-pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAnswer {
+/// Decides the answer to a GET or HEAD of a file, made at `now` (the
+/// answer's `Date`).
+pub fn decide(
+    pre: &Preconditions,
+    validators: &Validators,
+    size: u64,
+    now: SystemTime,
+) -> FileAnswer {
     if let Err(failed) = unchanged(pre.if_match, pre.if_unmodified_since, Some(validators)) {
         return FileAnswer::PreconditionFailed(failed);
     }
@@ -107,7 +113,7 @@ pub fn decide(pre: &Preconditions, validators: &Validators, size: u64) -> FileAn
         return FileAnswer::Full;
     };
     if let Some(condition) = pre.if_range {
-        if !if_range_holds(condition, validators) {
+        if !if_range_holds(condition, validators, now) {
             return FileAnswer::Full;
         }
     }
@@ -154,14 +160,22 @@ fn parse_date_secs(text: &str) -> Option<u64> {
 }
 
 /// `If-Range` holds when its strong entity tag equals ours, or its date equals
-/// our `Last-Modified` exactly (RFC 9110 §13.1.5).
-fn if_range_holds(condition: &str, validators: &Validators) -> bool {
+/// our `Last-Modified` exactly and is a strong validator (RFC 9110 §13.1.5).
+///
+/// A date is strong only once its second is over (§8.8.2.2: Last-Modified
+/// at least a second before the answer's `Date`): a file written twice
+/// within one second has one `Last-Modified` for both versions, and a range
+/// of the second one joined to a copy of the first would be corrupt. Until
+/// then the whole file is sent, which is always right.
+fn if_range_holds(condition: &str, validators: &Validators, now: SystemTime) -> bool {
     if condition.starts_with('"') {
         condition == validators.etag
     } else if condition.starts_with("W/") {
         false
     } else {
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         parse_date_secs(condition) == Some(validators.modified_secs)
+            && validators.modified_secs < now_secs
     }
 }
 
@@ -224,12 +238,17 @@ mod tests {
         }
     }
 
+    /// A time well after [`validators`]' modification: its date is strong.
+    fn long_after() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(784111777 + 3600)
+    }
+
     fn range(header: &str, size: u64) -> FileAnswer {
         let pre = Preconditions {
             range: Some(header),
             ..Default::default()
         };
-        decide(&pre, &validators(), size)
+        decide(&pre, &validators(), size, long_after())
     }
 
     #[test]
@@ -297,15 +316,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(&with(Some("\"abc\""), None), &v, 1000),
+            decide(&with(Some("\"abc\""), None), &v, 1000, long_after()),
             FileAnswer::NotModified
         );
         assert_eq!(
-            decide(&with(None, Some("\"old\"")), &v, 1000),
+            decide(&with(None, Some("\"old\"")), &v, 1000, long_after()),
             FileAnswer::Full
         );
         assert_eq!(
-            decide(&with(None, Some("\"abc\"")), &v, 1000),
+            decide(&with(None, Some("\"abc\"")), &v, 1000, long_after()),
             parts(&[(0, 9), (500, 509)])
         );
     }
@@ -325,13 +344,17 @@ mod tests {
             "\"a,b\",\"abc\"",
         ] {
             assert_eq!(
-                decide(&with(matching), &v, 10),
+                decide(&with(matching), &v, 10, long_after()),
                 FileAnswer::NotModified,
                 "{matching}"
             );
         }
         for other in ["\"abd\"", "abc", "\"x\"", ""] {
-            assert_eq!(decide(&with(other), &v, 10), FileAnswer::Full, "{other}");
+            assert_eq!(
+                decide(&with(other), &v, 10, long_after()),
+                FileAnswer::Full,
+                "{other}"
+            );
         }
     }
 
@@ -345,17 +368,29 @@ mod tests {
         let same = "Sun, 06 Nov 1994 08:49:37 GMT";
         let later = "Sun, 06 Nov 1994 08:49:38 GMT";
         let earlier = "Sun, 06 Nov 1994 08:49:36 GMT";
-        assert_eq!(decide(&with(same), &v, 10), FileAnswer::NotModified);
-        assert_eq!(decide(&with(later), &v, 10), FileAnswer::NotModified);
-        assert_eq!(decide(&with(earlier), &v, 10), FileAnswer::Full);
-        assert_eq!(decide(&with("yesterday"), &v, 10), FileAnswer::Full);
+        assert_eq!(
+            decide(&with(same), &v, 10, long_after()),
+            FileAnswer::NotModified
+        );
+        assert_eq!(
+            decide(&with(later), &v, 10, long_after()),
+            FileAnswer::NotModified
+        );
+        assert_eq!(
+            decide(&with(earlier), &v, 10, long_after()),
+            FileAnswer::Full
+        );
+        assert_eq!(
+            decide(&with("yesterday"), &v, 10, long_after()),
+            FileAnswer::Full
+        );
         // If-None-Match takes precedence: a non-matching tag means a full answer.
         let both = Preconditions {
             if_none_match: Some("\"other\""),
             if_modified_since: Some(later),
             ..Default::default()
         };
-        assert_eq!(decide(&both, &v, 10), FileAnswer::Full);
+        assert_eq!(decide(&both, &v, 10, long_after()), FileAnswer::Full);
     }
 
     #[test]
@@ -367,17 +402,52 @@ mod tests {
             ..Default::default()
         };
         let partial = FileAnswer::Partial { start: 0, end: 0 };
-        assert_eq!(decide(&with("\"abc\""), &v, 10), partial);
+        assert_eq!(decide(&with("\"abc\""), &v, 10, long_after()), partial);
         assert_eq!(
-            decide(&with("Sun, 06 Nov 1994 08:49:37 GMT"), &v, 10),
+            decide(&with("Sun, 06 Nov 1994 08:49:37 GMT"), &v, 10, long_after()),
             partial
         );
-        assert_eq!(decide(&with("\"old\""), &v, 10), FileAnswer::Full);
-        assert_eq!(decide(&with("W/\"abc\""), &v, 10), FileAnswer::Full);
         assert_eq!(
-            decide(&with("Sun, 06 Nov 1994 08:49:36 GMT"), &v, 10),
+            decide(&with("\"old\""), &v, 10, long_after()),
             FileAnswer::Full
         );
+        assert_eq!(
+            decide(&with("W/\"abc\""), &v, 10, long_after()),
+            FileAnswer::Full
+        );
+        assert_eq!(
+            decide(&with("Sun, 06 Nov 1994 08:49:36 GMT"), &v, 10, long_after()),
+            FileAnswer::Full
+        );
+    }
+
+    #[test]
+    fn an_if_range_date_counts_only_once_its_second_is_over() {
+        let v = validators();
+        let pre = Preconditions {
+            range: Some("bytes=0-0"),
+            if_range: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            ..Default::default()
+        };
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let partial = FileAnswer::Partial { start: 0, end: 0 };
+        // Modified at 08:49:37: within that second the file may change
+        // again under the same date, so the range is not trusted.
+        assert_eq!(decide(&pre, &v, 10, at(784111777)), FileAnswer::Full);
+        assert_eq!(
+            decide(&pre, &v, 10, at(784111777) + Duration::from_millis(999)),
+            FileAnswer::Full
+        );
+        assert_eq!(decide(&pre, &v, 10, at(784111778)), partial);
+        // A clock behind the file's date never makes it strong.
+        assert_eq!(decide(&pre, &v, 10, at(784111700)), FileAnswer::Full);
+        assert_eq!(decide(&pre, &v, 10, UNIX_EPOCH), FileAnswer::Full);
+        // An entity tag is strong whenever it was made.
+        let by_tag = Preconditions {
+            if_range: Some("\"abc\""),
+            ..pre
+        };
+        assert_eq!(decide(&by_tag, &v, 10, at(784111777)), partial);
     }
 
     #[test]
@@ -389,7 +459,7 @@ mod tests {
         };
         for matching in ["\"abc\"", "*", " * ", "\"x\", \"abc\"", "\"a,b\",\"abc\""] {
             assert_eq!(
-                decide(&with(matching), &v, 10),
+                decide(&with(matching), &v, 10, long_after()),
                 FileAnswer::Full,
                 "{matching}"
             );
@@ -405,7 +475,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    decide(&with(other), &v, 10),
+                    decide(&with(other), &v, 10, long_after()),
                     FileAnswer::PreconditionFailed(_)
                 ),
                 "{other}"
@@ -417,10 +487,13 @@ mod tests {
             ..validators()
         };
         assert!(matches!(
-            decide(&with("W/\"abc\""), &weak, 10),
+            decide(&with("W/\"abc\""), &weak, 10, long_after()),
             FileAnswer::PreconditionFailed(_)
         ));
-        assert_eq!(decide(&with("*"), &weak, 10), FileAnswer::Full);
+        assert_eq!(
+            decide(&with("*"), &weak, 10, long_after()),
+            FileAnswer::Full
+        );
     }
 
     #[test]
@@ -433,23 +506,29 @@ mod tests {
         let same = "Sun, 06 Nov 1994 08:49:37 GMT";
         let later = "Sun, 06 Nov 1994 08:49:38 GMT";
         let earlier = "Sun, 06 Nov 1994 08:49:36 GMT";
-        assert_eq!(decide(&with(same), &v, 10), FileAnswer::Full);
-        assert_eq!(decide(&with(later), &v, 10), FileAnswer::Full);
+        assert_eq!(decide(&with(same), &v, 10, long_after()), FileAnswer::Full);
+        assert_eq!(decide(&with(later), &v, 10, long_after()), FileAnswer::Full);
         assert!(matches!(
-            decide(&with(earlier), &v, 10),
+            decide(&with(earlier), &v, 10, long_after()),
             FileAnswer::PreconditionFailed(_)
         ));
         // Not a date: ignored (RFC 9110 §13.1.4).
-        assert_eq!(decide(&with("yesterday"), &v, 10), FileAnswer::Full);
+        assert_eq!(
+            decide(&with("yesterday"), &v, 10, long_after()),
+            FileAnswer::Full
+        );
         // If-Match, when there, decides alone.
         let both = |if_match| Preconditions {
             if_match: Some(if_match),
             if_unmodified_since: Some(earlier),
             ..Default::default()
         };
-        assert_eq!(decide(&both("\"abc\""), &v, 10), FileAnswer::Full);
+        assert_eq!(
+            decide(&both("\"abc\""), &v, 10, long_after()),
+            FileAnswer::Full
+        );
         assert!(matches!(
-            decide(&both("\"old\""), &v, 10),
+            decide(&both("\"old\""), &v, 10, long_after()),
             FileAnswer::PreconditionFailed(_)
         ));
     }
@@ -457,8 +536,12 @@ mod tests {
     #[test]
     fn a_failed_precondition_comes_before_304_and_ranges() {
         let v = validators();
-        let failed =
-            |pre: Preconditions| matches!(decide(&pre, &v, 100), FileAnswer::PreconditionFailed(_));
+        let failed = |pre: Preconditions| {
+            matches!(
+                decide(&pre, &v, 100, long_after()),
+                FileAnswer::PreconditionFailed(_)
+            )
+        };
         let stale = Some("\"old\"");
         let early = Some("Sun, 06 Nov 1994 08:49:36 GMT");
         let base = Preconditions::default();
@@ -492,14 +575,17 @@ mod tests {
             if_none_match: Some("\"abc\""),
             ..base
         };
-        assert_eq!(decide(&current, &v, 100), FileAnswer::NotModified);
+        assert_eq!(
+            decide(&current, &v, 100, long_after()),
+            FileAnswer::NotModified
+        );
         let ranged = Preconditions {
             if_match: Some("\"abc\""),
             range: Some("bytes=0-9"),
             ..base
         };
         assert_eq!(
-            decide(&ranged, &v, 100),
+            decide(&ranged, &v, 100, long_after()),
             FileAnswer::Partial { start: 0, end: 9 }
         );
     }

@@ -155,6 +155,12 @@ impl DateCache {
         }
     }
 
+    /// The second the `Date` value names, as a time: what the dates a
+    /// request carries are compared with.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(self.second)
+    }
+
     /// The current `Date` value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
     pub fn as_str(&self) -> &str {
         &self.text
