@@ -125,6 +125,52 @@ pub fn decide(
     }
 }
 
+/// The conditional headers of a write (a PUT), owned: they are looked at
+/// when the head arrives and again just before the upload commits, when
+/// the head's bytes are long gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteConditions {
+    pub if_match: Option<Box<str>>,
+    pub if_unmodified_since: Option<Box<str>>,
+    pub if_none_match: Option<Box<str>>,
+}
+
+impl WriteConditions {
+    /// Whether the write may go ahead, given the file at the target as it
+    /// is now (`None`: there is none). RFC 9110 §13.2.2 steps 1-3: `If-Match`
+    /// (or `If-Unmodified-Since`), then `If-None-Match`, which for a write
+    /// fails when it matches (`*`: when there is a file at all) — "only if
+    /// absent" — by weak comparison (§13.1.2).
+    pub fn check(&self, current: Option<&Validators>) -> Result<(), PreconditionFailed> {
+        unchanged(
+            self.if_match.as_deref(),
+            self.if_unmodified_since.as_deref(),
+            current,
+        )?;
+        let matches = match (self.if_none_match.as_deref(), current) {
+            (Some(tags), _) if tags.trim() == "*" => current.is_some(),
+            (Some(tags), Some(current)) => etag_list_matches(tags, &current.etag, Comparison::Weak),
+            _ => false,
+        };
+        if matches {
+            return Err(PreconditionFailed("the file matches If-None-Match"));
+        }
+        Ok(())
+    }
+
+    /// No condition at all: nothing to check.
+    pub fn is_empty(&self) -> bool {
+        self == &WriteConditions::default()
+    }
+
+    /// The write asked for the file to be absent (`If-None-Match: *`).
+    pub fn wants_absent(&self) -> bool {
+        self.if_none_match
+            .as_deref()
+            .is_some_and(|tags| tags.trim() == "*")
+    }
+}
+
 /// Steps 1 and 2 of RFC 9110 §13.2.2, shared by reads and writes: `If-Match`
 /// holds when the file exists and, unless the list is `*`, one of its tags
 /// equals ours by strong comparison (§13.1.1); without `If-Match`,
@@ -588,6 +634,69 @@ mod tests {
             decide(&ranged, &v, 100, long_after()),
             FileAnswer::Partial { start: 0, end: 9 }
         );
+    }
+
+    #[test]
+    fn write_conditions() {
+        let v = validators();
+        let on = |conditions: &[(&str, &str)], current: Option<&Validators>| {
+            let mut w = WriteConditions::default();
+            for &(name, value) in conditions {
+                let value = Some(value.into());
+                match name {
+                    "if-match" => w.if_match = value,
+                    "if-unmodified-since" => w.if_unmodified_since = value,
+                    "if-none-match" => w.if_none_match = value,
+                    _ => unreachable!("{name}"),
+                }
+            }
+            w.check(current).is_ok()
+        };
+        assert!(WriteConditions::default().is_empty());
+        assert!(on(&[], Some(&v)) && on(&[], None));
+        // If-None-Match: * — only if absent, whoever may overwrite.
+        let absent = [("if-none-match", "*")];
+        assert!(on(&absent, None));
+        assert!(!on(&absent, Some(&v)));
+        // A tag list fails only when it names the file (weak comparison).
+        assert!(!on(&[("if-none-match", "\"abc\"")], Some(&v)));
+        assert!(!on(&[("if-none-match", "W/\"abc\"")], Some(&v)));
+        assert!(on(&[("if-none-match", "\"old\"")], Some(&v)));
+        assert!(on(&[("if-none-match", "\"abc\"")], None));
+        // If-Match: the file exists and, unless `*`, has that strong tag.
+        assert!(on(&[("if-match", "\"abc\"")], Some(&v)));
+        assert!(on(&[("if-match", "\"x\", \"abc\"")], Some(&v)));
+        assert!(on(&[("if-match", "*")], Some(&v)));
+        assert!(!on(&[("if-match", "\"old\"")], Some(&v)));
+        assert!(!on(&[("if-match", "W/\"abc\"")], Some(&v)));
+        assert!(!on(&[("if-match", "\"abc\"")], None));
+        assert!(!on(&[("if-match", "*")], None));
+        // If-Unmodified-Since: not after the date; ignored without a file
+        // (no date to compare), when not a date, or beside If-Match.
+        let early = "Sun, 06 Nov 1994 08:49:36 GMT";
+        let same = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert!(on(&[("if-unmodified-since", same)], Some(&v)));
+        assert!(!on(&[("if-unmodified-since", early)], Some(&v)));
+        assert!(on(&[("if-unmodified-since", early)], None));
+        assert!(on(&[("if-unmodified-since", "soon")], Some(&v)));
+        let both = [("if-match", "\"abc\""), ("if-unmodified-since", early)];
+        assert!(on(&both, Some(&v)));
+        // Every condition must hold.
+        assert!(!on(&[("if-match", "*"), ("if-none-match", "*")], Some(&v)));
+        assert!(!on(
+            &[("if-match", "\"abc\""), ("if-none-match", "\"abc\"")],
+            Some(&v)
+        ));
+        assert!(WriteConditions {
+            if_none_match: Some(" * ".into()),
+            ..Default::default()
+        }
+        .wants_absent());
+        assert!(!WriteConditions {
+            if_none_match: Some("\"abc\"".into()),
+            ..Default::default()
+        }
+        .wants_absent());
     }
 
     #[test]
