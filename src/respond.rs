@@ -292,10 +292,11 @@ fn missing_reply(
 }
 
 /// An HTML page with the live-reload snippet after its bytes: `200` (or
-/// `304`, or `412` when its own tag does not match `If-Match`) only, since ranges of a body that is not the file's would mean
-/// nothing; an ETag of its own (see [`Live::etag`]) and no `Last-Modified`,
-/// so the browser revalidates by ETag; `no-cache`, so it always asks. The
-/// file still goes out with `sendfile`, the snippet after it.
+/// `304`, or `412` when its own tag does not match `If-Match`) only, since
+/// ranges of a body that is not the file's would mean nothing; an ETag of
+/// its own (see [`Live::etag`]) and no `Last-Modified`, so the browser
+/// revalidates by ETag; `no-cache`, so it always asks. The file still goes
+/// out with `sendfile`, the snippet after it.
 fn injected_reply(
     request: &Request,
     ctx: &Context,
