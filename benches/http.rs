@@ -96,6 +96,7 @@ fn answer(c: &mut Criterion) {
         config: &config,
         now: Instant::now(),
         date: "Sun, 06 Nov 1994 08:49:37 GMT",
+        clock: std::time::SystemTime::now(),
         common: CommonHeaders {
             keep_alive: true,
             http10: false,

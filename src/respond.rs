@@ -27,7 +27,7 @@ use crate::path::RequestPath;
 use crate::site::{Found, Missing, OpenFile, Site};
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The methods rill answers to, for `Allow` and CORS preflights.
 pub fn allowed_methods(config: &Config) -> &'static str {
@@ -76,6 +76,10 @@ pub struct Context<'a> {
     pub now: Instant,
     /// The current `Date` header value.
     pub date: &'a str,
+    /// The wall clock at the second `date` names: a date validator is
+    /// strong only once that second is past (see
+    /// [`crate::http::conditional::decide`]).
+    pub clock: SystemTime,
     pub common: CommonHeaders,
     /// The buffer request paths are decoded into, reused from one request
     /// to the next.
@@ -251,7 +255,8 @@ fn options_reply(ctx: &Context, allowed: &str, out: &mut Vec<u8>) -> Reply {
             .header("Access-Control-Allow-Methods", allowed)
             .header(
                 "Access-Control-Allow-Headers",
-                "Authorization, Content-Type, Range, If-None-Match, If-Modified-Since, If-Range, Accept",
+                "Authorization, Content-Type, Range, If-Match, If-None-Match, If-Modified-Since, \
+                 If-Unmodified-Since, If-Range, Accept",
             )
             .header("Access-Control-Max-Age", "86400");
     }
@@ -285,10 +290,11 @@ fn missing_reply(
 }
 
 /// An HTML page with the live-reload snippet after its bytes: `200` (or
-/// `304`) only, since ranges of a body that is not the file's would mean
-/// nothing; an ETag of its own (see [`Live::etag`]) and no `Last-Modified`,
-/// so the browser revalidates by ETag; `no-cache`, so it always asks. The
-/// file still goes out with `sendfile`, the snippet after it.
+/// `304`, or `412` when its own tag does not match `If-Match`) only, since
+/// ranges of a body that is not the file's would mean nothing; an ETag of
+/// its own (see [`Live::etag`]) and no `Last-Modified`, so the browser
+/// revalidates by ETag; `no-cache`, so it always asks. The file still goes
+/// out with `sendfile`, the snippet after it.
 fn injected_reply(
     request: &Request,
     ctx: &Context,
@@ -303,12 +309,17 @@ fn injected_reply(
         modified_secs: file.validators.modified_secs,
     };
     let preconditions = Preconditions {
-        range: None,
+        if_match: request.if_match,
+        if_unmodified_since: request.if_unmodified_since,
         if_none_match: request.if_none_match,
-        if_modified_since: None,
-        if_range: None,
+        ..Preconditions::default()
     };
-    if decide(&preconditions, &validators, file.size) == FileAnswer::NotModified {
+    let answer = decide(&preconditions, &validators, file.size, ctx.clock);
+    if let FileAnswer::PreconditionFailed(failed) = answer {
+        let status = Status::PRECONDITION_FAILED;
+        return refused_file(request, ctx, file.content_type, status, failed.0, None, out);
+    }
+    if answer == FileAnswer::NotModified {
         HeadWriter::start(out, Status::NOT_MODIFIED, ctx.date)
             .header("ETag", &validators.etag)
             .header("Cache-Control", "no-cache")
@@ -399,7 +410,7 @@ fn vary(content_type: &str, live: bool) -> Option<&'static str> {
     }
 }
 
-/// 200, 206, 304 or 416 for a regular file.
+/// 200, 206, 304, 412 or 416 for a regular file.
 fn file_reply(
     request: &Request,
     ctx: &Context,
@@ -424,11 +435,13 @@ fn file_reply(
     let validators = &file.validators;
     let preconditions = Preconditions {
         range: request.range,
+        if_match: request.if_match,
+        if_unmodified_since: request.if_unmodified_since,
         if_none_match: request.if_none_match,
         if_modified_since: request.if_modified_since,
         if_range: request.if_range,
     };
-    let (status, start, len, parts) = match decide(&preconditions, validators, size) {
+    let (status, start, len, parts) = match decide(&preconditions, validators, size, ctx.clock) {
         FileAnswer::Full => (Status::OK, 0, size, None),
         FileAnswer::Partial { start, end } => {
             (Status::PARTIAL_CONTENT, start, end - start + 1, None)
@@ -456,46 +469,27 @@ fn file_reply(
                 source: None,
             };
         }
-        FileAnswer::Unsatisfiable => {
-            let status = Status::RANGE_NOT_SATISFIABLE;
-            if let Some(vary) = vary(content_type, ctx.live.is_some()) {
-                // Whether a range fits depends on which coding is sent.
-                let body = format!(
-                    "{} {}: range outside the file\n",
-                    status.code(),
-                    status.reason()
-                );
-                HeadWriter::start(out, status, ctx.date)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .content_length(body.len() as u64)
-                    .header_fmt("Content-Range", format_args!("bytes */{size}"))
-                    .header("Vary", vary)
-                    .finish(ctx.common);
-                if request.method != Method::Head {
-                    out.extend_from_slice(body.as_bytes());
-                }
-                return Reply {
-                    status,
-                    body_len: body.len() as u64,
-                    file: None,
-                    source: None,
-                };
-            }
-            let body_len = write_generated(
+        FileAnswer::PreconditionFailed(failed) => {
+            return refused_file(
+                request,
+                ctx,
+                content_type,
+                Status::PRECONDITION_FAILED,
+                failed.0,
+                None,
                 out,
-                status,
+            )
+        }
+        FileAnswer::Unsatisfiable => {
+            return refused_file(
+                request,
+                ctx,
+                content_type,
+                Status::RANGE_NOT_SATISFIABLE,
                 "range outside the file",
-                Extra::UnsatisfiedRange(size),
-                ctx.date,
-                ctx.common,
-                request.method == Method::Head,
-            );
-            return Reply {
-                status,
-                body_len,
-                file: None,
-                source: None,
-            };
+                Some(size),
+                out,
+            )
         }
     };
     let mut head = HeadWriter::start(out, status, ctx.date);
@@ -547,6 +541,49 @@ fn file_reply(
         status,
         body_len: len,
         file,
+        source: None,
+    }
+}
+
+/// A 412 or 416 for a file: a one-line text body, with `Content-Range:
+/// bytes */SIZE` for a 416, and the `Vary` the file's answers carry, since
+/// which coding is sent decides both whether a tag matches and whether a
+/// range fits.
+fn refused_file(
+    request: &Request,
+    ctx: &Context,
+    content_type: &str,
+    status: Status,
+    detail: &str,
+    unsatisfied_size: Option<u64>,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let head_only = request.method == Method::Head;
+    let extra = unsatisfied_size.map_or(Extra::None, Extra::UnsatisfiedRange);
+    let Some(vary) = vary(content_type, ctx.live.is_some()) else {
+        let body_len = write_generated(out, status, detail, extra, ctx.date, ctx.common, head_only);
+        return Reply {
+            status,
+            body_len,
+            file: None,
+            source: None,
+        };
+    };
+    let body = format!("{} {}: {detail}\n", status.code(), status.reason());
+    let mut head = HeadWriter::start(out, status, ctx.date)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .content_length(body.len() as u64);
+    if let Some(size) = unsatisfied_size {
+        head = head.header_fmt("Content-Range", format_args!("bytes */{size}"));
+    }
+    head.header("Vary", vary).finish(ctx.common);
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Reply {
+        status,
+        body_len: body.len() as u64,
+        file: None,
         source: None,
     }
 }

@@ -165,6 +165,7 @@ impl Env {
             config: &self.config,
             now,
             date: self.date.as_str(),
+            clock: self.date.time(),
             path_buffer: &self.path_buffer,
             upstreams: &self.upstreams,
             live: &self.live,

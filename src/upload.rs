@@ -11,6 +11,12 @@
 //! correctly ([`Upload::finish`]). A [`TempFile`] deletes itself when dropped,
 //! so an upload that is abandoned for any reason — the client disconnects,
 //! the body is malformed or too large, the server shuts down — leaves nothing.
+//! A PUT's preconditions (`If-Match`, `If-Unmodified-Since`, `If-None-Match`;
+//! see [`WriteConditions`]) are checked against the file's current ETag —
+//! the one a GET sends — when the head arrives, so a client waiting on
+//! `100 Continue` is told 412 before it sends a byte, and once more just
+//! before the rename: a 412 then discards the body, and the file stays as
+//! the other writer left it.
 //! Temp files are created, renamed and removed relative to the target folder's
 //! open handle — the one [`Site`] checked lies inside ROOT — never by path, so
 //! a folder swapped for a symlink meanwhile cannot send an upload elsewhere.
@@ -26,6 +32,7 @@
 
 use crate::config::Config;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::conditional::{PreconditionFailed, Validators, WriteConditions};
 use crate::http::multipart::{form_data_boundary, Event, MultipartError, MultipartParser};
 use crate::http::request::{BodyFraming, Method, Request};
 use crate::http::response::{CommonHeaders, HeadWriter, Status};
@@ -37,6 +44,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,6 +84,12 @@ fn refuse(status: Status, detail: &'static str) -> Refusal {
 impl From<ChunkedError> for Refusal {
     fn from(error: ChunkedError) -> Refusal {
         refuse(Status::BAD_REQUEST, error.0)
+    }
+}
+
+impl From<PreconditionFailed> for Refusal {
+    fn from(failed: PreconditionFailed) -> Refusal {
+        refuse(Status::PRECONDITION_FAILED, failed.0)
     }
 }
 
@@ -245,6 +259,8 @@ enum Sink {
         name: Vec<u8>,
         size: u64,
         replace: bool,
+        /// Checked when the head came, and again just before the commit.
+        conditions: WriteConditions,
     },
     /// POST multipart/form-data: every file part is a file.
     Form {
@@ -313,18 +329,23 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
         .accept
         .is_some_and(|accept| accept.contains("application/json"));
     let (dir_path, dir, sink) = match request.method {
-        Method::Put => put_sink(&path, site, config)?,
+        Method::Put => put_sink(&path, write_conditions(request), site, config)?,
         Method::Post => form_sink(request, &path, site)?,
         _ => return Err(refuse(Status::METHOD_NOT_ALLOWED, "not an upload method")),
     };
     let dir_url = dir_path.url(true);
     let dir = Rc::new(dir.into_handle());
     let sink = match sink {
-        PendingSink::Put { name, replace } => Sink::Put {
+        PendingSink::Put {
+            name,
+            replace,
+            conditions,
+        } => Sink::Put {
             temp: TempFile::create(&dir).map_err(|e| disk_refusal(&e))?,
             name,
             size: 0,
             replace,
+            conditions,
         },
         PendingSink::Form(parser) => Sink::Form {
             parser,
@@ -345,12 +366,30 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
 
 /// A sink decided on, before its temp file exists.
 enum PendingSink {
-    Put { name: Vec<u8>, replace: bool },
+    Put {
+        name: Vec<u8>,
+        replace: bool,
+        conditions: WriteConditions,
+    },
     Form(Box<MultipartParser>),
 }
 
+/// A PUT's conditional headers, kept for the check at the commit.
+fn write_conditions(request: &Request) -> WriteConditions {
+    WriteConditions {
+        if_match: request.if_match.map(Box::from),
+        if_unmodified_since: request.if_unmodified_since.map(Box::from),
+        if_none_match: request.if_none_match.map(Box::from),
+    }
+}
+
+/// Decides where a PUT goes. Its preconditions are checked against the
+/// file as a GET would find it, and before `--overwrite` is: a client that
+/// asked for "only if absent" or "only this version" learns that its
+/// condition failed (412), whether or not rill would have replaced the file.
 fn put_sink(
     path: &RequestPath,
+    conditions: WriteConditions,
     site: &Site,
     config: &Config,
 ) -> Result<(RequestPath, OpenDir, PendingSink), Refusal> {
@@ -367,13 +406,15 @@ fn put_sink(
         Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "folder not readable")),
         Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
     };
-    let exists = match site.find_uncached(path) {
+    let current = match site.find_uncached(path) {
         Ok(Found::Dir(_)) => return Err(refuse(Status::CONFLICT, "a folder has that name")),
-        Ok(Found::File(..)) => true,
-        Err(Missing::NotFound) => false,
+        Ok(Found::File(file)) => Some(file),
+        Err(Missing::NotFound) => None,
         Err(Missing::Forbidden) => return Err(refuse(Status::FORBIDDEN, "file not readable")),
         Err(Missing::Io(e)) => return Err(disk_refusal(&e)),
     };
+    conditions.check(current.as_ref().map(|file| &file.validators))?;
+    let exists = current.is_some();
     if exists && !config.overwrite {
         return Err(refuse(
             Status::CONFLICT,
@@ -386,6 +427,7 @@ fn put_sink(
         PendingSink::Put {
             name: name.to_vec(),
             replace: exists,
+            conditions,
         },
     ))
 }
@@ -496,12 +538,27 @@ impl Upload {
                 name,
                 size,
                 replace,
+                conditions,
             } => {
                 let mut temp = temp;
+                if !conditions.is_empty() {
+                    // Another upload on this loop may have replaced the file
+                    // while this body arrived: what the head's check saw is
+                    // stale. A refusal drops `temp`, which deletes it.
+                    let current =
+                        current_validators(&temp.dir, &name).map_err(|e| disk_refusal(&e))?;
+                    conditions.check(current.as_ref())?;
+                }
                 match temp.persist(OsStr::from_bytes(&name), replace) {
                     Ok(()) => {}
+                    // A file appeared after the check; the rename that
+                    // refuses to replace it is what makes "only if absent"
+                    // hold against other processes too.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(refuse(Status::CONFLICT, "file exists"))
+                        if conditions.wants_absent() {
+                            return Err(PreconditionFailed("the file matches If-None-Match").into());
+                        }
+                        return Err(refuse(Status::CONFLICT, "file exists"));
                     }
                     Err(e) => return Err(disk_refusal(&e)),
                 }
@@ -644,6 +701,35 @@ impl Sink {
             }
         }
     }
+}
+
+/// The validators of the file `name` in the open folder `dir` as it is now,
+/// as a GET would give them, or `None` when there is no file by that name.
+/// A symlink is followed, as GET follows it: what it leads to is only
+/// compared here, never read, and the commit's rename replaces the link.
+fn current_validators(dir: &File, name: &[u8]) -> io::Result<Option<Validators>> {
+    let name = CString::new(name)?;
+    // O_PATH: the file is looked at, not opened (a FIFO cannot block).
+    let flags = libc::O_PATH | libc::O_CLOEXEC;
+    // SAFETY: an open descriptor and a NUL-terminated name; openat returns
+    // a new descriptor or -1.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    if fd < 0 {
+        let error = io::Error::last_os_error();
+        return match error.kind() {
+            io::ErrorKind::NotFound => Ok(None),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // GET answers 404 for anything but a regular file.
+        return Ok(None);
+    }
+    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+    Ok(Some(Validators::new(meta.ino(), modified, meta.len())))
 }
 
 /// Persists `temp` as `name` in its folder, or `name-1`, `name-2`, ... when

@@ -184,6 +184,70 @@ fn not_modified() {
     assert_eq!(other_tag.status, 200);
 }
 
+/// `If-Match` and `If-Unmodified-Since` that are false answer 412 before
+/// anything else is looked at (RFC 9110 §13.2.2), a `Range` or what would
+/// be a 304 included; true ones leave the answer as it was.
+#[test]
+fn failed_preconditions_answer_412() {
+    let dir = site();
+    let data = pseudo_random(40_000, 7); // past the file cache's 16 KiB
+    fs::write(dir.path().join("p.bin"), &data).unwrap();
+    fs::write(dir.path().join("small.txt"), "small").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    for (path, body) in [("/p.bin", &data[..]), ("/small.txt", b"small".as_slice())] {
+        let first = rill.get(path);
+        let etag = first.header("etag").unwrap().to_owned();
+        let modified = first.header("last-modified").unwrap().to_owned();
+        let with = |method: &str, fields: &str| {
+            rill.request(&format!(
+                "{method} {path} HTTP/1.1\r\nHost: t\r\n{fields}Connection: close\r\n\r\n"
+            ))
+        };
+        let weak = format!("W/{etag}");
+        for fields in [
+            "If-Match: \"stale\"\r\n".to_owned(),
+            format!("If-Match: {weak}\r\n"),
+            "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n".to_owned(),
+            // If-Match decides alone: a true If-Unmodified-Since does not save it.
+            format!("If-Match: \"stale\"\r\nIf-Unmodified-Since: {modified}\r\n"),
+            format!("If-Match: \"stale\"\r\nIf-None-Match: {etag}\r\n"),
+            "If-Match: \"stale\"\r\nRange: bytes=0-9\r\n".to_owned(),
+            "If-Match: \"stale\"\r\nRange: bytes=0-9,100-109\r\n".to_owned(),
+            format!("If-Match: \"stale\"\r\nRange: bytes=0-9\r\nIf-Range: {etag}\r\n"),
+            "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-9\r\n".to_owned(),
+        ] {
+            let failed = with("GET", &fields);
+            assert_eq!(failed.status, 412, "{path}: {fields}");
+            assert_eq!(failed.header("content-range"), None, "{path}: {fields}");
+            assert!(failed.text().starts_with("412 Precondition Failed"));
+            assert_eq!(with("HEAD", &fields).status, 412, "HEAD {path}: {fields}");
+        }
+        for fields in [
+            format!("If-Match: {etag}\r\n"),
+            format!("If-Match: \"other\", {etag}\r\n"),
+            "If-Match: *\r\n".to_owned(),
+            format!("If-Unmodified-Since: {modified}\r\n"),
+            "If-Unmodified-Since: not a date\r\n".to_owned(),
+            format!("If-Match: {etag}\r\nIf-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
+        ] {
+            let passed = with("GET", &fields);
+            assert_eq!(passed.status, 200, "{path}: {fields}");
+            assert!(passed.body == body, "{path}: {fields}");
+        }
+        let ranged = with("GET", &format!("If-Match: {etag}\r\nRange: bytes=0-1\r\n"));
+        assert_eq!((ranged.status, ranged.body.as_slice()), (206, &body[..2]));
+        let current = with(
+            "GET",
+            &format!("If-Match: {etag}\r\nIf-None-Match: {etag}\r\n"),
+        );
+        assert_eq!(current.status, 304);
+    }
+    // A missing file is a 404 whatever the preconditions say.
+    let missing = rill
+        .request("GET /none.txt HTTP/1.1\r\nHost: t\r\nIf-Match: *\r\nConnection: close\r\n\r\n");
+    assert_eq!(missing.status, 404);
+}
+
 #[test]
 fn download_query_sets_content_disposition() {
     let dir = site();

@@ -13,6 +13,7 @@ use std::fs;
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 /// 5 MiB: far above the file cache's 16 KiB, so parts go out with sendfile.
 const BIG: usize = 5 * 1024 * 1024;
@@ -727,6 +728,13 @@ fn head_announces_what_get_sends() {
 #[test]
 fn if_range_decides_between_parts_and_the_whole_file() {
     let (dir, small, mid) = two_files();
+    // Dated a minute back, so that the date is a strong validator.
+    for name in ["small.txt", "mid.bin"] {
+        set_mtime(
+            &dir.path().join(name),
+            SystemTime::now() - Duration::from_secs(60),
+        );
+    }
     let rill = Rill::start(dir.path(), &[]);
     for (path, data, ty) in [
         ("/small.txt", &small, "text/plain; charset=utf-8"),
@@ -757,6 +765,60 @@ fn if_range_decides_between_parts_and_the_whole_file() {
             assert_eq!(whole.status, 200, "{path}: If-Range {stale}");
             assert_eq!(whole.header("content-range"), None);
             assert!(whole.body == **data, "{path}: If-Range {stale}");
+        }
+    }
+}
+
+/// Sets a file's modification time (std only: File::set_modified).
+fn set_mtime(path: &Path, time: SystemTime) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(time))
+        .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
+}
+
+/// An `If-Range` date is strong only when it is at least a second before
+/// the answer's `Date` (RFC 9110 §8.8.2.2, §13.1.5): a file whose
+/// `Last-Modified` is not yet past may change again under the same date, so
+/// its range is not trusted and the whole file is sent.
+#[test]
+fn an_if_range_date_not_yet_past_gets_the_whole_file() {
+    let (dir, small, mid) = two_files();
+    let hour = Duration::from_secs(3600);
+    for name in ["small.txt", "mid.bin"] {
+        // A clock that is behind the file's, or a file written this very
+        // second: either way its date is not before the answer's.
+        set_mtime(&dir.path().join(name), SystemTime::now() + hour);
+    }
+    let rill = Rill::start(dir.path(), &[]);
+    for (path, data) in [("/small.txt", &small), ("/mid.bin", &mid)] {
+        let plain = rill.get(path);
+        let modified = plain.header("last-modified").expect("Last-Modified");
+        let date = plain.header("date").expect("Date");
+        let parse = |text| httpdate::parse_http_date(text).expect("an HTTP date");
+        assert!(parse(modified) > parse(date), "{modified} {date}");
+        for range in ["bytes=0-9", "bytes=0-9,500-509"] {
+            let whole = exchange(
+                &rill,
+                &format!(
+                    "GET {path} HTTP/1.1\r\nHost: t\r\nRange: {range}\r\n\
+                     If-Range: {modified}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert_eq!(whole.status, 200, "{path}: {range}");
+            assert_eq!(whole.header("content-range"), None);
+            assert!(whole.body == **data, "{path}: {range}");
+            // The entity tag is strong at once.
+            let etag = plain.header("etag").expect("ETag");
+            let by_tag = exchange(
+                &rill,
+                &format!(
+                    "GET {path} HTTP/1.1\r\nHost: t\r\nRange: {range}\r\n\
+                     If-Range: {etag}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert_eq!(by_tag.status, 206, "{path}: {range}");
         }
     }
 }

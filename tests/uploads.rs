@@ -104,6 +104,8 @@ common::tests_over_both_transports!(
     a_client_killed_mid_upload_leaves_nothing,
     a_large_upload_does_not_stall_a_download,
     cors_headers_and_preflight,
+    put_preconditions_fail_with_412_and_leave_the_file,
+    put_preconditions_are_checked_again_before_the_commit,
 );
 
 fn uploads_are_off_by_default(transport: Transport) {
@@ -638,4 +640,138 @@ fn a_form_of_many_small_files_holds_one_descriptor_and_carries_at_most_1000() {
     assert_eq!(answer.status, 413, "{}", answer.text());
     assert!(answer.text().contains("1000 files"), "{}", answer.text());
     assert_eq!(tree(&dir.path().join("many")), Vec::<String>::new());
+}
+
+/// A PUT with these extra header lines and a body, on its own connection.
+fn put_with(rill: &Rill, path: &str, fields: &str, body: &[u8]) -> Response {
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n{fields}Connection: close\r\n\r\n",
+        body.len()
+    );
+    send(rill, &head, &[body])
+}
+
+/// If-Match, If-Unmodified-Since and If-None-Match on PUT (RFC 9110
+/// §13.2.2): a false one is a 412 that leaves the file byte for byte as it
+/// was and stores nothing; the ETag a GET gave is the one If-Match takes.
+fn put_preconditions_fail_with_412_and_leave_the_file(transport: Transport) {
+    let dir = site();
+    let old = pseudo_random(50_000, 9);
+    fs::write(dir.path().join("f.bin"), &old).unwrap();
+    let rill = Rill::start_on(transport, dir.path(), &["--uploads", "--overwrite"]);
+    let got = rill.get("/f.bin");
+    let etag = got.header("etag").unwrap().to_owned();
+    let modified = got.header("last-modified").unwrap().to_owned();
+    let untouched = |what: &str| {
+        assert!(fs::read(dir.path().join("f.bin")).unwrap() == old, "{what}");
+        assert_eq!(tree(dir.path()), ["f.bin"], "{what}");
+    };
+    for fields in [
+        "If-Match: \"stale\"\r\n".to_owned(),
+        format!("If-Match: W/{etag}\r\n"),
+        "If-None-Match: *\r\n".to_owned(),
+        format!("If-None-Match: {etag}\r\n"),
+        "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n".to_owned(),
+        format!("If-Match: {etag}\r\nIf-None-Match: *\r\n"),
+    ] {
+        let response = put_with(&rill, "/f.bin", &fields, b"new bytes");
+        assert_eq!(response.status, 412, "{fields}");
+        assert!(response.text().starts_with("412 Precondition Failed"));
+        untouched(&fields);
+    }
+    // If-Match needs a file; If-Unmodified-Since has no date to compare.
+    for fields in ["If-Match: *\r\n", &format!("If-Match: {etag}\r\n")] {
+        assert_eq!(
+            put_with(&rill, "/new.bin", fields, b"x").status,
+            412,
+            "{fields}"
+        );
+        untouched(fields);
+    }
+    // With Expect: 100-continue the 412 comes at once, instead of the 100.
+    let response = rill.request(
+        "PUT /f.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\
+         If-Match: \"stale\"\r\n\r\n",
+    );
+    assert_eq!(response.status, 412);
+    untouched("Expect: 100-continue");
+
+    // The GET's ETag and date are what the PUT is checked against.
+    let replaced = put_with(&rill, "/f.bin", &format!("If-Match: {etag}\r\n"), b"v2");
+    assert_eq!(replaced.status, 204);
+    assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"v2");
+    // That version is gone: the same tag no longer matches.
+    let again = put_with(&rill, "/f.bin", &format!("If-Match: {etag}\r\n"), b"v3");
+    assert_eq!(again.status, 412);
+    assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"v2");
+    let etag = rill.get("/f.bin").header("etag").unwrap().to_owned();
+    let fields = format!("If-Match: \"other\", {etag}\r\nIf-Unmodified-Since: {modified}\r\n");
+    assert_eq!(put_with(&rill, "/f.bin", &fields, b"v3").status, 204);
+    assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"v3");
+    let fields = "If-Unmodified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\nIf-Match: *\r\n";
+    assert_eq!(put_with(&rill, "/f.bin", fields, b"v4").status, 204);
+    assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"v4");
+    let absent = put_with(&rill, "/new.bin", "If-None-Match: *\r\n", b"fresh");
+    assert_eq!(absent.status, 201);
+    assert_eq!(fs::read(dir.path().join("new.bin")).unwrap(), b"fresh");
+    assert_eq!(tree(dir.path()), ["f.bin", "new.bin"]);
+    drop(rill);
+
+    // Without --overwrite, "only if absent" on a file that exists is a
+    // failed precondition too, not a conflict.
+    let rill = Rill::start_on(transport, dir.path(), &["--uploads"]);
+    let response = put_with(&rill, "/f.bin", "If-None-Match: *\r\n", b"x");
+    assert_eq!(response.status, 412);
+    assert_eq!(put(&rill, "/f.bin", b"x").status, 409);
+    assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"v4");
+    assert_eq!(tree(dir.path()), ["f.bin", "new.bin"]);
+}
+
+/// An upload whose precondition held when its head came, but no longer
+/// does when its body is in (another PUT replaced or created the file
+/// meanwhile, on the same loop): 412, its body discarded, the other
+/// writer's file untouched and no temp file left.
+fn put_preconditions_are_checked_again_before_the_commit(transport: Transport) {
+    let dir = site();
+    fs::write(dir.path().join("race.txt"), "original").unwrap();
+    let rill = Rill::start_on(transport, dir.path(), &["--uploads", "--overwrite"]);
+    let etag = rill.get("/race.txt").header("etag").unwrap().to_owned();
+    for (path, fields, other_status) in [
+        ("/race.txt", format!("If-Match: {etag}\r\n"), 204),
+        ("/fresh.txt", "If-None-Match: *\r\n".to_owned(), 201),
+    ] {
+        let body = b"the slow writer's bytes";
+        let mut slow = rill.stream();
+        slow.write_all(
+            format!(
+                "PUT {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\n{fields}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // The 100 says the head's check passed and the body is awaited.
+        let mut interim = [0u8; 25];
+        slow.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{path}");
+        slow.write_all(&body[..5]).unwrap();
+        slow.flush().unwrap();
+        let other = put(&rill, path, b"the other writer won");
+        assert_eq!(other.status, other_status, "{path}");
+        slow.write_all(&body[5..]).unwrap();
+        slow.flush().unwrap();
+        let late = read_response(&mut BufReader::new(slow), false).expect("an answer");
+        assert_eq!(late.status, 412, "{path}: {fields}");
+        assert_eq!(
+            fs::read(dir.path().join(&path[1..])).unwrap(),
+            b"the other writer won",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        tree(dir.path()),
+        ["fresh.txt", "race.txt"],
+        "temp files left"
+    );
 }

@@ -35,7 +35,8 @@ fn check(site: &Site, config: &Config, data: &[u8]) {
         Ok(Parsed::Complete(request, _)) => {
             let path_buffer = std::cell::Cell::default();
             let now = std::time::Instant::now();
-            let ctx = Context { site, config, now, date, common, path_buffer: &path_buffer, live: None };
+            let clock = std::time::SystemTime::now();
+            let ctx = Context { site, config, now, clock, date, common, path_buffer: &path_buffer, live: None };
             let rill::respond::Answer::Reply(reply) = respond(&request, &ctx, &mut out) else {
                 return; // a listing: its steps and rows are the connection's
             };

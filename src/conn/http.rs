@@ -579,6 +579,7 @@ impl Http {
             config: shared.config,
             now: shared.now,
             date: shared.date,
+            clock: shared.clock,
             common,
             path_buffer: shared.path_buffer,
             live: shared.config.live_reload.then_some(shared.live),

@@ -60,7 +60,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tunnel::Tunnel;
 use websocket::WebSocket;
 
@@ -119,6 +119,8 @@ pub struct Shared<'a> {
     pub now: Instant,
     /// The current `Date` header value.
     pub date: &'a str,
+    /// The wall clock at the second `date` names.
+    pub clock: SystemTime,
     /// The one buffer request paths are decoded into (see
     /// [`crate::respond::Context`]).
     pub path_buffer: &'a Cell<Vec<u8>>,
@@ -560,6 +562,7 @@ pub(crate) mod test_support {
                 config: &self.config,
                 now,
                 date: "Sun, 06 Nov 1994 08:49:37 GMT",
+                clock: std::time::UNIX_EPOCH + std::time::Duration::from_secs(784111777),
                 path_buffer: &self.path_buffer,
                 upstreams: &self.upstreams,
                 live: &self.live,

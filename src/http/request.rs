@@ -101,6 +101,8 @@ pub struct Request<'a> {
     pub keep_alive: bool,
     pub body: BodyFraming,
     pub range: Option<&'a str>,
+    pub if_match: Option<&'a str>,
+    pub if_unmodified_since: Option<&'a str>,
     pub if_none_match: Option<&'a str>,
     pub if_modified_since: Option<&'a str>,
     pub if_range: Option<&'a str>,
@@ -238,6 +240,8 @@ pub fn parse_head<'a>(
         keep_alive: false,
         body: BodyFraming::None,
         range: None,
+        if_match: None,
+        if_unmodified_since: None,
         if_none_match: None,
         if_modified_since: None,
         if_range: None,
@@ -287,6 +291,10 @@ pub fn parse_head<'a>(
             upgrade = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("range") {
             request.range = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("if-match") {
+            request.if_match = Some(text_value(value)?);
+        } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+            request.if_unmodified_since = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("if-none-match") {
             request.if_none_match = Some(text_value(value)?);
         } else if name.eq_ignore_ascii_case("if-modified-since") {
@@ -961,9 +969,15 @@ mod tests {
     fn conditional_headers_kept() {
         let req = parse(
             "GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-None-Match: \"a\"\r\n\
-             If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nIf-Range: \"a\"\r\n\r\n",
+             If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nIf-Range: \"a\"\r\n\
+             if-match: \"b\"\r\nIf-Unmodified-Since: Sun, 06 Nov 1994 08:49:38 GMT\r\n\r\n",
         )
         .unwrap();
+        assert_eq!(req.if_match, Some("\"b\""));
+        assert_eq!(
+            req.if_unmodified_since,
+            Some("Sun, 06 Nov 1994 08:49:38 GMT")
+        );
         assert_eq!(req.range, Some("bytes=0-1"));
         assert_eq!(req.if_none_match, Some("\"a\""));
         assert_eq!(req.if_range, Some("\"a\""));

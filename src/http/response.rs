@@ -31,6 +31,7 @@ impl Status {
     pub const METHOD_NOT_ALLOWED: Status = Status(405);
     pub const REQUEST_TIMEOUT: Status = Status(408);
     pub const CONFLICT: Status = Status(409);
+    pub const PRECONDITION_FAILED: Status = Status(412);
     pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415);
     pub const LENGTH_REQUIRED: Status = Status(411);
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
@@ -153,6 +154,12 @@ impl DateCache {
             self.second = second;
             self.text = httpdate::fmt_http_date(now);
         }
+    }
+
+    /// The second the `Date` value names, as a time: what the dates a
+    /// request carries are compared with.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(self.second)
     }
 
     /// The current `Date` value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
