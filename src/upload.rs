@@ -37,7 +37,7 @@ use crate::http::multipart::{form_data_boundary, Event, MultipartError, Multipar
 use crate::http::request::{BodyFraming, Method, Request};
 use crate::http::response::{CommonHeaders, HeadWriter, Status};
 use crate::listing::escape_html;
-use crate::path::{encode_segment, RequestPath};
+use crate::path::{encode_segment, PathError, RequestPath};
 use crate::site::{Found, Missing, OpenDir, Site};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -61,6 +61,9 @@ pub const BUDGET_PER_TURN: usize = 1 << 20;
 const STAGING_MAX: usize = UPLOAD_INPUT;
 /// Longest stored file name, in bytes (most file systems allow 255).
 const MAX_NAME_BYTES: usize = 200;
+/// Longest name a PUT may give its file: the file systems' limit, since a
+/// PUT's name is taken as it is.
+const MAX_PUT_NAME_BYTES: usize = 255;
 /// Prefix of temp files; hidden, so never listed or served.
 pub const TEMP_PREFIX: &str = ".rill-upload-";
 /// Most files one form may carry, as Go's `net/http` allows 1000 parts:
@@ -323,8 +326,11 @@ pub fn begin(request: &Request, site: &Site, config: &Config) -> Result<Upload, 
             staging: Vec::new(),
         },
     };
-    let path = RequestPath::parse(&request.target)
-        .map_err(|_| refuse(Status::NOT_FOUND, "no such folder"))?;
+    let path = RequestPath::parse(&request.target).map_err(|error| match error {
+        // Never listed or served, so never stored either.
+        PathError::Hidden => refuse(Status::FORBIDDEN, "hidden names are not stored"),
+        _ => refuse(Status::NOT_FOUND, "no such folder"),
+    })?;
     let json = request
         .accept
         .is_some_and(|accept| accept.contains("application/json"));
@@ -398,6 +404,21 @@ fn put_sink(
     };
     if path.trailing_slash {
         return Err(refuse(Status::METHOD_NOT_ALLOWED, "PUT needs a file URL"));
+    }
+    // A PUT names its file exactly, so what a form's name would be
+    // sanitised of is refused instead: a line break in a name splits log
+    // lines and shell loops; longer than NAME_MAX, the disk refuses it.
+    if name.iter().any(u8::is_ascii_control) {
+        return Err(refuse(
+            Status::BAD_REQUEST,
+            "control characters in the file name",
+        ));
+    }
+    if name.len() > MAX_PUT_NAME_BYTES {
+        return Err(refuse(
+            Status::BAD_REQUEST,
+            "file name longer than 255 bytes",
+        ));
     }
     let dir = match site.find_uncached(&parent_path) {
         Ok(Found::Dir(dir)) => dir,

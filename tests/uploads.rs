@@ -137,7 +137,26 @@ fn put_creates_conflicts_and_overwrites(transport: Transport) {
     assert_eq!(put(&rill, "/missing/x.bin", b"x").status, 404);
     assert_eq!(put(&rill, "/sub", b"x").status, 409);
     assert_eq!(put(&rill, "/sub/", b"x").status, 405);
-    assert_eq!(put(&rill, "/.hidden", b"x").status, 404);
+    // Names a PUT takes as they are: none hidden, none with a control
+    // character, none longer than the disk allows; a 4xx that says so.
+    let hidden = put(&rill, "/sub/.hidden", b"x");
+    assert_eq!(hidden.status, 403);
+    assert!(hidden.text().contains("hidden"), "{}", hidden.text());
+    for name in ["nl%0Ax.txt", "tab%09x.txt", "esc%1Bx.txt", "del%7Fx.txt"] {
+        assert_eq!(
+            put(&rill, &format!("/sub/{name}"), b"x").status,
+            400,
+            "{name}"
+        );
+    }
+    let long = put(&rill, &format!("/sub/{}", "a".repeat(256)), b"x");
+    assert_eq!(long.status, 400);
+    assert!(long.text().contains("255"), "{}", long.text());
+    assert_eq!(
+        put(&rill, &format!("/sub/{}", "b".repeat(255)), b"x").status,
+        201
+    );
+    fs::remove_file(dir.path().join("sub").join("b".repeat(255))).unwrap();
     assert_eq!(put(&rill, "/../escape.txt", b"x").status, 404);
     let empty = put(&rill, "/sub/empty.txt", b"");
     assert_eq!(empty.status, 201);
