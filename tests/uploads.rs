@@ -491,7 +491,7 @@ fn broken_forms_store_nothing(transport: Transport) {
 fn a_client_killed_mid_upload_leaves_nothing(transport: Transport) {
     let dir = site();
     fs::create_dir(dir.path().join("drop")).unwrap();
-    let rill = Rill::start_on(transport, dir.path(), &["--uploads"]);
+    let rill = Rill::start_on(transport, dir.path(), &["--uploads", "--log-level", "info"]);
     let data = pseudo_random(4 << 20, 13);
     // A PUT and a form, each cut off half way.
     let mut put_stream = rill.stream();
@@ -544,6 +544,18 @@ fn a_client_killed_mid_upload_leaves_nothing(transport: Transport) {
         !answer.starts_with("HTTP/1.1 2"),
         "a truncated PUT was answered {answer:?}"
     );
+    // Each cut upload has its access line: nginx's 499, and why.
+    let log = rill.stop();
+    for request in ["PUT /drop/put.bin", "POST /drop/", "PUT /drop/ended.bin"] {
+        let line = log
+            .lines()
+            .find(|line| line.contains(&format!("\"{request}\" ")))
+            .unwrap_or_else(|| panic!("{transport}: no line for {request}:\n{log}"));
+        assert!(
+            line.contains("\" 499 0 ") && line.contains("(aborted: "),
+            "{transport}: {line}"
+        );
+    }
 }
 
 fn a_large_upload_does_not_stall_a_download(transport: Transport) {

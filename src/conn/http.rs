@@ -289,8 +289,19 @@ impl Http {
     /// not sent). A body made of several files (an archive) keeps its
     /// length: what is left of the others is not known here.
     pub fn abandon(&mut self, client: &mut Client) {
-        if self.receiving.take().is_some() {
+        if let Some(receiving) = self.receiving.take() {
             add(&client.stats.uploads_aborted, 1);
+            // An upload cut before its answer (the client left, its body
+            // stalled, or shutdown) gets its line too, with nginx's 499
+            // ("client closed request"), not counted as a response; the
+            // connection's reason follows as `(aborted: …)`.
+            client.log_later(
+                receiving.method,
+                receiving.target,
+                Status::from_code(499),
+                0,
+                receiving.started,
+            );
         }
         if let (Some(file), None) = (&self.file, &self.source) {
             let tail = file.tail.as_ref().map_or(0, |tail| tail.len());
