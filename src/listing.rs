@@ -489,9 +489,10 @@ pub fn html_row(entry: &EntryRef, out: &mut Vec<u8>) {
     if entry.is_dir {
         row.push_str("<td class=\"size\" data-size=\"0\">—</td>");
     } else {
+        let unit = if entry.size == 1 { "byte" } else { "bytes" };
         let _ = write!(
             row,
-            "<td class=\"size\" data-size=\"{0}\" title=\"{0} bytes\">{1}</td>",
+            "<td class=\"size\" data-size=\"{0}\" title=\"{0} {unit}\">{1}</td>",
             entry.size,
             human_size(entry.size)
         );
@@ -987,8 +988,16 @@ mod tests {
         assert!(at("A.txt") < at("b.txt"));
         assert!(page.contains("2.0 KiB"));
         assert!(page.contains("title=\"2048 bytes\""));
+
         assert!(page.contains("<time datetime=\"1994-11-06T08:49:37Z\">1994-11-06 08:49</time>"));
         assert!(page.contains("4 entries"));
+        let one = render(
+            "/x/",
+            &mut [sized("one.txt", 1, 0)],
+            false,
+            Order::default(),
+        );
+        assert!(one.contains("title=\"1 byte\""), "{one}");
         let root = render("/", &mut [], true, Order::default());
         assert!(!root.contains("href=\"../\">../"));
         assert!(root.contains("This folder is empty"));

@@ -857,7 +857,10 @@ impl Server {
             tls.remove_cert_file();
         }
         info!("stopped ({why}): {}", self.stats.to_json(Instant::now()));
-        info!("{left} connections were cut off by the shutdown");
+        match left {
+            1 => info!("1 connection was cut off by the shutdown"),
+            _ => info!("{left} connections were cut off by the shutdown"),
+        }
         let _ = io::stderr().flush();
     }
 }

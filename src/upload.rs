@@ -106,8 +106,8 @@ fn disk_refusal(error: &io::Error) -> Refusal {
     log::warn!("upload: {error}");
     match error.kind() {
         io::ErrorKind::PermissionDenied => refuse(Status::FORBIDDEN, "folder not writable"),
-        _ if error.raw_os_error() == Some(libc::ENOSPC) => {
-            refuse(Status::INTERNAL_SERVER_ERROR, "disk full")
+        _ if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+            refuse(Status::INSUFFICIENT_STORAGE, "disk full")
         }
         _ => refuse(Status::INTERNAL_SERVER_ERROR, "could not write the file"),
     }
@@ -859,6 +859,15 @@ fn html_answer(stored: &[Stored], dir_url: &str) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_full_disk_is_507_and_a_read_only_folder_403() {
+        let status = |errno| disk_refusal(&io::Error::from_raw_os_error(errno)).status;
+        assert_eq!(status(libc::ENOSPC), Status::INSUFFICIENT_STORAGE);
+        assert_eq!(status(libc::EDQUOT), Status::INSUFFICIENT_STORAGE);
+        assert_eq!(status(libc::EACCES), Status::FORBIDDEN);
+        assert_eq!(status(libc::EIO), Status::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn filenames_are_neutralised() {

@@ -48,6 +48,8 @@ impl Status {
     pub const TOO_MANY_REQUESTS: Status = Status(429);
     pub const GATEWAY_TIMEOUT: Status = Status(504);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+    /// RFC 4918 §11.5: no room to store what a PUT or a form sent.
+    pub const INSUFFICIENT_STORAGE: Status = Status(507);
 
     /// Any status, by its code: a backend's answer may carry one rill never
     /// makes itself.
