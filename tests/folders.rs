@@ -416,7 +416,7 @@ fn a_big_listing_streams_sorted_in_chunks_and_over_http10() {
     for i in 0..3000 {
         fs::write(dir.join(format!("file{i}.txt")), vec![b'x'; i % 97]).unwrap();
     }
-    let rill = Rill::start(site.path(), &[]);
+    let rill = Rill::start(site.path(), &["--log-level", "info"]);
     let mut stream = rill.connect();
     stream
         .write_all(b"GET /many/?json&sort=size&order=desc HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -452,6 +452,46 @@ fn a_big_listing_streams_sorted_in_chunks_and_over_http10() {
     let page = response.text();
     assert!(page.trim_end().ends_with("</html>"), "the page is whole");
     assert_eq!(page.matches("href=\"./file2999.txt\"").count(), 1);
+    // Its access line counts the body it streamed, unknown at its head.
+    let log = rill.stop();
+    let (line, logged) = common::access_line_of_200(&log, "GET /many/");
+    assert_eq!(logged, response.body.len() as u64, "{line}");
+}
+
+/// An archive download the client gives up on logs the bytes that left,
+/// not the length its head promised.
+#[test]
+fn an_archive_cut_short_logs_what_left() {
+    let site = common::site();
+    fs::create_dir(site.path().join("big")).unwrap();
+    fs::write(
+        site.path().join("big/data.bin"),
+        common::pseudo_random(32 << 20, 3),
+    )
+    .unwrap();
+    let rill = Rill::start(site.path(), &["--log-level", "info"]);
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /big/?tar HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 64 << 10];
+    stream.read_exact(&mut first).unwrap();
+    let head =
+        String::from_utf8_lossy(&first[..first.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .into_owned();
+    let promised: u64 = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no length in {head}"));
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = rill.stop();
+    let (line, logged) = common::access_line_of_200(&log, "GET /big/?tar");
+    assert!(
+        logged > 0 && logged < promised / 2,
+        "{line} (promised {promised})"
+    );
 }
 
 /// The load: 20 (here 50) concurrent requests for a folder of

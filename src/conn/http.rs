@@ -182,6 +182,10 @@ pub struct Http {
     file: Option<FileBody>,
     /// What makes the rest of the answer's body, piece by piece.
     source: Option<Source>,
+    /// The body bytes a source has queued so far (a listing's rows, an
+    /// archive's members), while its answer is out: what its access line
+    /// counts, less what never left.
+    source_body: Option<u64>,
     /// The answer waiting in `Preparing`.
     preparing: Option<Box<Preparing>>,
     /// The upload being received, in `ReceivingUpload`. Dropping it deletes
@@ -205,6 +209,7 @@ impl Http {
             state: State::ReadingHead,
             file: None,
             source: None,
+            source_body: None,
             preparing: None,
             receiving: None,
             close_after_send: false,
@@ -303,10 +308,14 @@ impl Http {
                 receiving.started,
             );
         }
-        if let (Some(file), None) = (&self.file, &self.source) {
-            let tail = file.tail.as_ref().map_or(0, |tail| tail.len());
-            let unsent = file.remaining + (tail + client.unsent()) as u64;
-            client.log_body_bytes_short_by(unsent);
+        let file_unsent = self.file.as_ref().map_or(0, |file| {
+            file.remaining + file.tail.as_ref().map_or(0, |tail| tail.len()) as u64
+        });
+        let unsent = file_unsent + client.unsent() as u64;
+        match self.source_body {
+            Some(queued) => client.log_body_bytes(queued.saturating_sub(unsent)),
+            None if self.file.is_some() => client.log_body_bytes_short_by(unsent),
+            None => {}
         }
     }
 
@@ -1328,6 +1337,7 @@ impl Http {
                     ready.body_len,
                     preparing.started,
                 );
+                self.source_body = ready.source.is_some().then_some(0);
                 self.source = ready.source;
                 self.close_after_send |= ready.close_after;
                 Step::To(State::Sending)
@@ -1397,12 +1407,24 @@ impl Http {
                     }
                     client.compact_output();
                     let before = client.output.len();
+                    let queued = self.source_body.get_or_insert(0);
                     match source.next(shared.site, &mut client.output) {
                         Piece::Queued => {
-                            budget = budget.saturating_sub(client.output.len() - before);
+                            let added = client.output.len() - before;
+                            *queued += added as u64;
+                            budget = budget.saturating_sub(added);
                         }
-                        Piece::File(body) => self.file = Some(body),
-                        Piece::Done => self.source = None,
+                        Piece::File(body) => {
+                            let tail = body.tail.as_ref().map_or(0, |tail| tail.len());
+                            *queued += body.remaining + tail as u64;
+                            self.file = Some(body);
+                        }
+                        Piece::Done => {
+                            // A streamed listing's length was not known at
+                            // its head: its line gets it now.
+                            client.log_body_bytes(*queued);
+                            self.source = None;
+                        }
                         Piece::Failed(why) => {
                             warn!("conn {}: answer cut short: {why}", client.id);
                             // The tail may be framed by the close alone (an
@@ -1417,6 +1439,7 @@ impl Http {
             let Some(body) = self.file.as_mut() else {
                 client.output.clear();
                 client.output_sent = 0;
+                self.source_body = None;
                 client.log_pending(None);
                 return if !self.close_after_send {
                     Step::To(State::ReadingHead)
