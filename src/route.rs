@@ -200,6 +200,17 @@ pub fn decide<'a>(request: &'a Request, config: &Config) -> Destination<'a> {
                 });
             }
             Some(Routed::Target(route, target)) => return Destination::Proxy { route, target },
+            // Neither a CORS preflight nor a WebSocket handshake can follow
+            // a redirect: those go to the backend's `/`, as before.
+            Some(Routed::BareMount(route, query))
+                if request.method == Method::Options || request.upgrade.is_some() =>
+            {
+                let target = match query {
+                    "" => Cow::Borrowed("/"),
+                    query => Cow::Owned(format!("/?{query}")),
+                };
+                return Destination::Proxy { route, target };
+            }
             Some(Routed::BareMount(route, query)) => {
                 let status = match request.method {
                     Method::Get | Method::Head => Status::MOVED_PERMANENTLY,
@@ -444,7 +455,12 @@ mod tests {
     /// Where `METHOD target` goes: the route's prefix and the target sent,
     /// or a word for the other destinations.
     fn destination(config: &Config, method: &str, target: &str) -> String {
-        let raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+        destination_with(config, method, target, "")
+    }
+
+    /// [`destination`] of a request with these field lines besides `Host`.
+    fn destination_with(config: &Config, method: &str, target: &str, fields: &str) -> String {
+        let raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n");
         let Ok(Parsed::Complete(request, _)) = parse_head_leaking(raw.as_bytes()) else {
             panic!("{raw:?} does not parse");
         };
@@ -583,9 +599,15 @@ mod tests {
         assert_eq!(go("GET", "/py?"), "redirect 301 /py/");
         assert_eq!(go("GET", "/a/b?q"), "redirect 301 /a/b/?q");
         // Any other method keeps its method (and body) at the new URL.
-        for method in ["POST", "PUT", "DELETE", "OPTIONS", "PROPFIND"] {
+        for method in ["POST", "PUT", "DELETE", "PROPFIND"] {
             assert_eq!(go(method, "/py"), "redirect 308 /py/", "{method}");
         }
+        // A CORS preflight and a WebSocket handshake cannot follow one:
+        // they reach the backend's root.
+        assert_eq!(go("OPTIONS", "/py"), "/py /");
+        assert_eq!(go("OPTIONS", "/py?x"), "/py /?x");
+        let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+        assert_eq!(destination_with(&config, "GET", "/py", upgrade), "/py /");
         // Matched as routing matches: decoded, dots resolved; the Location
         // is the route's own prefix, never the client's spelling of it.
         assert_eq!(go("GET", "/p%79"), "redirect 301 /py/");
