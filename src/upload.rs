@@ -13,7 +13,9 @@
 //! the body is malformed or too large, the server shuts down — leaves nothing.
 //! A PUT's preconditions (`If-Match`, `If-Unmodified-Since`, `If-None-Match`;
 //! see [`WriteConditions`]) are checked against the file's current ETag —
-//! the one a GET sends — when the head arrives, so a client waiting on
+//! the one a GET of the file itself sends (a precompressed sibling's, which
+//! a GET with `Accept-Encoding` may get, does not match) — when the head
+//! arrives, so a client waiting on
 //! `100 Continue` is told 412 before it sends a byte, and once more just
 //! before the rename: a 412 then discards the body, and the file stays as
 //! the other writer left it.
@@ -731,7 +733,9 @@ impl Sink {
 fn current_validators(dir: &File, name: &[u8]) -> io::Result<Option<Validators>> {
     let name = CString::new(name)?;
     // O_PATH: the file is looked at, not opened (a FIFO cannot block).
-    let flags = libc::O_PATH | libc::O_CLOEXEC;
+    // O_NOFOLLOW: a symlink planted meanwhile could lead out of ROOT; it is
+    // no regular file here, so an If-Match fails safe (412).
+    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: an open descriptor and a NUL-terminated name; openat returns
     // a new descriptor or -1.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };

@@ -616,7 +616,8 @@ impl Http {
         let answer = match &destination {
             // Written as the file server writes a folder's redirect, and
             // from here on handled as its answer: the body a GET may carry
-            // is dropped, and any other closes the connection after it.
+            // is dropped, and any other closes the connection after it
+            // (`body_is_skippable` above decided which).
             Destination::Redirect { status, location } => Answer::Reply(Reply {
                 status: *status,
                 body_len: write_generated(

@@ -208,11 +208,15 @@ fn parse_date_secs(text: &str) -> Option<u64> {
 /// `If-Range` holds when its strong entity tag equals ours, or its date equals
 /// our `Last-Modified` exactly and is a strong validator (RFC 9110 §13.1.5).
 ///
-/// A date is strong only once its second is over (§8.8.2.2: Last-Modified
-/// at least a second before the answer's `Date`): a file written twice
+/// A date inside the current second is refused: a file written twice
 /// within one second has one `Last-Modified` for both versions, and a range
-/// of the second one joined to a copy of the first would be corrupt. Until
-/// then the whole file is sent, which is always right.
+/// of the second joined to a copy of the first would be corrupt; the whole
+/// file is sent instead, which is always right. This is a defence, not the
+/// rule of §8.8.2.2 (which looks at the `Date` of the answer that gave the
+/// client its copy, a time rill does not know here): a client that sent a
+/// date it got within that date's second can still be answered a range.
+/// The rule that guards it is the client's (§13.1.5: send a date only when
+/// it is strong).
 fn if_range_holds(condition: &str, validators: &Validators, now: SystemTime) -> bool {
     if condition.starts_with('"') {
         condition == validators.etag

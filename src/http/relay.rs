@@ -259,10 +259,12 @@ pub struct ClientView<'a> {
 /// asked for. When the route replaces its prefix, a path-absolute reference
 /// (`/dir/`) under `backend_path` is mapped the same way, so a backend
 /// mounted under a prefix cannot send its client out of it with a relative
-/// redirect. A backend told the prefix (`X-Forwarded-Prefix`) builds its
-/// URLs with it already: a path under `client_prefix` from such a backend is
-/// the client's path, and keeps its prefix once. Anything else is left
-/// alone.
+/// redirect. A backend told the prefix (`X-Forwarded-Prefix`) is taken to
+/// build its URLs with it: a path under `client_prefix` from such a backend
+/// is the client's path, and keeps its prefix once. That is a guess: a
+/// backend that ignores the header and has paths of its own under the same
+/// name (`/api/x` from a backend mounted at `/api`) sends its client to
+/// rill's `/api/x`, not to its own. Anything else is left alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocationRewrite<'a> {
     /// The backend's origins as it may name itself, e.g.
