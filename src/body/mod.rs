@@ -52,6 +52,11 @@ impl FileBody {
             checksum: None,
         }
     }
+
+    /// The body bytes still to go: the file's and its tail's.
+    pub fn unsent(&self) -> u64 {
+        self.remaining + self.tail.as_ref().map_or(0, |tail| tail.len() as u64)
+    }
 }
 
 /// A body produced while it is sent.

@@ -291,8 +291,8 @@ impl Http {
     /// (dropping it deletes its temp files), and a file cut mid-way has its
     /// access line count the bytes that left, not the length it promised
     /// (nginx's `$body_bytes_sent`; what still waits in the output counts as
-    /// not sent). A body made of several files (an archive) keeps its
-    /// length: what is left of the others is not known here.
+    /// not sent); a body a source made (an archive, a listing) counts what
+    /// the source queued, less what never left.
     pub fn abandon(&mut self, client: &mut Client) {
         if let Some(receiving) = self.receiving.take() {
             add(&client.stats.uploads_aborted, 1);
@@ -308,10 +308,7 @@ impl Http {
                 receiving.started,
             );
         }
-        let file_unsent = self.file.as_ref().map_or(0, |file| {
-            file.remaining + file.tail.as_ref().map_or(0, |tail| tail.len()) as u64
-        });
-        let unsent = file_unsent + client.unsent() as u64;
+        let unsent = self.file.as_ref().map_or(0, FileBody::unsent) + client.unsent() as u64;
         match self.source_body {
             Some(queued) => client.log_body_bytes(queued.saturating_sub(unsent)),
             None if self.file.is_some() => client.log_body_bytes_short_by(unsent),
@@ -654,7 +651,7 @@ impl Http {
             }
         };
         self.record(client, &request, reply.status, reply.body_len, started);
-        self.source = reply.source;
+        self.start_source(reply.source);
         if let Some(body) = reply.file {
             if let Err(step) = self.queue_file(client, body) {
                 return step;
@@ -1255,6 +1252,13 @@ impl Http {
         Step::To(State::Sending)
     }
 
+    /// The answer's body is made by `source` (if any), whose bytes its
+    /// access line counts from none.
+    fn start_source(&mut self, source: Option<Source>) {
+        self.source_body = source.as_ref().map(|_| 0);
+        self.source = source;
+    }
+
     /// DiscardingBody: drop buffered body bytes, then read and drop more.
     fn poll_discarding_body(&mut self, client: &mut Client, mut remaining: u64) -> Step {
         loop {
@@ -1338,8 +1342,7 @@ impl Http {
                     ready.body_len,
                     preparing.started,
                 );
-                self.source_body = ready.source.is_some().then_some(0);
-                self.source = ready.source;
+                self.start_source(ready.source);
                 self.close_after_send |= ready.close_after;
                 Step::To(State::Sending)
             }
@@ -1416,8 +1419,7 @@ impl Http {
                             budget = budget.saturating_sub(added);
                         }
                         Piece::File(body) => {
-                            let tail = body.tail.as_ref().map_or(0, |tail| tail.len());
-                            *queued += body.remaining + tail as u64;
+                            *queued += body.unsent();
                             self.file = Some(body);
                         }
                         Piece::Done => {
