@@ -183,6 +183,63 @@ fn a_get_body_is_discarded_not_parsed_as_a_request() {
     assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
 }
 
+/// A chunked body on a GET is decoded and dropped like a counted one (as
+/// nginx does), so the connection is kept and the next request answered;
+/// one whose framing breaks after its answer was queued gets that answer,
+/// then a close, since where the next request would start is unknown.
+#[test]
+fn a_chunked_get_body_is_dropped_and_the_connection_kept() {
+    let dir = site();
+    fs::write(dir.path().join("a.txt"), "a").unwrap();
+    fs::write(dir.path().join("b.txt"), "b").unwrap();
+    let rill = Rill::start(dir.path(), &[]);
+    let hidden = "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    let raw = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x};name=value\r\n{hidden}\r\n0\r\nX-Trailer: 1\r\n\r\n\
+         GET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        hidden.len()
+    );
+    let text = String::from_utf8_lossy(&rill.raw(raw.as_bytes())).into_owned();
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.ends_with("\r\n\r\nb"), "{text}");
+    assert_eq!(text.matches("Connection: close").count(), 1, "{text}");
+
+    // The body arrives in pieces, after the head.
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for piece in [&b"1000\r\n"[..], &[b'x'; 4096], b"\r\n", b"0\r\n", b"\r\n"] {
+        std::thread::sleep(Duration::from_millis(20));
+        stream.write_all(piece).unwrap();
+    }
+    stream
+        .write_all(b"GET /b.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
+    assert!(all.ends_with("\r\n\r\nb"), "{all}");
+
+    // Framing that breaks once the answer is queued: that answer, then EOF.
+    let mut stream = rill.connect();
+    stream
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    stream
+        .write_all(b"lo\r\nzz\r\nGET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    assert_eq!(all.matches("HTTP/1.1 ").count(), 1, "{all}");
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.ends_with("\r\n\r\na"),
+        "{all}"
+    );
+}
+
 #[test]
 fn access_log_has_one_line_per_response() {
     let dir = site();

@@ -9,8 +9,9 @@
 //!  accept ──▶ ReadingHead ──head──▶ answer queued ──────────▶ Sending ──all sent
 //!              │   ▲                  │   │                      ▲         │
 //!              │   └─ small answer, ──┘   └─ GET body ──▶ DiscardingBody   │ close
-//!              │      more requests          to drop         │             ▼
-//!              │      already buffered                       └──▶ …     Closing ──▶ closed
+//!              │      more requests          to drop     (or …Chunked)     │
+//!              │      already buffered                       │             ▼
+//!              │                                             └──▶ …     Closing ──▶ closed
 //!              ├── POST/PUT accepted ──▶ ReceivingUpload ──body done──▶ Sending
 //!              └── bad head: error queued, close after it ──▶ Sending
 //! ```
@@ -96,6 +97,9 @@ pub enum State {
     /// Reading and dropping a request body nobody needs (a GET with a body),
     /// so its bytes are never taken for the next request.
     DiscardingBody { remaining: u64 },
+    /// The same for a chunked body: decoded (its decoder is
+    /// `Http::dropping`) and dropped up to its last chunk and trailers.
+    DiscardingChunked,
     /// Moving an upload's body from the socket to disk.
     ReceivingUpload,
     /// The answer's head waits for work done one step per turn (a big
@@ -121,6 +125,7 @@ impl State {
         match self {
             State::ReadingHead => "reading-head",
             State::DiscardingBody { .. } => "discarding-body",
+            State::DiscardingChunked => "discarding-chunked",
             State::ReceivingUpload => "receiving-upload",
             State::Preparing => "preparing",
             State::Sending => "sending",
@@ -191,6 +196,8 @@ pub struct Http {
     /// The upload being received, in `ReceivingUpload`. Dropping it deletes
     /// its temp files.
     receiving: Option<Box<Receiving>>,
+    /// The unwanted chunked body being dropped, in `DiscardingChunked`.
+    dropping: Option<Box<ChunkedDecoder>>,
     /// Close once the queued output is sent.
     close_after_send: bool,
     /// `sendfile` was refused for this connection's files: copy instead.
@@ -212,6 +219,7 @@ impl Http {
             source_body: None,
             preparing: None,
             receiving: None,
+            dropping: None,
             close_after_send: false,
             copy_file_body: false,
             transition_note: None,
@@ -245,6 +253,7 @@ impl Http {
             let step = match self.state {
                 State::ReadingHead => self.poll_reading_head(client, shared),
                 State::DiscardingBody { remaining } => self.poll_discarding_body(client, remaining),
+                State::DiscardingChunked => self.poll_discarding_chunked(client),
                 State::ReceivingUpload => self.poll_receiving_upload(client, shared),
                 State::Preparing => self.poll_preparing(client, shared),
                 State::Sending => self.poll_sending(client, shared),
@@ -278,7 +287,7 @@ impl Http {
                 Phase::IdleKeepAlive
             }
             State::ReadingHead => Phase::ReadingHead,
-            State::DiscardingBody { .. } => Phase::DiscardingBody,
+            State::DiscardingBody { .. } | State::DiscardingChunked => Phase::DiscardingBody,
             State::ReceivingUpload => Phase::ReceivingUpload,
             State::Preparing => Phase::Preparing,
             State::Sending => Phase::Sending,
@@ -326,7 +335,9 @@ impl Http {
             // A fresh connection that has sent nothing yet.
             State::ReadingHead if client.input.is_empty() => client.opened,
             State::ReadingHead => self.head_started,
-            State::DiscardingBody { .. } | State::ReceivingUpload => client.last_activity,
+            State::DiscardingBody { .. } | State::DiscardingChunked | State::ReceivingUpload => {
+                client.last_activity
+            }
             State::Preparing | State::Sending | State::StreamingEvents => {
                 return client.last_activity + timeouts.idle
             }
@@ -370,7 +381,9 @@ impl Http {
             }
             State::ReadingHead if client.requests > 0 => "idle timeout",
             State::ReadingHead => "no request in time",
-            State::DiscardingBody { .. } | State::ReceivingUpload => "body stalled",
+            State::DiscardingBody { .. } | State::DiscardingChunked | State::ReceivingUpload => {
+                "body stalled"
+            }
             State::Preparing => "answer took too long to prepare",
             State::Sending | State::StreamingEvents => "client stopped reading",
             State::Closing { .. } => "linger timeout",
@@ -391,6 +404,7 @@ impl Http {
             }
             State::ReadingHead
             | State::DiscardingBody { .. }
+            | State::DiscardingChunked
             | State::ReceivingUpload
             | State::StreamingEvents => true,
         }
@@ -542,17 +556,12 @@ impl Http {
                 Err(error) => self.answer_error(client, error, Some((&request, started)), shared),
             };
         }
-        // Only a small GET-like body is read and dropped to keep the connection;
-        // any other unwanted body (a chunked one, or one sent with a refused
-        // method) is answered and the connection closed, never parsed as the
-        // next request.
-        let body_is_skippable = match request.body {
-            BodyFraming::None => true,
-            BodyFraming::Length(_) => {
-                matches!(request.method, Method::Get | Method::Head | Method::Options)
-            }
-            BodyFraming::Chunked => false,
-        };
+        // The body of a GET-like request is read and dropped to keep the
+        // connection, as nginx does; any other unwanted body (one sent with a
+        // refused method) is answered and the connection closed, never parsed
+        // as the next request.
+        let body_is_skippable = request.body == BodyFraming::None
+            || matches!(request.method, Method::Get | Method::Head | Method::Options);
         let is_upload = destination == Destination::Upload;
         let common = CommonHeaders {
             keep_alive: request.keep_alive && (body_is_skippable || is_upload),
@@ -641,12 +650,10 @@ impl Http {
                     common,
                     started,
                 }));
-                return match request.body {
-                    // Whatever body came with a GET is dropped first.
-                    BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
-                        Step::To(State::DiscardingBody { remaining })
-                    }
-                    _ => Step::To(State::Preparing),
+                // Whatever body came with a GET is dropped first.
+                return match self.drop_body(&request, common) {
+                    Some(discarding) => Step::To(discarding),
+                    None => Step::To(State::Preparing),
                 };
             }
         };
@@ -657,16 +664,15 @@ impl Http {
                 return step;
             }
         }
-        match request.body {
-            BodyFraming::Length(remaining) if common.keep_alive && remaining > 0 => {
-                Step::To(State::DiscardingBody { remaining })
-            }
-            _ if self.file.is_some() || self.source.is_some() || self.close_after_send => {
-                Step::To(State::Sending)
-            }
-            _ if client.unsent() >= FLUSH_AT => Step::To(State::Sending),
+        if let Some(discarding) = self.drop_body(&request, common) {
+            return Step::To(discarding);
+        }
+        let body_follows = self.file.is_some() || self.source.is_some();
+        if body_follows || self.close_after_send || client.unsent() >= FLUSH_AT {
+            Step::To(State::Sending)
+        } else {
             // Small answer queued: look for another pipelined request first.
-            _ => Step::To(State::ReadingHead),
+            Step::To(State::ReadingHead)
         }
     }
 
@@ -1259,6 +1265,36 @@ impl Http {
         self.source = source;
     }
 
+    /// The state that drops the body of a request that keeps its
+    /// connection, if it has one.
+    fn drop_body(&mut self, request: &Request, common: CommonHeaders) -> Option<State> {
+        match request.body {
+            _ if !common.keep_alive => None,
+            BodyFraming::Length(remaining) if remaining > 0 => {
+                Some(State::DiscardingBody { remaining })
+            }
+            BodyFraming::Chunked => {
+                self.dropping = Some(Box::default());
+                Some(State::DiscardingChunked)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where a connection goes once an unwanted body is dropped. The answer
+    /// waits behind it: a file or a source still to send, or a head still to
+    /// prepare. The next request is read only after it, or its bytes would
+    /// land in the middle of this answer.
+    fn after_dropped_body(&self) -> State {
+        if self.preparing.is_some() {
+            State::Preparing
+        } else if self.file.is_some() || self.source.is_some() || self.close_after_send {
+            State::Sending
+        } else {
+            State::ReadingHead
+        }
+    }
+
     /// DiscardingBody: drop buffered body bytes, then read and drop more.
     fn poll_discarding_body(&mut self, client: &mut Client, mut remaining: u64) -> Step {
         loop {
@@ -1269,19 +1305,43 @@ impl Http {
             client.input.drain(..buffered);
             remaining -= buffered as u64;
             if remaining == 0 {
-                // The answer waits behind the dropped body: a file or a
-                // source still to send, or a head still to prepare. The
-                // next request is read only after it, or its bytes would
-                // land in the middle of this answer.
-                return Step::To(if self.preparing.is_some() {
-                    State::Preparing
-                } else if self.file.is_some() || self.source.is_some() {
-                    State::Sending
-                } else {
-                    State::ReadingHead
-                });
+                return Step::To(self.after_dropped_body());
             }
             self.state = State::DiscardingBody { remaining };
+            if let Err(step) = read_more(client, MAX_INPUT, READ_CHUNK, "peer closed mid-body") {
+                return step;
+            }
+        }
+    }
+
+    /// DiscardingChunked: decode the buffered chunked body and drop it, then
+    /// read more. A body whose framing breaks after its answer was queued
+    /// still gets that answer (its head was whole), then the connection
+    /// closes: where the next request would start is unknown.
+    fn poll_discarding_chunked(&mut self, client: &mut Client) -> Step {
+        let Some(decoder) = self.dropping.as_mut() else {
+            return Step::Close("no chunked body to drop");
+        };
+        loop {
+            let mut used = 0;
+            let mut broken = false;
+            while used < client.input.len() && !decoder.is_done() {
+                match decoder.decode(&client.input[used..]) {
+                    Ok(decoded) if decoded.consumed > 0 => used += decoded.consumed,
+                    Ok(_) => break,
+                    Err(error) => {
+                        debug!("conn {}: dropped body broke: {}", client.id, error.0);
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            client.input.drain(..used);
+            if broken || decoder.is_done() {
+                self.dropping = None;
+                self.close_after_send |= broken;
+                return Step::To(self.after_dropped_body());
+            }
             if let Err(step) = read_more(client, MAX_INPUT, READ_CHUNK, "peer closed mid-body") {
                 return step;
             }
