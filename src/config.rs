@@ -260,6 +260,11 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, S
             )
         }
     };
+    if config.overwrite && !config.uploads {
+        // Alone it would be silently ignored, and a user who meant to allow
+        // uploads would find every PUT refused.
+        return Err("--overwrite needs --uploads".to_owned());
+    }
     if config.public_read && config.users.is_empty() {
         return Err("--public-read needs --auth or --auth-file".to_owned());
     }
@@ -461,6 +466,7 @@ mod tests {
         assert_eq!(config.users.len(), 2);
         assert!(config.public_read);
         assert!(parse(&["--public-read"]).is_err());
+        assert!(parse(&["--overwrite"]).is_err());
         assert!(parse(&["--auth", "nocolon"]).is_err());
         assert!(parse(&["--auth-file", "/nonexistent/users"]).is_err());
         assert!(parse(&["--auth", "bob:x", "--auth-file", file.to_str().unwrap()]).is_err());

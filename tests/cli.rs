@@ -40,6 +40,7 @@ fn bad_usage_exits_with_2_and_a_message() {
             "/definitely/not/here",
         ),
         (vec!["-l", taken_addr.as_str(), root], "cannot listen"),
+        (vec!["--overwrite", root], "--overwrite needs --uploads"),
     ];
     for (args, mention) in cases {
         let output = rill(&args);
