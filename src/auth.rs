@@ -8,9 +8,12 @@
 //! - Passwords are compared in constant time: digests of equal length, so
 //!   neither the bytes nor the length of a guess leak through timing.
 //! - A bcrypt check takes tens of milliseconds — on the one thread, every
-//!   other connection would wait that long. So a header value that was
-//!   verified once is remembered ([`VERIFIED_CACHE`] entries) and a warm
-//!   request costs one hash-map lookup, whatever the password's format.
+//!   other connection would wait that long. So it runs on the hashing
+//!   thread ([`crate::hasher`]): [`Gate::slow_check`] says which credentials
+//!   need it, and [`Gate::settle`] takes its verdict. Credentials checked
+//!   once are remembered ([`VERIFIED_CACHE`] entries each, right and wrong),
+//!   and a header value seen verified costs one hash-map lookup, whatever
+//!   the password's format.
 //! - Failed attempts are counted per client address; past
 //!   [`FAILURES_ALLOWED`] within [`FAILURE_WINDOW`] the address is locked
 //!   out (`429`) for [`LOCKOUT`]. That also bounds how many slow checks one
@@ -202,6 +205,37 @@ impl User {
     }
 }
 
+/// A password to check against a bcrypt hash, off the loop
+/// ([`crate::hasher`]).
+pub struct SlowCheck {
+    key: Verified,
+    /// The user it would log in, if the name is known.
+    user: Option<usize>,
+    password: String,
+    hash: String,
+}
+
+impl SlowCheck {
+    /// What identifies the credentials checked.
+    pub fn key(&self) -> &[u8; 20] {
+        &self.key
+    }
+
+    /// Runs the slow hash: whether the password matches.
+    pub fn run(&self) -> bool {
+        bcrypt::verify(&self.password, &self.hash).unwrap_or(false)
+    }
+}
+
+impl std::fmt::Debug for SlowCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password or a hash in a log.
+        f.debug_struct("SlowCheck")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
 /// What a request needs to be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -274,6 +308,9 @@ pub struct Gate {
     /// verified credential (`bAsIc`, more spaces) costs a digest, not a
     /// slow hash.
     verified: RefCell<HashMap<Verified, usize>>,
+    /// Credentials a slow check found wrong, so asking again with them
+    /// costs no second one (the value is unused).
+    refused: RefCell<HashMap<Verified, usize>>,
     budgets: RefCell<HashMap<IpAddr, Budget>>,
     /// A hash to check a password against when the name is unknown, so a
     /// wrong name takes as long as a wrong password.
@@ -305,6 +342,64 @@ impl Gate {
     /// Whether any credentials are asked for at all.
     pub fn is_on(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// Whether some credentials take a slow hash to check (a bcrypt user).
+    pub fn has_slow_checks(&self) -> bool {
+        self.decoy.is_some()
+    }
+
+    /// The slow hash [`Gate::check`] would run for this request, if it would
+    /// run one: a bcrypt user's credentials not checked before, or an
+    /// unknown name (checked against a decoy, so it takes as long). Run it
+    /// off the loop, [`Gate::settle`] its verdict, and `check` answers at
+    /// once. `None`: `check` needs no slow hash. Costs nothing; queuing the
+    /// check costs `peer` a try ([`Gate::charge_slow_check`]).
+    pub fn slow_check(
+        &self,
+        authorization: Option<&str>,
+        need: Need,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Option<SlowCheck> {
+        if !self.is_on() || (self.public_read && need == Need::Read) {
+            return None;
+        }
+        let value = authorization?;
+        if self.locked(peer, now).is_some() || self.verified_headers.borrow().contains_key(value) {
+            return None;
+        }
+        let (name, password) = basic_credentials(value)?;
+        let key = credential_key(&name, &password);
+        if self.verified.borrow().contains_key(&key) || self.refused.borrow().contains_key(&key) {
+            return None;
+        }
+        let user = self.users.iter().position(|u| u.name == name);
+        let hash = match user.map(|i| &self.users[i].secret) {
+            Some(Secret::Bcrypt(hash)) => hash.clone(),
+            Some(Secret::Plain(_)) => return None,
+            None => self.decoy.clone()?,
+        };
+        Some(SlowCheck {
+            key,
+            user,
+            password,
+            hash,
+        })
+    }
+
+    /// A slow check was queued for `peer`: it spends a try, right or wrong,
+    /// as one run by [`Gate::check`] does.
+    pub fn charge_slow_check(&self, peer: IpAddr, now: Instant) {
+        self.spend(peer, now);
+    }
+
+    /// Remembers what a slow check found.
+    pub fn settle(&self, check: &SlowCheck, right: bool) {
+        match check.user.filter(|_| right) {
+            Some(user) => insert_bounded(&mut self.verified.borrow_mut(), check.key, user),
+            None => insert_bounded(&mut self.refused.borrow_mut(), check.key, 0),
+        }
     }
 
     /// The verdict on a request from `peer` that needs `need`, carrying
@@ -351,6 +446,9 @@ impl Gate {
     fn verify(&self, value: &str, peer: IpAddr, now: Instant) -> Option<usize> {
         let (name, password) = basic_credentials(value)?;
         let key = credential_key(&name, &password);
+        if self.refused.borrow().contains_key(&key) {
+            return None;
+        }
         let known = self.verified.borrow().get(&key).copied();
         let index = match known {
             Some(index) => index,

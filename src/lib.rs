@@ -25,6 +25,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod conn;
+pub mod hasher;
 pub mod http;
 pub mod listing;
 pub mod live;

@@ -35,6 +35,7 @@
 
 use crate::config::Config;
 use crate::conn::{BufferPool, Connection, Next, Shared};
+use crate::hasher::Hasher;
 use crate::http::response::{write_generated, CommonHeaders, DateCache, Extra, Status};
 use crate::http::websocket::{write_frame, Opcode};
 use crate::live::Live;
@@ -61,6 +62,8 @@ pub enum Source {
     Signals,
     /// The inotify descriptor watching ROOT.
     Watch,
+    /// The hashing thread has verdicts.
+    Hasher,
     /// The client socket of the connection with this slab key.
     Client(usize),
     /// The backend socket with this number in [`Upstreams`].
@@ -73,6 +76,8 @@ const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// The watch's token.
 const WATCH: Token = Token(usize::MAX - 2);
+/// The token the hashing thread wakes the loop with.
+const HASHER: Token = Token(usize::MAX - 3);
 
 /// A client socket's token: its connection's key, shifted to make room for
 /// the kind of socket in the lowest bit.
@@ -92,6 +97,7 @@ impl Source {
             LISTENER => Source::Listener,
             SIGNALS => Source::Signals,
             WATCH => Source::Watch,
+            HASHER => Source::Hasher,
             Token(n) if n & 1 == 0 => Source::Client(n >> 1),
             Token(n) => Source::Upstream(n >> 1),
         }
@@ -153,6 +159,8 @@ struct Env {
     live: Live,
     /// Who may do what (`--auth`), and the failures it counts.
     gate: crate::auth::Gate,
+    /// The thread that checks bcrypt passwords (with `--auth-file`).
+    hasher: Option<Hasher>,
     /// The certificate and rustls configuration of an HTTPS port.
     tls: Option<crate::tls::Tls>,
 }
@@ -170,6 +178,7 @@ impl Env {
             upstreams: &self.upstreams,
             live: &self.live,
             gate: &self.gate,
+            hasher: self.hasher.as_ref(),
         }
     }
 }
@@ -251,6 +260,11 @@ impl Server {
         stats.watches.set(site.watches() as u64);
         let upstreams = Upstreams::new(poll.registry().try_clone()?, Rc::clone(&stats));
         let gate = crate::auth::Gate::new(config.users.clone(), config.public_read);
+        let hasher = if gate.has_slow_checks() {
+            Some(Hasher::start(poll.registry(), HASHER)?)
+        } else {
+            None
+        };
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -266,6 +280,7 @@ impl Server {
                 upstreams: RefCell::new(upstreams),
                 live: Live::new(),
                 gate,
+                hasher,
                 tls,
             },
             timers: Timers::new(),
@@ -351,6 +366,7 @@ impl Server {
                         }
                     }
                     Source::Watch => {} // read first, above
+                    Source::Hasher => self.on_verdicts(now),
                     Source::Client(key) => {
                         if let Some(slot) = self.connections.get_mut(key) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -412,6 +428,26 @@ impl Server {
                     return Ok(());
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The hashing thread checked passwords: the gate remembers each verdict,
+    /// and the connections that waited for it answer their request now.
+    fn on_verdicts(&mut self, now: Instant) {
+        let Some(done) = self.env.hasher.as_ref().map(Hasher::finished) else {
+            return;
+        };
+        for finished in done {
+            self.env.gate.settle(&finished.check, finished.right);
+            for key in finished.waiting {
+                let waited = self
+                    .connections
+                    .get_mut(key)
+                    .is_some_and(|slot| slot.conn.verdict_in(finished.ticket));
+                if waited {
+                    self.drive(key, now);
+                }
             }
         }
     }

@@ -174,6 +174,81 @@ fn too_many_failures_lock_one_address_out() {
     assert!(log.contains("failed logins"), "{log}");
 }
 
+/// A connection from `ip` (any 127.x address is this machine's).
+fn connect_from(ip: &str, rill: &Rill) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{ip}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&rill.addr.into()).unwrap();
+    TcpStream::from(socket)
+}
+
+/// bcrypt runs on the hashing thread, not the loop: while wrong passwords
+/// from many addresses (each address may try ten) wait for their slow
+/// checks, a user with a plain password is answered at once, and parallel
+/// requests with the same new credentials share one check.
+#[test]
+fn slow_password_checks_never_hold_up_the_loop() {
+    let dir = site();
+    let hash = bcrypt::hash_with_salt("s3cret", 9, [9; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
+    let users = dir.path().join(".users");
+    std::fs::write(&users, format!("bob:{hash}\n")).unwrap();
+    let rill = Rill::start(
+        dir.path(),
+        &["--auth-file", users.to_str().unwrap(), "--auth", "dave:d"],
+    );
+    let ask = |stream: &mut TcpStream, credentials: &str| {
+        let request = format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\n{}Connection: close\r\n\r\n",
+            basic(credentials)
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+    };
+    let started = std::time::Instant::now();
+    let mut slow: Vec<TcpStream> = (2..10)
+        .map(|n| {
+            let mut stream = connect_from(&format!("127.0.0.{n}"), &rill);
+            ask(&mut stream, &format!("bob:wrong{n}"));
+            stream
+        })
+        .collect();
+    let mut fast = BufReader::new(rill.connect());
+    ask(fast.get_mut(), "dave:d");
+    assert_eq!(read_response(&mut fast, false).unwrap().status, 200);
+    let fast_took = started.elapsed();
+    let mut statuses = Vec::new();
+    for stream in &mut slow {
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        statuses.push(answer.split(' ').nth(1).unwrap_or("").to_owned());
+    }
+    let slow_took = started.elapsed();
+    assert!(statuses.iter().all(|s| s == "401"), "{statuses:?}");
+    // Eight checks in a row take eight times one; the plain user waited
+    // for none of them.
+    assert!(
+        fast_took * 4 < slow_took,
+        "plain user answered after {fast_took:?}, the slow checks took {slow_took:?}"
+    );
+
+    // Three requests at once with bob's right password: one check between
+    // them, all three answered 200.
+    let mut same: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = rill.connect();
+            ask(&mut stream, "bob:s3cret");
+            stream
+        })
+        .collect();
+    for stream in &mut same {
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
 #[test]
 fn an_auth_file_of_bcrypt_hashes() {
     let dir = site();

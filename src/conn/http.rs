@@ -45,7 +45,9 @@ use super::client::{Client, Stall};
 use super::proxy::{Proxy, ProxyRequest};
 use super::websocket::{WebSocket, MAX_ECHO_SOCKETS, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
+use crate::auth::Need;
 use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
+use crate::hasher::{Submitted, Ticket};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{
     header_slots, parse_head, refused_request_line, BodyFraming, HeadError, Method, Parsed,
@@ -94,6 +96,11 @@ const MAX_LINGER_BYTES: u64 = 256 * 1024;
 pub enum State {
     /// Reading bytes until a whole request head is buffered.
     ReadingHead,
+    /// The head is buffered, but its credentials need a slow hash: the
+    /// hashing thread checks them ([`crate::hasher`]) while nothing is read,
+    /// and the head is parsed again, and answered, once the verdict with
+    /// this ticket is in.
+    Verifying { ticket: Ticket },
     /// Reading and dropping a request body nobody needs (a GET with a body),
     /// so its bytes are never taken for the next request.
     DiscardingBody { remaining: u64 },
@@ -124,6 +131,7 @@ impl State {
     pub fn name(&self) -> &'static str {
         match self {
             State::ReadingHead => "reading-head",
+            State::Verifying { .. } => "verifying",
             State::DiscardingBody { .. } => "discarding-body",
             State::DiscardingChunked => "discarding-chunked",
             State::ReceivingUpload => "receiving-upload",
@@ -241,6 +249,16 @@ impl Http {
         }
     }
 
+    /// The verdict with `ticket` is in: if this connection waited for it,
+    /// it reads its head again and returns `true`.
+    pub fn verdict_in(&mut self, ticket: Ticket) -> bool {
+        if self.state != (State::Verifying { ticket }) {
+            return false;
+        }
+        self.state = State::ReadingHead;
+        true
+    }
+
     /// Whether this is a `/.rill/events` stream.
     pub fn is_streaming_events(&self) -> bool {
         self.state == State::StreamingEvents
@@ -252,6 +270,8 @@ impl Http {
         loop {
             let step = match self.state {
                 State::ReadingHead => self.poll_reading_head(client, shared),
+                // Woken by the loop through `verdict_in`, not by the socket.
+                State::Verifying { .. } => Step::Wait(Interest::READABLE),
                 State::DiscardingBody { remaining } => self.poll_discarding_body(client, remaining),
                 State::DiscardingChunked => self.poll_discarding_chunked(client),
                 State::ReceivingUpload => self.poll_receiving_upload(client, shared),
@@ -286,7 +306,7 @@ impl Http {
             State::ReadingHead if client.input.is_empty() && client.requests > 0 => {
                 Phase::IdleKeepAlive
             }
-            State::ReadingHead => Phase::ReadingHead,
+            State::ReadingHead | State::Verifying { .. } => Phase::ReadingHead,
             State::DiscardingBody { .. } | State::DiscardingChunked => Phase::DiscardingBody,
             State::ReceivingUpload => Phase::ReceivingUpload,
             State::Preparing => Phase::Preparing,
@@ -334,7 +354,7 @@ impl Http {
             }
             // A fresh connection that has sent nothing yet.
             State::ReadingHead if client.input.is_empty() => client.opened,
-            State::ReadingHead => self.head_started,
+            State::ReadingHead | State::Verifying { .. } => self.head_started,
             State::DiscardingBody { .. } | State::DiscardingChunked | State::ReceivingUpload => {
                 client.last_activity
             }
@@ -381,6 +401,7 @@ impl Http {
             }
             State::ReadingHead if client.requests > 0 => "idle timeout",
             State::ReadingHead => "no request in time",
+            State::Verifying { .. } => "credentials not checked in time",
             State::DiscardingBody { .. } | State::DiscardingChunked | State::ReceivingUpload => {
                 "body stalled"
             }
@@ -403,6 +424,7 @@ impl Http {
                 false
             }
             State::ReadingHead
+            | State::Verifying { .. }
             | State::DiscardingBody { .. }
             | State::DiscardingChunked
             | State::ReceivingUpload
@@ -456,6 +478,10 @@ impl Http {
                 };
                 client.input = input;
                 if let Some((step, head_len)) = answered {
+                    if let Step::To(State::Verifying { .. }) = step {
+                        // Kept whole, to be parsed again with the verdict.
+                        return step;
+                    }
                     client.input.drain(..head_len);
                     // Bytes already here belong to the next head.
                     self.head_started = client.now;
@@ -523,6 +549,12 @@ impl Http {
         head_len: usize,
         shared: &Shared,
     ) -> Step {
+        let destination = decide(&request, shared.config);
+        // Credentials only a slow hash can check go to the hashing thread
+        // first; the request is answered, and counted, with the verdict.
+        if let Some(step) = self.check_off_the_loop(client, &request, &destination, shared) {
+            return step;
+        }
         client.requests += 1;
         add(&client.stats.requests, 1);
         // A client that said this request is its last may still be sending
@@ -538,7 +570,6 @@ impl Http {
         } else {
             client.now
         };
-        let destination = decide(&request, shared.config);
         if let Destination::Refused(error) = destination {
             return self.answer_error(client, error, Some((&request, started)), shared);
         }
@@ -694,25 +725,8 @@ impl Http {
         started: Instant,
         shared: &Shared,
     ) -> Option<Step> {
-        use crate::auth::{Need, Verdict};
-        if !shared.gate.is_on() {
-            return None;
-        }
-        let rills_own_options = request.method == Method::Options
-            && request.upgrade.is_none()
-            && matches!(destination, Destination::File);
-        if rills_own_options {
-            return None;
-        }
-        let need = match (destination, request.method) {
-            (Destination::Stats(_) | Destination::WebSocket(crate::route::Endpoint::Echo), _) => {
-                Need::Inspect
-            }
-            // OPTIONS is safe (RFC 9110 §9.3.7): asking what a backend
-            // allows changes nothing there.
-            (_, Method::Get | Method::Head | Method::Options) => Need::Read,
-            _ => Need::Upload,
-        };
+        use crate::auth::Verdict;
+        let need = gate_need(request, destination, shared)?;
         let verdict = shared
             .gate
             .check(request.authorization, need, client.peer.ip(), client.now);
@@ -1281,6 +1295,41 @@ impl Http {
         }
     }
 
+    /// Sends the request's credentials to the hashing thread if only a slow
+    /// hash can check them, and waits for the verdict: `Verifying`, or a
+    /// `503` when too many checks wait already. `None`: the gate can answer
+    /// at once.
+    fn check_off_the_loop(
+        &mut self,
+        client: &mut Client,
+        request: &Request,
+        destination: &Destination,
+        shared: &Shared,
+    ) -> Option<Step> {
+        let hasher = shared.hasher?;
+        let need = gate_need(request, destination, shared)?;
+        let peer = client.peer.ip();
+        let check = shared
+            .gate
+            .slow_check(request.authorization, need, peer, client.now)?;
+        match hasher.submit(check, client.id) {
+            Some(Submitted::Queued(ticket)) => {
+                shared.gate.charge_slow_check(peer, client.now);
+                Some(Step::To(State::Verifying { ticket }))
+            }
+            Some(Submitted::Joined(ticket)) => Some(Step::To(State::Verifying { ticket })),
+            None => {
+                client.requests += 1;
+                add(&client.stats.requests, 1);
+                let error = HeadError {
+                    status: Status::SERVICE_UNAVAILABLE,
+                    reason: "too many logins being checked",
+                };
+                Some(self.answer_error(client, error, Some((request, client.now)), shared))
+            }
+        }
+    }
+
     /// Where a connection goes once an unwanted body is dropped. The answer
     /// waits behind it: a file or a source still to send, or a head still to
     /// prepare. The next request is read only after it, or its bytes would
@@ -1732,6 +1781,32 @@ fn read_more(
             Err(Step::Close("read error"))
         }
     }
+}
+
+/// What a request needs of the gate (`--auth`), or `None` if it is not
+/// gated: no users, or an `OPTIONS` rill answers itself (a CORS preflight
+/// never carries credentials; one for a route, or asking to upgrade, is
+/// gated like any request). Only `GET` and `HEAD` are reads; every other
+/// method may change something (here, or at a route's backend).
+fn gate_need(request: &Request, destination: &Destination, shared: &Shared) -> Option<Need> {
+    if !shared.gate.is_on() {
+        return None;
+    }
+    let rills_own_options = request.method == Method::Options
+        && request.upgrade.is_none()
+        && matches!(destination, Destination::File);
+    if rills_own_options {
+        return None;
+    }
+    Some(match (destination, request.method) {
+        (Destination::Stats(_) | Destination::WebSocket(crate::route::Endpoint::Echo), _) => {
+            Need::Inspect
+        }
+        // OPTIONS is safe (RFC 9110 §9.3.7): asking what a backend
+        // allows changes nothing there.
+        (_, Method::Get | Method::Head | Method::Options) => Need::Read,
+        _ => Need::Upload,
+    })
 }
 
 /// Whether the bytes of a chunked body seen so far already break its framing.

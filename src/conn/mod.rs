@@ -130,6 +130,8 @@ pub struct Shared<'a> {
     pub live: &'a Live,
     /// Who may do what (`--auth`).
     pub gate: &'a crate::auth::Gate,
+    /// The thread that checks bcrypt passwords, when a user has one.
+    pub hasher: Option<&'a crate::hasher::Hasher>,
 }
 
 /// Buffers that idle connections gave back, so a busy connection takes one
@@ -244,6 +246,15 @@ impl Connection {
     /// The client socket, for (de)registering with the poll.
     pub fn socket(&mut self) -> &mut TcpStream {
         &mut self.client.socket
+    }
+
+    /// The verdict this connection waited for (see [`crate::hasher`]) is in:
+    /// whether it was waiting for it, and is ready to be driven again.
+    pub fn verdict_in(&mut self, ticket: crate::hasher::Ticket) -> bool {
+        match &mut self.protocol {
+            Protocol::Http(http) => http.verdict_in(ticket),
+            _ => false,
+        }
     }
 
     /// Whether this connection holds a `/.rill/events` stream open.
@@ -567,6 +578,7 @@ pub(crate) mod test_support {
                 upstreams: &self.upstreams,
                 live: &self.live,
                 gate: &self.gate,
+                hasher: None,
             }
         }
     }
