@@ -308,6 +308,8 @@ fn handshakes_are_checked() {
     let old = refused(handshake("/.rill/echo", "").replace("Version: 13", "Version: 8"));
     assert_eq!(old.status, 426);
     assert_eq!(old.header("sec-websocket-version"), Some("13"));
+    assert_eq!(old.header("upgrade"), Some("websocket"));
+    assert_eq!(old.header("connection"), Some("upgrade, close"));
     let post = handshake("/.rill/echo", "").replacen("GET", "POST", 1);
     assert_eq!(refused(post).status, 400);
     let http10 = handshake("/.rill/echo", "").replace("HTTP/1.1", "HTTP/1.0");

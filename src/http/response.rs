@@ -288,7 +288,8 @@ pub enum Extra<'a> {
     Allow(&'a str),
     /// `Content-Range: bytes */SIZE`, with 416.
     UnsatisfiedRange(u64),
-    /// `Sec-WebSocket-Version`, with 426: the version rill speaks.
+    /// `Sec-WebSocket-Version`, with 426: the version rill speaks, and
+    /// `Upgrade: websocket`.
     WebSocketVersion(&'a str),
     /// `WWW-Authenticate: Basic realm="rill", charset="UTF-8"`, with 401.
     Authenticate,
@@ -305,7 +306,7 @@ pub fn write_generated(
     detail: &str,
     extra: Extra,
     date: &str,
-    common: CommonHeaders,
+    mut common: CommonHeaders,
     head_only: bool,
 ) -> u64 {
     let body_len = error_body_len(status, detail);
@@ -319,7 +320,20 @@ pub fn write_generated(
         Extra::UnsatisfiedRange(size) => {
             head.header_fmt("Content-Range", format_args!("bytes */{size}"))
         }
-        Extra::WebSocketVersion(version) => head.header("Sec-WebSocket-Version", version),
+        // A 426 must name the protocol to upgrade to (RFC 9110 §15.5.22),
+        // and an `Upgrade` field goes with `upgrade` in `Connection` (§7.8),
+        // in the one `Connection` field: `finish` is told to write none.
+        Extra::WebSocketVersion(version) => {
+            let connection = if common.keep_alive {
+                "upgrade"
+            } else {
+                "upgrade, close"
+            };
+            common.keep_alive = !common.http10;
+            head.header("Sec-WebSocket-Version", version)
+                .header("Upgrade", "websocket")
+                .header("Connection", connection)
+        }
         Extra::Authenticate => head.header(
             "WWW-Authenticate",
             "Basic realm=\"rill\", charset=\"UTF-8\"",
