@@ -413,10 +413,36 @@ impl Gate {
         peer: IpAddr,
         now: Instant,
     ) -> Verdict {
+        self.decide(authorization, need, peer, now, false)
+    }
+
+    /// [`Gate::check`] for a request whose credentials the hashing thread
+    /// has just checked ([`Gate::slow_check`]), a check its address already
+    /// paid a try for: wrong, they cost nothing more, and a lockout that
+    /// this very try started does not hide the verdict. So ten wrong
+    /// passwords get ten `401`s, then `429`, as with plain ones.
+    pub fn check_after_slow_check(
+        &self,
+        authorization: Option<&str>,
+        need: Need,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        self.decide(authorization, need, peer, now, true)
+    }
+
+    fn decide(
+        &self,
+        authorization: Option<&str>,
+        need: Need,
+        peer: IpAddr,
+        now: Instant,
+        paid: bool,
+    ) -> Verdict {
         if !self.is_on() || (self.public_read && need == Need::Read) {
             return Verdict::Allowed;
         }
-        if let Some(wait) = self.locked(peer, now) {
+        if let Some(wait) = self.locked(peer, now).filter(|_| !paid) {
             return Verdict::Locked(wait);
         }
         let Some(value) = authorization else {
@@ -426,7 +452,9 @@ impl Gate {
         let user = match cached.or_else(|| self.verify(value, peer, now)) {
             Some(user) => user,
             None => {
-                self.spend(peer, now);
+                if !paid {
+                    self.spend(peer, now);
+                }
                 return Verdict::Unauthorized;
             }
         };

@@ -249,6 +249,23 @@ fn slow_password_checks_never_hold_up_the_loop() {
     }
 }
 
+/// A wrong password checked on the hashing thread costs its address one
+/// try, as a plain one does: ten `401`s, then `429`.
+#[test]
+fn ten_wrong_bcrypt_passwords_lock_an_address_out() {
+    let dir = site();
+    let hash = bcrypt::hash_with_salt("s3cret", 4, [9; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
+    let users = dir.path().join(".users");
+    std::fs::write(&users, format!("bob:{hash}\n")).unwrap();
+    let rill = Rill::start(dir.path(), &["--auth-file", users.to_str().unwrap()]);
+    let statuses: Vec<u16> = (0..11)
+        .map(|n| send(&rill, "GET", "/a.txt", &basic(&format!("bob:guess{n}"))).status)
+        .collect();
+    assert_eq!(statuses, [[401; 10].as_slice(), &[429]].concat());
+}
+
 #[test]
 fn an_auth_file_of_bcrypt_hashes() {
     let dir = site();

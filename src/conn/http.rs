@@ -45,7 +45,7 @@ use super::client::{Client, Stall};
 use super::proxy::{Proxy, ProxyRequest};
 use super::websocket::{WebSocket, MAX_ECHO_SOCKETS, MAX_WEBSOCKETS};
 use super::{Shared, Turn};
-use crate::auth::Need;
+use crate::auth::{Need, Verdict};
 use crate::body::{FileBody, Pending, Piece, Prepared, Source, StepContext};
 use crate::hasher::{Submitted, Ticket};
 use crate::http::chunked::ChunkedDecoder;
@@ -215,6 +215,9 @@ pub struct Http {
     transition_note: Option<String>,
     /// When the first byte of the request head being read arrived.
     head_started: Instant,
+    /// The head being answered waited in `Verifying`: its address paid for
+    /// the slow check already ([`crate::auth::Gate::check_after_slow_check`]).
+    slow_check_paid: bool,
 }
 
 impl Http {
@@ -232,6 +235,7 @@ impl Http {
             copy_file_body: false,
             transition_note: None,
             head_started: now,
+            slow_check_paid: false,
         }
     }
 
@@ -256,6 +260,7 @@ impl Http {
             return false;
         }
         self.state = State::ReadingHead;
+        self.slow_check_paid = true;
         true
     }
 
@@ -549,6 +554,7 @@ impl Http {
         head_len: usize,
         shared: &Shared,
     ) -> Step {
+        let slow_check_paid = std::mem::take(&mut self.slow_check_paid);
         let destination = decide(&request, shared.config);
         // Credentials only a slow hash can check go to the hashing thread
         // first; the request is answered, and counted, with the verdict.
@@ -573,7 +579,8 @@ impl Http {
         if let Destination::Refused(error) = destination {
             return self.answer_error(client, error, Some((&request, started)), shared);
         }
-        if let Some(step) = self.refused_by_gate(client, &request, &destination, started, shared) {
+        let verdict = gate_verdict(client, &request, &destination, slow_check_paid, shared);
+        if let Some(step) = self.refused_by_gate(client, &request, verdict, started, shared) {
             return step;
         }
         if let Destination::Proxy { route, target } = destination {
@@ -707,30 +714,21 @@ impl Http {
         }
     }
 
-    /// With `--auth`: `401` (asking for credentials), `403` (a user without
-    /// the right) or `429` (an address that failed too often), or `None` to
-    /// go on. Only `GET` and `HEAD` are reads; every other method may change
-    /// something (here, or at a route's backend) and needs the upload
-    /// right; `/.rill/` pages need credentials even with `--public-read`.
-    /// The one exception is an `OPTIONS` rill answers itself (a CORS
-    /// preflight never carries credentials); one for a route, or asking to
-    /// upgrade, is gated like any request. A refused request with a body is
-    /// closed after the answer; one without keeps its connection, so the
-    /// browser can ask again on it.
+    /// With `--auth`, answers the gate's `verdict` (see [`gate_verdict`]):
+    /// `401` (asking for credentials), `403` (a user without the right) or
+    /// `429` (an address that failed too often), or `None` to go on;
+    /// `/.rill/` pages need credentials even with `--public-read`. A refused
+    /// request with a body is closed after the answer; one without keeps
+    /// its connection, so the browser can ask again on it.
     fn refused_by_gate(
         &mut self,
         client: &mut Client,
         request: &Request,
-        destination: &Destination,
+        verdict: Option<Verdict>,
         started: Instant,
         shared: &Shared,
     ) -> Option<Step> {
-        use crate::auth::Verdict;
-        let need = gate_need(request, destination, shared)?;
-        let verdict = shared
-            .gate
-            .check(request.authorization, need, client.peer.ip(), client.now);
-        let (status, reason, extra) = match verdict {
+        let (status, reason, extra) = match verdict? {
             Verdict::Allowed => return None,
             Verdict::Unauthorized => {
                 add(&client.stats.auth_unauthorized, 1);
@@ -1781,6 +1779,24 @@ fn read_more(
             Err(Step::Close("read error"))
         }
     }
+}
+
+/// The gate's verdict on a request, or `None` if it is not gated (see
+/// [`gate_need`]).
+fn gate_verdict(
+    client: &Client,
+    request: &Request,
+    destination: &Destination,
+    slow_check_paid: bool,
+    shared: &Shared,
+) -> Option<Verdict> {
+    let need = gate_need(request, destination, shared)?;
+    let (value, peer, now) = (request.authorization, client.peer.ip(), client.now);
+    Some(if slow_check_paid {
+        shared.gate.check_after_slow_check(value, need, peer, now)
+    } else {
+        shared.gate.check(value, need, peer, now)
+    })
 }
 
 /// What a request needs of the gate (`--auth`), or `None` if it is not
