@@ -806,3 +806,47 @@ fn put_preconditions_are_checked_again_before_the_commit(transport: Transport) {
         "temp files left"
     );
 }
+
+/// A shutdown lets an upload under way finish within its grace period, as
+/// nginx does: it is stored and answered. One still coming in when the
+/// grace period ends is answered `503` and nothing of it is stored.
+#[test]
+fn a_shutdown_lets_uploads_under_way_finish_and_refuses_the_rest() {
+    let dir = site();
+    let mut rill = Rill::start(dir.path(), &["--uploads"]);
+    let start_put = |name: &str| {
+        let mut stream = rill.connect();
+        let head = format!("PUT /{name} HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&[b'a'; 100_000]).unwrap();
+        stream
+    };
+    let mut finishing = start_put("finished.bin");
+    let mut stalled = start_put("stalled.bin");
+    // Both bodies are being received before the signal comes.
+    std::thread::sleep(Duration::from_millis(200));
+    rill.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    finishing.write_all(&[b'b'; 100_000]).unwrap();
+    let mut answer = String::new();
+    finishing.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let stored = fs::read(dir.path().join("finished.bin")).unwrap();
+    assert_eq!(stored.len(), 200_000);
+
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("not stored"), "{answer}");
+    assert!(rill.wait_exit(Duration::from_secs(10)).is_some());
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("stalled") || n.ends_with(".part")),
+        "{names:?}"
+    );
+}

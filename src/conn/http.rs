@@ -418,23 +418,41 @@ impl Http {
     }
 
     /// The server is shutting down: returns `true` if the connection should
-    /// close now (idle, reading, or receiving an upload, which is abandoned);
-    /// a connection sending an answer finishes it and then closes.
+    /// close now (idle, or with a request not yet read or checked); one with
+    /// a request under way finishes it within the grace period and then
+    /// closes.
     pub fn begin_shutdown(&mut self) -> bool {
         match self.state {
-            // An answer being prepared is an answer begun: it is finished
-            // within the grace period like one being sent.
-            State::Preparing | State::Sending | State::Closing { .. } => {
+            // An answer being prepared is an answer begun, and an upload
+            // being received a request accepted (nginx lets both finish):
+            // each is finished within the grace period like one being sent.
+            State::Preparing
+            | State::Sending
+            | State::Closing { .. }
+            | State::ReceivingUpload
+            | State::DiscardingBody { .. }
+            | State::DiscardingChunked => {
                 self.close_after_send = true;
                 false
             }
-            State::ReadingHead
-            | State::Verifying { .. }
-            | State::DiscardingBody { .. }
-            | State::DiscardingChunked
-            | State::ReceivingUpload
-            | State::StreamingEvents => true,
+            State::ReadingHead | State::Verifying { .. } | State::StreamingEvents => true,
         }
+    }
+
+    /// The grace period of a shutdown is over: an upload still coming in is
+    /// dropped (nothing of it is stored) and answered `503`, written once if
+    /// the socket takes it, so its client learns why, not just that the
+    /// connection closed.
+    pub fn cut_at_shutdown(&mut self, client: &mut Client, shared: &Shared) {
+        if self.state != State::ReceivingUpload {
+            return;
+        }
+        let refusal = upload::Refusal {
+            status: Status::SERVICE_UNAVAILABLE,
+            detail: "the server is shutting down; the upload was not stored",
+        };
+        let _ = self.fail_upload(client, refusal, shared);
+        let _ = client.write_output(false);
     }
 
     /// Makes this fresh connection send what is queued (a `503`) and close,

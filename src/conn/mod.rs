@@ -496,8 +496,10 @@ impl Connection {
     /// as the socket takes it without waiting), not a close without a
     /// word; then the connection closes as [`Connection::abandon`] does.
     pub fn cut_at_shutdown(&mut self, shared: &Shared) -> Next {
-        if let Protocol::Proxy(proxy) = &mut self.protocol {
-            proxy.refuse_unanswered(&mut self.client, shared);
+        match &mut self.protocol {
+            Protocol::Proxy(proxy) => proxy.refuse_unanswered(&mut self.client, shared),
+            Protocol::Http(http) => http.cut_at_shutdown(&mut self.client, shared),
+            _ => {}
         }
         self.abandon("shutdown")
     }
