@@ -320,16 +320,24 @@ pub struct Gate {
 impl Gate {
     /// A gate for `users` (no users: everything is allowed).
     pub fn new(users: Vec<User>, public_read: bool) -> Gate {
-        let decoy = users.iter().find_map(|user| match &user.secret {
-            Secret::Bcrypt(hash) => {
-                let cost = hash
-                    .parse::<bcrypt::HashParts>()
-                    .map_or(10, |h| h.get_cost());
-                bcrypt::hash_with_salt("rill decoy", cost, [42; 16])
-                    .ok()
-                    .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
-            }
-            Secret::Plain(_) => None,
+        // At the highest cost in the file: with mixed costs, a wrong name
+        // then takes as long as a wrong password for the slowest users
+        // (the first user's cost made unknown names of a cost-12 file with
+        // one cost-5 line a hundred times faster than its real ones).
+        let decoy_cost = users
+            .iter()
+            .filter_map(|user| match &user.secret {
+                Secret::Bcrypt(hash) => Some(
+                    hash.parse::<bcrypt::HashParts>()
+                        .map_or(10, |h| h.get_cost()),
+                ),
+                Secret::Plain(_) => None,
+            })
+            .max();
+        let decoy = decoy_cost.and_then(|cost| {
+            bcrypt::hash_with_salt("rill decoy", cost, [42; 16])
+                .ok()
+                .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
         });
         Gate {
             users,
@@ -855,6 +863,19 @@ mod tests {
             1,
             "one credential, whatever its spelling"
         );
+    }
+
+    #[test]
+    fn an_unknown_name_is_checked_at_the_highest_cost_in_the_file() {
+        let user = |name: &str, cost: u32| {
+            let hash = bcrypt::hash_with_salt("pw", cost, [1; 16])
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoB);
+            User::parse_line(&format!("{name}:{hash}")).unwrap()
+        };
+        let g = Gate::new(vec![user("fast", 4), user("slow", 6)], false);
+        let decoy = g.decoy.as_deref().unwrap();
+        assert_eq!(decoy.parse::<bcrypt::HashParts>().unwrap().get_cost(), 6);
     }
 
     #[test]

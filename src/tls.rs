@@ -53,6 +53,26 @@ pub struct Tls {
     pub cert_file: Option<PathBuf>,
 }
 
+/// Why `--tls-key` could not be read, said so that its owner can act: an
+/// encrypted key (rustls reads only plain ones) reads as "no items found".
+fn key_error(path: &std::path::Path, error: impl std::fmt::Display) -> String {
+    let encrypted = std::fs::read_to_string(path).is_ok_and(|pem| {
+        pem.contains("ENCRYPTED PRIVATE KEY") || pem.contains("Proc-Type: 4,ENCRYPTED")
+    });
+    if encrypted {
+        format!(
+            "--tls-key {}: the key is encrypted with a passphrase, which rill cannot ask for; \
+             write a plain copy with `openssl pkey -in KEY -out PLAIN.pem` and keep it private",
+            path.display()
+        )
+    } else {
+        format!(
+            "--tls-key {}: {error} (expected a PEM private key)",
+            path.display()
+        )
+    }
+}
+
 impl Tls {
     /// Loads or makes the certificate and builds the configuration. `listen`
     /// is the bound address: a made certificate names it too.
@@ -60,8 +80,7 @@ impl Tls {
         match source {
             CertSource::Files { cert, key } => {
                 let chain = load_chain(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(key, e))?;
                 let fingerprint = fingerprint(&chain[0]);
                 Ok(Tls {
                     config: server_config(chain, key)?,

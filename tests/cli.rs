@@ -32,7 +32,23 @@ fn bad_usage_exits_with_2_and_a_message() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
     let root = dir.path().to_str().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    std::fs::write(&cert_file, params.self_signed(&key).unwrap().pem()).unwrap();
+    let encrypted_key = dir.path().join("key.pem");
+    // What `openssl genpkey -aes256` writes; rustls reads only plain keys.
+    std::fs::write(
+        &encrypted_key,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (cert, enc) = (cert_file.to_str().unwrap(), encrypted_key.to_str().unwrap());
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--tls-cert", cert, "--tls-key", enc, root],
+            "the key is encrypted",
+        ),
         (vec!["--frobnicate"], "frobnicate"),
         (vec!["--log-level", "loud"], "log level"),
         (
